@@ -1,0 +1,79 @@
+// The contract between the server (which speaks vfio-user) and a device model
+// (which knows registers). The server validates message framing and sizes;
+// the device validates indices and ranges against its own regions and IRQs,
+// throwing VfioUserError with the errno the client should see.
+import type { DeviceDma } from '../iommu/device-dma.js';
+
+/** Minimal structured logger handed to devices (quiet unless enabled). */
+export interface Logger {
+  error(msg: string, ...args: unknown[]): void;
+  warn(msg: string, ...args: unknown[]): void;
+  info(msg: string, ...args: unknown[]): void;
+  debug(msg: string, ...args: unknown[]): void;
+}
+
+export interface MmapArea {
+  offset: number;
+  size: number;
+}
+
+export interface RegionInfo {
+  /** Bytes; 0 means the region does not exist. */
+  size: number;
+  /** VFIO_REGION_INFO_FLAG_{READ,WRITE,MMAP,CAPS} (protocol/constants). */
+  flags: number;
+  /** For mmap-able regions: the fd the client maps and the sparse areas. */
+  mmap?: { fd: number; areas: MmapArea[] };
+}
+
+export interface IrqInfo {
+  count: number;
+  /** VFIO_IRQ_INFO_{EVENTFD,MASKABLE,AUTOMASKED,NORESIZE}. */
+  flags: number;
+}
+
+/** A decoded VFIO_USER_DEVICE_SET_IRQS request. */
+export interface SetIrqsRequest {
+  /** DATA_{NONE,BOOL,EVENTFD} | ACTION_{MASK,UNMASK,TRIGGER}. */
+  flags: number;
+  index: number;
+  start: number;
+  count: number;
+  /** DATA_BOOL: one byte per IRQ in [start, start+count). */
+  bools?: Uint8Array;
+  /**
+   * DATA_EVENTFD: one fd per IRQ in [start, start+count); -1 unassigns. The
+   * device takes ownership of every fd >= 0 it is given (it closes them when
+   * replaced, on disable and on detachClient), also when it throws.
+   */
+  fds?: number[];
+}
+
+/** What a device gets while a client is connected. */
+export interface DeviceClient {
+  /** The device's only door to guest memory (through the IOMMU model). */
+  dma: DeviceDma;
+  log: Logger;
+}
+
+export interface VfioUserDevice {
+  readonly name: string;
+  /** VFIO_DEVICE_FLAGS_{PCI,RESET}, region and IRQ counts. */
+  info(): { flags: number; numRegions: number; numIrqs: number };
+  regionInfo(index: number): RegionInfo;
+  /**
+   * Read `count` bytes at `offset` of region `index`. The session has already
+   * checked `count` against max_data_xfer_size; the device checks the range.
+   */
+  regionRead(index: number, offset: number, count: number): Buffer | Promise<Buffer>;
+  /** `data` is only valid during the call: copy what you keep. */
+  regionWrite(index: number, offset: number, data: Buffer): void | Promise<void>;
+  irqInfo(index: number): IrqInfo;
+  setIrqs(req: SetIrqsRequest): void;
+  /** VFIO_USER_DEVICE_RESET. */
+  reset(): void | Promise<void>;
+  /** A client connected (after VERSION). */
+  attachClient(client: DeviceClient): void;
+  /** The client went away: close IRQ fds, stop DMA, keep device state. */
+  detachClient(): void;
+}
