@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "vfio_native",
+      "sources": ["native/vfio_native.c"],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    }
+  ]
+}

@@ -1,0 +1,213 @@
+// Typed wrapper for the Node-API addon (native/vfio_native.c, built by
+// `node native/build.mjs` into build/Release/vfio_native.node).
+//
+// Conventions: I/O calls (accept, recvmsg, sendmsg, eventfdRead/Write, close)
+// return -errno instead of throwing, so hot paths never allocate errors.
+// Setup calls throw an Error with .code ('EADDRINUSE'), .errno (positive, e.g.
+// 98), .syscall and sometimes .path. Bad JS arguments throw TypeError/RangeError.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** An open uv_poll_t on `fd`. */
+export interface Watcher {
+  readonly fd: number;
+}
+
+interface Addon {
+  listenUnix(path: string, backlog: number): number;
+  connectUnix(path: string): number;
+  accept(lfd: number): number;
+  socketpair(): [number, number];
+  recvmsg(fd: number, buf: Uint8Array, offset: number, length: number, meta: Int32Array): number;
+  sendmsg(fd: number, buf: Uint8Array, offset: number, length: number, fds?: ArrayLike<number> | null): number;
+  watch(fd: number, events: number, cb: (status: number, events: number) => void): Watcher;
+  watchSet(w: Watcher, events: number): void;
+  watchClose(w: Watcher): void;
+  mmap(fd: number, offset: number, length: number, prot: number): ArrayBuffer;
+  munmap(ab: ArrayBuffer): void;
+  fileSize(fd: number): number;
+  getSeals(fd: number): number;
+  addSeals(fd: number, seals: number): void;
+  ftruncate(fd: number, size: number): void;
+  memfdCreate(name: string, size: number): number;
+  eventfd(initval: number): number;
+  eventfdWrite(fd: number, value: number): number;
+  eventfdRead(fd: number): number;
+  close(fd: number): number;
+  fdCount(): number;
+  errnoName(errno: number): string;
+  [constant: string]: unknown;
+}
+
+const ADDON = path.join('build', 'Release', 'vfio_native.node');
+
+// Walk up from this file (dist/native/ when compiled, native/ under a loader
+// that runs TS directly) to the project root that holds the built addon.
+function addonPath(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = path.join(dir, ADDON);
+    if (existsSync(candidate)) return candidate;
+    const up = path.dirname(dir);
+    if (up === dir) {
+      throw new Error(
+        `vfio_native: ${ADDON} not found above ${fileURLToPath(import.meta.url)}; run \`npm run build\``,
+      );
+    }
+    dir = up;
+  }
+}
+
+const addon = createRequire(import.meta.url)(addonPath()) as Addon;
+
+function constant(name: string): number {
+  const v = addon[name];
+  if (typeof v !== 'number') throw new Error(`vfio_native: addon lacks constant ${name}`);
+  return v;
+}
+
+// errno values this module returns (negated) or throws (as .code/.errno).
+export const EAGAIN = constant('EAGAIN');
+export const EWOULDBLOCK = constant('EWOULDBLOCK');
+export const EINTR = constant('EINTR');
+export const EBADF = constant('EBADF');
+export const EINVAL = constant('EINVAL');
+export const EPIPE = constant('EPIPE');
+export const ECONNRESET = constant('ECONNRESET');
+export const ENOTCONN = constant('ENOTCONN');
+export const ECONNREFUSED = constant('ECONNREFUSED');
+export const EADDRINUSE = constant('EADDRINUSE');
+export const ENOENT = constant('ENOENT');
+export const EEXIST = constant('EEXIST');
+export const EACCES = constant('EACCES');
+export const EPERM = constant('EPERM');
+export const EMFILE = constant('EMFILE');
+export const ENFILE = constant('ENFILE');
+export const ENOMEM = constant('ENOMEM');
+export const ENOBUFS = constant('ENOBUFS');
+export const EMSGSIZE = constant('EMSGSIZE');
+export const ENAMETOOLONG = constant('ENAMETOOLONG');
+export const ENOTSOCK = constant('ENOTSOCK');
+export const EOVERFLOW = constant('EOVERFLOW');
+export const EFAULT = constant('EFAULT');
+
+/** recvmsg meta[1] bit: fds were dropped (the kernel's or ours). Treat as fatal. */
+export const MSG_CTRUNC = constant('MSG_CTRUNC');
+/** The kernel's limit on fds in one message (SCM_MAX_FD). */
+export const MAX_FDS = constant('MAX_FDS');
+
+export const F_SEAL_SEAL = constant('F_SEAL_SEAL');
+export const F_SEAL_SHRINK = constant('F_SEAL_SHRINK');
+export const F_SEAL_GROW = constant('F_SEAL_GROW');
+export const F_SEAL_WRITE = constant('F_SEAL_WRITE');
+export const F_SEAL_FUTURE_WRITE = constant('F_SEAL_FUTURE_WRITE');
+
+export const READABLE = 1;
+export const WRITABLE = 2;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+for (const [name, v] of [['READABLE', READABLE], ['WRITABLE', WRITABLE], ['PROT_READ', PROT_READ], ['PROT_WRITE', PROT_WRITE]] as const) {
+  if (constant(name) !== v) throw new Error(`vfio_native: ${name} is ${constant(name)}, expected ${v}`);
+}
+
+/** Non-blocking, close-on-exec listening SOCK_STREAM socket bound to `path` (not unlinked first). Throws. */
+export const listenUnix: (path: string, backlog: number) => number = addon.listenUnix;
+
+/**
+ * Connected, non-blocking, close-on-exec socket. The connect itself blocks
+ * (UNIX connects are immediate unless the backlog is full; that case fails
+ * with EAGAIN after 10 s instead of hanging). Throws.
+ */
+export const connectUnix: (path: string) => number = addon.connectUnix;
+
+/** A new non-blocking close-on-exec fd, or -errno (-EAGAIN when none is pending). */
+export const accept: (lfd: number) => number = addon.accept;
+
+/** A connected AF_UNIX SOCK_STREAM pair, non-blocking, close-on-exec. Throws. */
+export const socketpair: () => [number, number] = addon.socketpair;
+
+/**
+ * Reads into buf[offset, offset+length) (length >= 1). Returns bytes > 0,
+ * 0 on EOF, or -errno (-EAGAIN when nothing is ready); never blocks.
+ * meta[0] = number of fds received (in meta[2..]), meta[1] = msg_flags.
+ * Room is made for meta.length - 2 fds (at most MAX_FDS); fds beyond that are
+ * closed and MSG_CTRUNC is set. The received fds are close-on-exec and are
+ * the caller's to close, also when MSG_CTRUNC is set.
+ */
+export const recvmsg: (fd: number, buf: Uint8Array, offset: number, length: number, meta: Int32Array) => number =
+  addon.recvmsg;
+
+/**
+ * Sends buf[offset, offset+length) with MSG_NOSIGNAL|MSG_DONTWAIT; returns
+ * bytes sent (possibly fewer) or -errno. `fds` (an array or Int32Array, at
+ * most MAX_FDS) go as one SCM_RIGHTS message with the first byte, so they are
+ * sent only if the result is > 0; they stay open here (the peer gets dups).
+ * With fds, length must be >= 1.
+ */
+export const sendmsg: (
+  fd: number,
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  fds?: ArrayLike<number> | null,
+) => number = addon.sendmsg;
+
+/**
+ * Polls `fd` with libuv (uv_poll_t) for READABLE|WRITABLE (0 = created but
+ * stopped). cb(status, events): status < 0 is a -errno from libuv. An open
+ * watcher keeps itself, its callback and the event loop alive until
+ * watchClose. One watcher per fd: a second watch() on it throws EEXIST.
+ * Exceptions from cb go to process 'uncaughtException'.
+ */
+export const watch: (fd: number, events: number, cb: (status: number, events: number) => void) => Watcher =
+  addon.watch;
+
+/** Changes the event mask; 0 stops polling but keeps the handle. Throws EBADF after watchClose. */
+export const watchSet: (w: Watcher, events: number) => void = addon.watchSet;
+
+/** Stops and frees the poll handle (idempotent). The fd stays open: close it after this, never before. */
+export const watchClose: (w: Watcher) => void = addon.watchClose;
+
+/**
+ * Maps [offset, offset+length) of fd (any offset; length >= 1, at most
+ * buffer.constants.MAX_LENGTH) as an external ArrayBuffer. prot with
+ * PROT_WRITE: MAP_SHARED read/write. prot = PROT_READ: a private
+ * copy-on-write mapping (it sees the file, but JS writes stay private instead
+ * of crashing the process on a read-only page). Throws with .code on failure.
+ * Touching pages beyond the file's end raises SIGBUS: check fileSize/getSeals first.
+ */
+export const mmap: (fd: number, offset: number, length: number, prot: number) => ArrayBuffer = addon.mmap;
+
+/**
+ * Detaches `ab` (its views then have length 0) and unmaps it. Idempotent;
+ * TypeError if ab did not come from mmap(). Unreferenced mappings are also
+ * unmapped by GC, but call this for deterministic release.
+ */
+export const munmap: (ab: ArrayBuffer) => void = addon.munmap;
+
+/** fstat st_size. Throws. */
+export const fileSize: (fd: number) => number = addon.fileSize;
+/** F_GET_SEALS (0 for files that cannot be sealed). Throws (e.g. EBADF). */
+export const getSeals: (fd: number) => number = addon.getSeals;
+/** F_ADD_SEALS. Throws (e.g. EPERM when F_SEAL_SEAL is set). */
+export const addSeals: (fd: number, seals: number) => void = addon.addSeals;
+/** Throws. */
+export const ftruncate: (fd: number, size: number) => void = addon.ftruncate;
+/** memfd_create(MFD_CLOEXEC|MFD_ALLOW_SEALING), ftruncated to size. Throws. */
+export const memfdCreate: (name: string, size: number) => number = addon.memfdCreate;
+
+/** eventfd(initval, EFD_CLOEXEC|EFD_NONBLOCK). Throws. */
+export const eventfd: (initval: number) => number = addon.eventfd;
+/** Adds value (0..2^53-1) to the counter: 0 or -errno (-EAGAIN if it would overflow). */
+export const eventfdWrite: (fd: number, value: number) => number = addon.eventfdWrite;
+/** Reads and resets the counter: value >= 1, or -errno (-EAGAIN when it is zero). */
+export const eventfdRead: (fd: number) => number = addon.eventfdRead;
+
+/** 0 or -errno. Never retried (Linux releases the fd even on EINTR). */
+export const close: (fd: number) => number = addon.close;
+/** Number of open fds of this process (entries of /proc/self/fd). */
+export const fdCount: () => number = addon.fdCount;
+/** 'EAGAIN' for 11 or -11. */
+export const errnoName: (errno: number) => string = addon.errnoName;

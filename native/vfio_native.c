@@ -1,0 +1,888 @@
+/*
+ * vfio_native: the small Node-API surface the vfio-user server needs and
+ * node:net cannot give: UNIX sockets with SCM_RIGHTS fds, libuv readiness on
+ * raw fds, mmap'd ArrayBuffers that can be unmapped safely, memfd/eventfd.
+ *
+ * Every call is synchronous and non-blocking (except connectUnix). I/O calls
+ * return -errno; setup calls throw an Error with .code/.errno/.syscall.
+ * Framing, fd matching, queues and mapping reference counts live in TS.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <node_api.h>
+#include <uv.h>
+
+#ifndef F_GET_SEALS
+#define F_ADD_SEALS 1033
+#define F_GET_SEALS 1034
+#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#define F_SEAL_WRITE 0x0008
+#endif
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+
+#define MAX_FDS 253                      /* SCM_MAX_FD: kernel cap per message */
+#define SAFE_MAX 9007199254740991.0      /* Number.MAX_SAFE_INTEGER */
+#define CONNECT_TIMEOUT_S 10             /* a full backlog must not hang us */
+
+/* Retry a syscall interrupted by a signal (GNU statement expression). */
+#define RETRY(expr) ({ long r_; do r_ = (long)(expr); while (r_ == -1 && errno == EINTR); r_; })
+
+/* ---------------------------------------------------------------- errors */
+
+static const char *errname(int e) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
+  const char *s = strerrorname_np(e);
+  if (s) return s;
+#endif
+  return "EUNKNOWN";
+}
+
+/* Throw Error("<syscall> <CODE>: <text>[ <path>]") with code, errno (positive),
+ * syscall and path properties, the way node's own system errors look. */
+static napi_value throw_errno(napi_env env, const char *syscall, int err, const char *path) {
+  char msg[PATH_MAX + 160];
+  napi_value code, text, error, v;
+  snprintf(msg, sizeof msg, "%s %s: %s%s%s", syscall, errname(err), strerror(err),
+           path ? " " : "", path ? path : "");
+  if (napi_create_string_utf8(env, errname(err), NAPI_AUTO_LENGTH, &code) != napi_ok ||
+      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &text) != napi_ok ||
+      napi_create_error(env, code, text, &error) != napi_ok)
+    return NULL;
+  if (napi_create_int32(env, err, &v) == napi_ok) napi_set_named_property(env, error, "errno", v);
+  if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v) == napi_ok)
+    napi_set_named_property(env, error, "syscall", v);
+  if (path && napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &v) == napi_ok)
+    napi_set_named_property(env, error, "path", v);
+  napi_throw(env, error);
+  return NULL;
+}
+
+/* A napi_* call failed: make sure something is thrown. */
+static napi_value throw_napi(napi_env env) {
+  bool pending = false;
+  const napi_extended_error_info *info = NULL;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) {
+    napi_get_last_error_info(env, &info);
+    napi_throw_error(env, NULL, info && info->error_message ? info->error_message : "Node-API call failed");
+  }
+  return NULL;
+}
+
+#define NAPI(call) do { if ((call) != napi_ok) return throw_napi(env); } while (0)
+
+static napi_value type_error(napi_env env, const char *fn, const char *what) {
+  char msg[200];
+  snprintf(msg, sizeof msg, "%s: %s", fn, what);
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  return NULL;
+}
+
+static napi_value range_error(napi_env env, const char *fn, const char *what) {
+  char msg[200];
+  snprintf(msg, sizeof msg, "%s: %s", fn, what);
+  napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+  return NULL;
+}
+
+/* ------------------------------------------------------ argument checking
+ * Each arg_* returns 0, or -1 with an exception thrown. */
+
+static int arg_int(napi_env env, const char *fn, napi_value v, const char *name,
+                   double min, double max, int64_t *out) {
+  char what[160];
+  napi_valuetype t;
+  double d;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
+    snprintf(what, sizeof what, "%s must be a number", name);
+    return type_error(env, fn, what), -1;
+  }
+  if (napi_get_value_double(env, v, &d) != napi_ok) return throw_napi(env), -1;
+  if (!(d >= min && d <= max) || d != (double)(int64_t)d) {
+    snprintf(what, sizeof what, "%s must be an integer in [%.0f, %.0f], got %g", name, min, max, d);
+    return range_error(env, fn, what), -1;
+  }
+  *out = (int64_t)d;
+  return 0;
+}
+
+static int arg_fd(napi_env env, const char *fn, napi_value v, int *fd) {
+  int64_t x;
+  if (arg_int(env, fn, v, "fd", 0, INT_MAX, &x)) return -1;
+  *fd = (int)x;
+  return 0;
+}
+
+/* A UTF-8 string without NUL bytes that fits in cap (including the NUL). */
+static int arg_string(napi_env env, const char *fn, napi_value v, const char *name, char *buf, size_t cap) {
+  char what[160];
+  napi_valuetype t;
+  size_t len;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) {
+    snprintf(what, sizeof what, "%s must be a string", name);
+    return type_error(env, fn, what), -1;
+  }
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return throw_napi(env), -1;
+  if (len + 1 > cap) {
+    snprintf(what, sizeof what, "%s is too long (%zu bytes, max %zu)", name, len, cap - 1);
+    return range_error(env, fn, what), -1;
+  }
+  if (napi_get_value_string_utf8(env, v, buf, cap, &len) != napi_ok) return throw_napi(env), -1;
+  if (strlen(buf) != len) {
+    snprintf(what, sizeof what, "%s must not contain NUL bytes", name);
+    return type_error(env, fn, what), -1;
+  }
+  return 0;
+}
+
+/* buf must be a Uint8Array (Buffer is one); [offset, offset+length) inside it.
+ * A detached view has length 0, so it fails the range check instead of crashing. */
+static int arg_bytes(napi_env env, const char *fn, napi_value *argv, uint8_t **p, size_t *n) {
+  bool is_ta = false;
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  int64_t off, cnt;
+  if (napi_is_typedarray(env, argv[0], &is_ta) != napi_ok || !is_ta)
+    return type_error(env, fn, "buf must be a Uint8Array"), -1;
+  if (napi_get_typedarray_info(env, argv[0], &type, &len, &data, NULL, NULL) != napi_ok)
+    return throw_napi(env), -1;
+  if (type != napi_uint8_array) return type_error(env, fn, "buf must be a Uint8Array"), -1;
+  if (arg_int(env, fn, argv[1], "offset", 0, (double)len, &off) ||
+      arg_int(env, fn, argv[2], "length", 0, (double)len - (double)off, &cnt))
+    return -1;
+  *p = (uint8_t *)data + off;
+  *n = (size_t)cnt;
+  return 0;
+}
+
+static napi_value num(napi_env env, double x) {
+  napi_value v;
+  NAPI(napi_create_double(env, x, &v));
+  return v;
+}
+
+/* Hand a new fd to JS; never leak it if that fails. */
+static napi_value return_fd(napi_env env, int fd) {
+  napi_value v;
+  if (napi_create_int32(env, fd, &v) != napi_ok) {
+    close(fd);
+    return throw_napi(env);
+  }
+  return v;
+}
+
+static napi_value get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
+  size_t argc = n; /* missing arguments read as undefined and fail validation */
+  NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  return argv[0];
+}
+#define ARGS(n) napi_value argv[(n)]; if (!get_args(env, info, (n), argv)) return NULL
+
+/* --------------------------------------------------------------- sockets */
+
+static int unix_addr(const char *path, struct sockaddr_un *sa) {
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof sa->sun_path) return -1;
+  strcpy(sa->sun_path, path);
+  return 0;
+}
+
+static napi_value js_listen_unix(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  char path[PATH_MAX];
+  int64_t backlog;
+  struct sockaddr_un sa;
+  int fd, e;
+  if (arg_string(env, "listenUnix", argv[0], "path", path, sizeof path) ||
+      arg_int(env, "listenUnix", argv[1], "backlog", 0, INT_MAX, &backlog))
+    return NULL;
+  if (unix_addr(path, &sa)) return throw_errno(env, "bind", ENAMETOOLONG, path);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno, NULL);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    e = errno;
+    close(fd);
+    return throw_errno(env, "bind", e, path);
+  }
+  if (listen(fd, (int)backlog) < 0) {
+    e = errno;
+    close(fd);
+    return throw_errno(env, "listen", e, path);
+  }
+  return return_fd(env, fd);
+}
+
+static napi_value js_connect_unix(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  char path[PATH_MAX];
+  struct sockaddr_un sa;
+  struct timeval tmo = { CONNECT_TIMEOUT_S, 0 }, none = { 0, 0 };
+  int fd, e, fl;
+  if (arg_string(env, "connectUnix", argv[0], "path", path, sizeof path)) return NULL;
+  if (unix_addr(path, &sa)) return throw_errno(env, "connect", ENAMETOOLONG, path);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno, NULL);
+  /* A UNIX connect blocks only while the listener's backlog is full; if that
+   * listener lives in this very thread it would wait forever, so bound it
+   * (AF_UNIX connect honours SO_SNDTIMEO and then fails with EAGAIN). */
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof tmo) < 0) goto fail_errno;
+  /* An interrupted AF_UNIX connect has not queued anything: just retry. */
+  if (RETRY(connect(fd, (struct sockaddr *)&sa, sizeof sa)) < 0) {
+    e = errno;
+    close(fd);
+    return throw_errno(env, "connect", e, path);
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none) < 0) goto fail_errno;
+  if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) goto fail_errno;
+  return return_fd(env, fd);
+fail_errno:
+  e = errno;
+  close(fd);
+  return throw_errno(env, "connect", e, path);
+}
+
+static napi_value js_accept(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int lfd, fd;
+  if (arg_fd(env, "accept", argv[0], &lfd)) return NULL;
+  fd = (int)RETRY(accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  if (fd < 0) return num(env, -errno);
+  return return_fd(env, fd);
+}
+
+static napi_value js_socketpair(napi_env env, napi_callback_info info) {
+  int sv[2];
+  napi_value arr, a, b;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+    return throw_errno(env, "socketpair", errno, NULL);
+  if (napi_create_array_with_length(env, 2, &arr) != napi_ok ||
+      napi_create_int32(env, sv[0], &a) != napi_ok || napi_create_int32(env, sv[1], &b) != napi_ok ||
+      napi_set_element(env, arr, 0, a) != napi_ok || napi_set_element(env, arr, 1, b) != napi_ok) {
+    close(sv[0]);
+    close(sv[1]);
+    return throw_napi(env);
+  }
+  return arr;
+}
+
+/* recvmsg(fd, buf, offset, length, meta): meta = [nfds, msg_flags, ...fds]. */
+static napi_value js_recvmsg(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  int fd, nfds = 0, flags = 0;
+  uint8_t *p;
+  size_t n, metalen, cap, room;
+  bool is_ta = false;
+  napi_typedarray_type type;
+  void *metadata;
+  int32_t *meta;
+  union { struct cmsghdr align; char buf[CMSG_SPACE(MAX_FDS * sizeof(int))]; } ctl;
+  struct iovec iov;
+  struct msghdr msg;
+  struct cmsghdr *c;
+  long r;
+
+  if (arg_fd(env, "recvmsg", argv[0], &fd) || arg_bytes(env, "recvmsg", argv + 1, &p, &n)) return NULL;
+  if (n == 0) return range_error(env, "recvmsg", "length must be at least 1 (0 means EOF)");
+  if (napi_is_typedarray(env, argv[4], &is_ta) != napi_ok || !is_ta)
+    return type_error(env, "recvmsg", "meta must be an Int32Array");
+  NAPI(napi_get_typedarray_info(env, argv[4], &type, &metalen, &metadata, NULL, NULL));
+  if (type != napi_int32_array) return type_error(env, "recvmsg", "meta must be an Int32Array");
+  if (metalen < 2) return range_error(env, "recvmsg", "meta must have at least 2 elements");
+  meta = metadata;
+  cap = metalen - 2;
+  room = cap < MAX_FDS ? cap : MAX_FDS;
+
+  memset(&msg, 0, sizeof msg);
+  iov.iov_base = p;
+  iov.iov_len = n;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (room > 0) {
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = CMSG_SPACE(room * sizeof(int));
+  }
+  r = RETRY(recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC));
+  if (r < 0) {
+    r = -errno;
+  } else {
+    /* The kernel echoes MSG_CMSG_CLOEXEC back in msg_flags; hide it. */
+    flags = msg.msg_flags & ~MSG_CMSG_CLOEXEC;
+    for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      size_t i, k;
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (i = 0; i < k; i++) {
+        int f;
+        memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+        /* CMSG_SPACE rounds up, so the kernel may fit one more fd than meta
+         * holds: close it and report truncation, like the kernel would. */
+        if ((size_t)nfds < cap) {
+          meta[2 + nfds++] = f;
+        } else {
+          close(f);
+          flags |= MSG_CTRUNC;
+        }
+      }
+    }
+  }
+  meta[0] = nfds;
+  meta[1] = flags;
+  return num(env, (double)r);
+}
+
+/* sendmsg(fd, buf, offset, length, fds?): fds ride with the first byte. */
+static napi_value js_sendmsg(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  int fd, fds[MAX_FDS];
+  uint32_t nfds = 0, i;
+  uint8_t *p;
+  size_t n;
+  napi_valuetype t;
+  union { struct cmsghdr align; char buf[CMSG_SPACE(MAX_FDS * sizeof(int))]; } ctl;
+  struct iovec iov;
+  struct msghdr msg;
+  long r;
+
+  if (arg_fd(env, "sendmsg", argv[0], &fd) || arg_bytes(env, "sendmsg", argv + 1, &p, &n)) return NULL;
+  NAPI(napi_typeof(env, argv[4], &t));
+  if (t != napi_undefined && t != napi_null) {
+    napi_value lenv, el;
+    int64_t len;
+    if (t != napi_object) return type_error(env, "sendmsg", "fds must be an array of fds");
+    NAPI(napi_get_named_property(env, argv[4], "length", &lenv));
+    if (arg_int(env, "sendmsg", lenv, "fds.length", 0, MAX_FDS, &len)) return NULL;
+    nfds = (uint32_t)len;
+    for (i = 0; i < nfds; i++) {
+      NAPI(napi_get_element(env, argv[4], i, &el));
+      if (arg_fd(env, "sendmsg", el, &fds[i])) return NULL;
+    }
+    /* A zero-length stream send transmits nothing, fds included. */
+    if (nfds > 0 && n == 0) return range_error(env, "sendmsg", "fds need at least one byte to ride with");
+  }
+
+  memset(&msg, 0, sizeof msg);
+  iov.iov_base = p;
+  iov.iov_len = n;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (nfds > 0) {
+    struct cmsghdr *c;
+    memset(ctl.buf, 0, CMSG_SPACE(nfds * sizeof(int)));
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+    c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+  }
+  r = RETRY(sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT));
+  return num(env, r < 0 ? -errno : (double)r);
+}
+
+/* --------------------------------------------------------------- watchers
+ * A Watcher is a JS object {fd} wrapping a struct that owns a uv_poll_t. While
+ * open, strong references keep the object and callback alive (like any libuv
+ * handle). The struct is freed once both the uv close callback and the JS
+ * object's finalizer have run.
+ * At env teardown an async cleanup hook closes what is still open and holds
+ * the env until every uv close callback has run: a worker unloads this
+ * library afterwards, and a late callback into unmapped code would crash. */
+
+static const napi_type_tag WATCHER_TAG = { 0x7666696f75736572ULL, 0x7761746368657231ULL };
+static const napi_type_tag MAPPING_TAG = { 0x7666696f75736572ULL, 0x6d6d617070696e67ULL };
+
+struct state;
+
+struct watcher {
+  uv_poll_t poll;
+  napi_env env;
+  struct state *st;
+  napi_ref self, cb;
+  napi_async_context actx;
+  int fd;
+  int inited;      /* uv_poll_init succeeded */
+  int closing;     /* watchClose (or teardown) ran */
+  int handle_done; /* no uv close callback outstanding */
+  int js_done;     /* the JS object was finalized */
+  struct watcher *next, *prev;
+};
+
+struct state {                     /* per env */
+  struct watcher *open;            /* open watchers */
+  int closes_pending;              /* uv_close callbacks not yet run */
+  int tearing_down;
+  napi_async_cleanup_hook_handle hook;
+};
+
+static void teardown_maybe_done(struct state *st) {
+  if (st->tearing_down && st->closes_pending == 0) {
+    napi_remove_async_cleanup_hook(st->hook);
+    free(st);
+  }
+}
+
+static void watcher_unlink(struct state *st, struct watcher *w) {
+  if (w->prev) w->prev->next = w->next; else if (st->open == w) st->open = w->next;
+  if (w->next) w->next->prev = w->prev;
+  w->next = w->prev = NULL;
+}
+
+static void watcher_maybe_free(struct watcher *w) {
+  if (w->handle_done && w->js_done) free(w);
+}
+
+static void on_poll_closed(uv_handle_t *h) {
+  struct watcher *w = h->data;
+  struct state *st = w->st;
+  w->handle_done = 1;
+  watcher_maybe_free(w);
+  st->closes_pending--;
+  teardown_maybe_done(st);
+}
+
+/* Stop polling and release everything but the struct. Idempotent. */
+static void watcher_close(napi_env env, struct watcher *w, int js_calls_ok) {
+  struct state *st = w->st;
+  if (w->closing) return;
+  w->closing = 1;
+  watcher_unlink(st, w);
+  if (w->inited) {
+    st->closes_pending++;
+    uv_close((uv_handle_t *)&w->poll, on_poll_closed); /* stops it too */
+  } else {
+    w->handle_done = 1;
+  }
+  if (!js_calls_ok) return;
+  if (w->cb) napi_delete_reference(env, w->cb);
+  if (w->self) napi_delete_reference(env, w->self);
+  if (w->actx) napi_async_destroy(env, w->actx);
+  w->cb = w->self = NULL;
+  w->actx = NULL;
+}
+
+static void watcher_finalize(napi_env env, void *data, void *hint) {
+  struct watcher *w = data;
+  /* Unreachable while the cleanup hook runs first; be safe: no JS calls. */
+  if (!w->closing) watcher_close(env, w, 0);
+  w->js_done = 1;
+  watcher_maybe_free(w);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  struct watcher *w = h->data;
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  napi_value cb, recv, argv[2], result, exc;
+  if (w->closing || napi_open_handle_scope(env, &scope) != napi_ok) return;
+  if (napi_get_reference_value(env, w->cb, &cb) == napi_ok &&
+      napi_get_reference_value(env, w->self, &recv) == napi_ok &&
+      napi_create_int32(env, status, &argv[0]) == napi_ok &&
+      napi_create_int32(env, events, &argv[1]) == napi_ok &&
+      napi_make_callback(env, w->actx, recv, cb, 2, argv, &result) == napi_pending_exception &&
+      napi_get_and_clear_last_exception(env, &exc) == napi_ok) {
+    napi_fatal_exception(env, exc); /* -> process 'uncaughtException' */
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static struct state *get_state(napi_env env) {
+  void *st = NULL;
+  napi_get_instance_data(env, &st);
+  return st;
+}
+
+static int arg_events(napi_env env, const char *fn, napi_value v, int *events) {
+  int64_t e;
+  if (arg_int(env, fn, v, "events", 0, UV_READABLE | UV_WRITABLE, &e)) return -1;
+  *events = (int)e;
+  return 0;
+}
+
+static napi_value js_watch(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  struct state *st = get_state(env);
+  struct watcher *w, *o;
+  napi_valuetype t;
+  napi_value obj, fdv, name;
+  uv_loop_t *loop;
+  int fd, events, r;
+  if (arg_fd(env, "watch", argv[0], &fd) || arg_events(env, "watch", argv[1], &events)) return NULL;
+  NAPI(napi_typeof(env, argv[2], &t));
+  if (t != napi_function) return type_error(env, "watch", "cb must be a function");
+  /* libuv misbehaves with two poll handles on one fd; refuse loudly. */
+  for (o = st->open; o; o = o->next)
+    if (o->fd == fd) return throw_errno(env, "watch", EEXIST, NULL);
+  NAPI(napi_get_uv_event_loop(env, &loop));
+
+  NAPI(napi_create_object(env, &obj));
+  NAPI(napi_create_int32(env, fd, &fdv));
+  napi_property_descriptor prop = { "fd", NULL, NULL, NULL, NULL, fdv, napi_enumerable, NULL };
+  NAPI(napi_define_properties(env, obj, 1, &prop));
+  NAPI(napi_type_tag_object(env, obj, &WATCHER_TAG));
+  w = calloc(1, sizeof *w);
+  if (!w) return throw_errno(env, "watch", ENOMEM, NULL);
+  w->env = env;
+  w->st = st;
+  w->fd = fd;
+  w->poll.data = w;
+  if (napi_wrap(env, obj, w, watcher_finalize, NULL, NULL) != napi_ok) {
+    free(w);
+    return throw_napi(env);
+  }
+  /* From here the finalizer frees w: on failure only close it. */
+  if (napi_create_reference(env, argv[2], 1, &w->cb) != napi_ok ||
+      napi_create_reference(env, obj, 1, &w->self) != napi_ok ||
+      napi_create_string_utf8(env, "vfio_native.watch", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, obj, name, &w->actx) != napi_ok) {
+    watcher_close(env, w, 1); /* not linked yet: unlink is a no-op */
+    return throw_napi(env);
+  }
+  w->next = st->open;
+  if (st->open) st->open->prev = w;
+  st->open = w;
+  if ((r = uv_poll_init(loop, &w->poll, fd)) < 0) goto fail_uv;
+  w->inited = 1;
+  if (events && (r = uv_poll_start(&w->poll, events, on_poll)) < 0) goto fail_uv;
+  return obj;
+fail_uv:
+  watcher_close(env, w, 1);
+  return throw_errno(env, "uv_poll", -r, NULL);
+}
+
+static struct watcher *arg_watcher(napi_env env, const char *fn, napi_value v) {
+  napi_valuetype t;
+  bool ok = false;
+  void *w = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_object ||
+      napi_check_object_type_tag(env, v, &WATCHER_TAG, &ok) != napi_ok || !ok ||
+      napi_unwrap(env, v, &w) != napi_ok || !w)
+    return type_error(env, fn, "w must be a Watcher from watch()"), NULL;
+  return w;
+}
+
+static napi_value js_watch_set(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  struct watcher *w = arg_watcher(env, "watchSet", argv[0]);
+  int events, r;
+  if (!w || arg_events(env, "watchSet", argv[1], &events)) return NULL;
+  if (w->closing) return throw_errno(env, "watchSet", EBADF, NULL);
+  r = events ? uv_poll_start(&w->poll, events, on_poll) : uv_poll_stop(&w->poll);
+  if (r < 0) return throw_errno(env, "uv_poll", -r, NULL);
+  return NULL;
+}
+
+static napi_value js_watch_close(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  struct watcher *w = arg_watcher(env, "watchClose", argv[0]);
+  if (w) watcher_close(env, w, 1);
+  return NULL;
+}
+
+/* Env teardown, before Node-API finalizers run: close what JS left open,
+ * then hold the env until the close callbacks are done. */
+static void env_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
+  struct state *st = arg;
+  st->tearing_down = 1;
+  while (st->open) watcher_close(st->open->env, st->open, 1);
+  teardown_maybe_done(st);
+}
+
+/* ------------------------------------------------------------------ mmap
+ * The ArrayBuffer is external. Node frees its backing store (and calls
+ * mapping_release via the buffer finalizer) after a detach or a GC, while the
+ * JS object may still be alive; the object is also wrapped. So the struct
+ * is reference counted: one for the backing store, one for the JS object. */
+
+struct mapping {
+  void *base;   /* page-aligned start of the mapping */
+  size_t len;   /* whole mapped length */
+  int mapped;
+  int refs;
+};
+
+static void mapping_unmap(struct mapping *m) {
+  if (m->mapped && munmap(m->base, m->len) == 0) m->mapped = 0;
+}
+
+static void mapping_release(struct mapping *m) {
+  if (--m->refs == 0) free(m);
+}
+
+static void mapping_store_gone(napi_env env, void *data, void *hint) {
+  struct mapping *m = hint;
+  mapping_unmap(m); /* no-op after munmap(); the GC path when the JS dropped it */
+  mapping_release(m);
+}
+
+static void mapping_object_gone(napi_env env, void *data, void *hint) {
+  mapping_release(data);
+}
+
+static napi_value js_mmap(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  int fd;
+  int64_t off, len, prot;
+  long page = sysconf(_SC_PAGESIZE);
+  size_t lead, maplen;
+  void *addr;
+  int mprot, mflags;
+  struct mapping *m;
+  napi_value ab;
+  if (arg_fd(env, "mmap", argv[0], &fd) ||
+      arg_int(env, "mmap", argv[1], "offset", 0, SAFE_MAX, &off) ||
+      arg_int(env, "mmap", argv[2], "length", 1, SAFE_MAX, &len) ||
+      arg_int(env, "mmap", argv[3], "prot", 1, PROT_READ | PROT_WRITE, &prot))
+    return NULL;
+  if (page <= 0) page = 4096;
+  /* Accept any offset: map from the page below it and point past the lead. */
+  lead = (size_t)(off % page);
+  maplen = lead + (size_t)len;
+  if (maplen < (size_t)len) return range_error(env, "mmap", "length too large");
+  /* A view cannot be write-only (x86 cannot either), and writing through a
+   * JS view of a PROT_READ mapping would SIGSEGV the process. So read-only
+   * becomes a private copy-on-write mapping: it still sees the file's pages,
+   * and a stray write only changes our private copy. */
+  mprot = PROT_READ | PROT_WRITE;
+  mflags = (prot & PROT_WRITE) ? MAP_SHARED : MAP_PRIVATE;
+  addr = mmap(NULL, maplen, mprot, mflags, fd, (off_t)(off - (int64_t)lead));
+  if (addr == MAP_FAILED) return throw_errno(env, "mmap", errno, NULL);
+  m = calloc(1, sizeof *m);
+  if (!m) {
+    munmap(addr, maplen);
+    return throw_errno(env, "mmap", ENOMEM, NULL);
+  }
+  m->base = addr;
+  m->len = maplen;
+  m->mapped = 1;
+  m->refs = 2; /* the backing store's finalizer, and ours (passed to the wrap) */
+  /* Fails above buffer.constants.MAX_LENGTH with an exception pending; Node
+   * may or may not call the finalizer then, so the refcount covers both. */
+  if (napi_create_external_arraybuffer(env, (char *)addr + lead, (size_t)len, mapping_store_gone, m, &ab) != napi_ok) {
+    mapping_unmap(m);
+    mapping_release(m);
+    return throw_napi(env);
+  }
+  if (napi_type_tag_object(env, ab, &MAPPING_TAG) != napi_ok ||
+      napi_wrap(env, ab, m, mapping_object_gone, NULL, NULL) != napi_ok) {
+    napi_detach_arraybuffer(env, ab);
+    mapping_unmap(m);
+    mapping_release(m);
+    return throw_napi(env);
+  }
+  return ab;
+}
+
+static napi_value js_munmap(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  bool is_ab = false, ok = false;
+  void *p = NULL;
+  struct mapping *m;
+  if (napi_is_arraybuffer(env, argv[0], &is_ab) != napi_ok || !is_ab ||
+      napi_check_object_type_tag(env, argv[0], &MAPPING_TAG, &ok) != napi_ok || !ok ||
+      napi_unwrap(env, argv[0], &p) != napi_ok || !p)
+    return type_error(env, "munmap", "ab must be an ArrayBuffer from mmap()");
+  m = p;
+  if (!m->mapped) return NULL;
+  /* Detach first: views then read as length 0 instead of touching freed pages. */
+  NAPI(napi_detach_arraybuffer(env, argv[0]));
+  if (m->mapped && munmap(m->base, m->len) < 0) return throw_errno(env, "munmap", errno, NULL);
+  m->mapped = 0;
+  return NULL;
+}
+
+/* ------------------------------------------------------------ small calls */
+
+static napi_value js_file_size(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int fd;
+  struct stat sb;
+  if (arg_fd(env, "fileSize", argv[0], &fd)) return NULL;
+  if (fstat(fd, &sb) < 0) return throw_errno(env, "fstat", errno, NULL);
+  return num(env, (double)sb.st_size);
+}
+
+static napi_value js_get_seals(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int fd, r;
+  if (arg_fd(env, "getSeals", argv[0], &fd)) return NULL;
+  r = fcntl(fd, F_GET_SEALS);
+  if (r < 0 && errno == EINVAL) r = 0; /* not a sealable file: no seals */
+  if (r < 0) return throw_errno(env, "fcntl(F_GET_SEALS)", errno, NULL);
+  return num(env, r);
+}
+
+static napi_value js_add_seals(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int fd;
+  int64_t seals;
+  if (arg_fd(env, "addSeals", argv[0], &fd) || arg_int(env, "addSeals", argv[1], "seals", 0, INT_MAX, &seals))
+    return NULL;
+  if (fcntl(fd, F_ADD_SEALS, (int)seals) < 0) return throw_errno(env, "fcntl(F_ADD_SEALS)", errno, NULL);
+  return NULL;
+}
+
+static napi_value js_ftruncate(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int fd;
+  int64_t size;
+  if (arg_fd(env, "ftruncate", argv[0], &fd) || arg_int(env, "ftruncate", argv[1], "size", 0, SAFE_MAX, &size))
+    return NULL;
+  if (RETRY(ftruncate(fd, (off_t)size)) < 0) return throw_errno(env, "ftruncate", errno, NULL);
+  return NULL;
+}
+
+static napi_value js_memfd_create(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  char name[250]; /* the kernel's limit is 249 bytes */
+  int64_t size;
+  int fd, e;
+  if (arg_string(env, "memfdCreate", argv[0], "name", name, sizeof name) ||
+      arg_int(env, "memfdCreate", argv[1], "size", 0, SAFE_MAX, &size))
+    return NULL;
+  fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return throw_errno(env, "memfd_create", errno, NULL);
+  if (RETRY(ftruncate(fd, (off_t)size)) < 0) {
+    e = errno;
+    close(fd);
+    return throw_errno(env, "ftruncate", e, NULL);
+  }
+  return return_fd(env, fd);
+}
+
+static napi_value js_eventfd(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int64_t init;
+  int fd;
+  if (arg_int(env, "eventfd", argv[0], "initval", 0, UINT32_MAX, &init)) return NULL;
+  fd = eventfd((unsigned)init, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) return throw_errno(env, "eventfd", errno, NULL);
+  return return_fd(env, fd);
+}
+
+static napi_value js_eventfd_write(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int fd;
+  int64_t value;
+  uint64_t v;
+  if (arg_fd(env, "eventfdWrite", argv[0], &fd) ||
+      arg_int(env, "eventfdWrite", argv[1], "value", 0, SAFE_MAX, &value))
+    return NULL;
+  v = (uint64_t)value;
+  if (RETRY(write(fd, &v, sizeof v)) < 0) return num(env, -errno);
+  return num(env, 0);
+}
+
+static napi_value js_eventfd_read(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int fd;
+  uint64_t v = 0;
+  if (arg_fd(env, "eventfdRead", argv[0], &fd)) return NULL;
+  if (RETRY(read(fd, &v, sizeof v)) < 0) return num(env, -errno);
+  return num(env, (double)v);
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int fd;
+  if (arg_fd(env, "close", argv[0], &fd)) return NULL;
+  /* Never retry close: on Linux the fd is gone even when it reports EINTR. */
+  if (close(fd) < 0 && errno != EINTR) return num(env, -errno);
+  return num(env, 0);
+}
+
+static napi_value js_fd_count(napi_env env, napi_callback_info info) {
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *de;
+  int n = 0;
+  if (!d) return throw_errno(env, "opendir", errno, "/proc/self/fd");
+  errno = 0;
+  while ((de = readdir(d)) != NULL)
+    if (de->d_name[0] != '.') n++;
+  if (errno) {
+    int e = errno;
+    closedir(d);
+    return throw_errno(env, "readdir", e, "/proc/self/fd");
+  }
+  closedir(d);
+  return num(env, n - 1); /* minus the directory's own fd */
+}
+
+static napi_value js_errno_name(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int64_t e;
+  napi_value v;
+  if (arg_int(env, "errnoName", argv[0], "errno", -4095, 4095, &e)) return NULL;
+  NAPI(napi_create_string_utf8(env, errname((int)(e < 0 ? -e : e)), NAPI_AUTO_LENGTH, &v));
+  return v;
+}
+
+/* ------------------------------------------------------------------- init */
+
+static napi_value init(napi_env env, napi_value exports) {
+  static const struct { const char *name; napi_callback fn; } fns[] = {
+    { "listenUnix", js_listen_unix }, { "connectUnix", js_connect_unix },
+    { "accept", js_accept }, { "socketpair", js_socketpair },
+    { "recvmsg", js_recvmsg }, { "sendmsg", js_sendmsg },
+    { "watch", js_watch }, { "watchSet", js_watch_set }, { "watchClose", js_watch_close },
+    { "mmap", js_mmap }, { "munmap", js_munmap },
+    { "fileSize", js_file_size }, { "getSeals", js_get_seals }, { "addSeals", js_add_seals },
+    { "ftruncate", js_ftruncate }, { "memfdCreate", js_memfd_create },
+    { "eventfd", js_eventfd }, { "eventfdWrite", js_eventfd_write }, { "eventfdRead", js_eventfd_read },
+    { "close", js_close }, { "fdCount", js_fd_count }, { "errnoName", js_errno_name },
+  };
+#define C(x) { #x, x }
+  static const struct { const char *name; int value; } consts[] = {
+    C(EAGAIN), C(EWOULDBLOCK), C(EINTR), C(EBADF), C(EINVAL), C(EPIPE), C(ECONNRESET),
+    C(ENOTCONN), C(ECONNREFUSED), C(EADDRINUSE), C(ENOENT), C(EEXIST), C(EACCES), C(EPERM),
+    C(EMFILE), C(ENFILE), C(ENOMEM), C(ENOBUFS), C(EMSGSIZE), C(ENAMETOOLONG), C(ENOTSOCK),
+    C(EOVERFLOW), C(EFAULT),
+    C(MSG_CTRUNC), C(PROT_READ), C(PROT_WRITE),
+    C(F_SEAL_SEAL), C(F_SEAL_SHRINK), C(F_SEAL_GROW), C(F_SEAL_WRITE), C(F_SEAL_FUTURE_WRITE),
+    { "READABLE", UV_READABLE }, { "WRITABLE", UV_WRITABLE }, { "MAX_FDS", MAX_FDS },
+  };
+#undef C
+  struct state *st;
+  napi_value v;
+  size_t i;
+  for (i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    NAPI(napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &v));
+    NAPI(napi_set_named_property(env, exports, fns[i].name, v));
+  }
+  for (i = 0; i < sizeof consts / sizeof consts[0]; i++) {
+    NAPI(napi_create_int32(env, consts[i].value, &v));
+    NAPI(napi_set_named_property(env, exports, consts[i].name, v));
+  }
+  st = calloc(1, sizeof *st);
+  if (!st) return throw_errno(env, "init", ENOMEM, NULL);
+  if (napi_set_instance_data(env, st, NULL, NULL) != napi_ok) {
+    free(st);
+    return throw_napi(env);
+  }
+  NAPI(napi_add_async_cleanup_hook(env, env_cleanup, st, &st->hook));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
