@@ -1,0 +1,32 @@
+// What a session needs from the IOMMU model for one client: the type1 view
+// (DMA_MAP/DMA_UNMAP on the client's default address space), dirty logging
+// for DEVICE_FEATURE, and the DeviceDma handed to the device.
+import type { DmaMapRequest } from '../protocol/commands/dma-map.js';
+import type { DmaUnmapRequest } from '../protocol/commands/dma-unmap.js';
+import type { DeviceDma } from '../iommu/device-dma.js';
+
+/** Reads and writes guest memory with DMA_READ/DMA_WRITE messages. */
+export interface DmaMessenger {
+  /** Largest count one DMA_READ/DMA_WRITE may carry. */
+  readonly maxChunk: number;
+  read(addr: bigint, length: number): Promise<Buffer>;
+  write(addr: bigint, data: Uint8Array): Promise<void>;
+}
+
+export interface DmaLoggingRange { iova: bigint; length: bigint }
+
+export interface DmaSpace {
+  readonly dma: DeviceDma;
+  /** Takes ownership of `fd` (closes it once mapped, or on error). */
+  map(req: DmaMapRequest, fd: number | null, messenger: DmaMessenger): void;
+  /**
+   * Resolves (with the dirty bitmap when the request asked for one) once no
+   * device access can still touch the unmapped memory: reply only then.
+   */
+  unmap(req: DmaUnmapRequest): Promise<Buffer | undefined>;
+  loggingStart(pageSize: bigint, ranges: readonly DmaLoggingRange[]): void;
+  loggingStop(): void;
+  loggingReport(iova: bigint, length: bigint, pageSize: bigint): Buffer;
+  /** The client went away: every mapping it made goes. */
+  dropAll(): Promise<void>;
+}

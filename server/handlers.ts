@@ -1,0 +1,162 @@
+// One handler per vfio-user command: decode (protocol/ validates every field),
+// act on the device or the DMA space, encode the reply payload.
+import type { Header } from '../protocol/header.js';
+import { Command, VFIO_IRQ_SET_DATA_EVENTFD } from '../protocol/constants.js';
+import { fail } from '../protocol/errno.js';
+import type { NegotiatedLimits } from '../protocol/limits.js';
+import { decodeVersionRequest, encodeVersionReply, negotiateVersion } from '../protocol/version.js';
+import { decodeDmaMapRequest } from '../protocol/commands/dma-map.js';
+import { decodeDmaUnmapRequest, encodeDmaUnmapReply } from '../protocol/commands/dma-unmap.js';
+import { decodeDeviceGetInfoRequest, encodeDeviceGetInfoReply } from '../protocol/commands/device-get-info.js';
+import { decodeRegionInfoRequest, encodeRegionInfoReply } from '../protocol/commands/region-info.js';
+import { decodeRegionIoFdsRequest, encodeRegionIoFdsReply } from '../protocol/commands/region-io-fds.js';
+import { decodeIrqInfoRequest, encodeIrqInfoReply } from '../protocol/commands/irq-info.js';
+import { decodeSetIrqsRequest, setIrqsEventfds } from '../protocol/commands/set-irqs.js';
+import {
+  decodeRegionReadRequest, decodeRegionWriteRequest, encodeRegionReadReply, encodeRegionWriteReply,
+  type RegionAccess,
+} from '../protocol/commands/region-access.js';
+import { decodeRegionWriteMultiRequest, encodeRegionWriteMultiReply } from '../protocol/commands/region-write-multi.js';
+import { decodeDeviceResetRequest } from '../protocol/commands/device-reset.js';
+import { decodeMigDataReadRequest, decodeMigDataWriteRequest } from '../protocol/commands/mig-data.js';
+import type { VfioUserDevice } from '../devices/device.js';
+import type { DmaMessenger, DmaSpace } from './dma-space.js';
+import { handleDeviceFeature } from './feature.js';
+import type { FdBag } from './session.js';
+import type { Log } from './log.js';
+
+export type Reply = { payload?: Buffer | readonly Buffer[]; fds?: readonly number[] } | undefined | void;
+
+/** What handlers may see of the session. */
+export interface HandlerContext {
+  readonly limits: NegotiatedLimits;
+  readonly negotiated: boolean;
+  readonly device: VfioUserDevice;
+  readonly space: DmaSpace;
+  readonly messenger: DmaMessenger;
+  readonly log: Log;
+  setLimits(limits: NegotiatedLimits): void;
+}
+
+type Handler = (s: HandlerContext, payload: Buffer, fds: FdBag, h: Header) => Reply | Promise<Reply>;
+
+const handlers: Partial<Record<number, Handler>> = {
+  [Command.VERSION]: (s, payload, fds) => {
+    if (s.negotiated) throw fail('EINVAL', 'VERSION after negotiation');
+    const req = decodeVersionRequest(payload, s.limits, fds.count);
+    const { reply, limits } = negotiateVersion(req);
+    s.setLimits(limits);
+    s.device.attachClient({ dma: s.space.dma, log: s.log });
+    s.log.info(`client negotiated`, limits);
+    return { payload: encodeVersionReply(reply) };
+  },
+
+  [Command.DMA_MAP]: (s, payload, fds) => {
+    const req = decodeDmaMapRequest(payload, s.limits, fds.count);
+    s.space.map(req, req.fdIndex === null ? null : fds.take(req.fdIndex), s.messenger);
+  },
+
+  [Command.DMA_UNMAP]: (s, payload, fds) => {
+    const req = decodeDmaUnmapRequest(payload, s.limits, fds.count);
+    return s.space.unmap(req).then((bitmap) => ({ payload: encodeDmaUnmapReply(req, bitmap) }));
+  },
+
+  [Command.DEVICE_GET_INFO]: (s, payload, fds) => {
+    decodeDeviceGetInfoRequest(payload, s.limits, fds.count);
+    return { payload: encodeDeviceGetInfoReply(s.device.info()) };
+  },
+
+  [Command.DEVICE_GET_REGION_INFO]: (s, payload, fds) => {
+    const req = decodeRegionInfoRequest(payload, s.limits, fds.count);
+    const info = s.device.regionInfo(req.index);
+    const reply = encodeRegionInfoReply(req, {
+      index: req.index, flags: info.flags, size: info.size, offset: 0,
+      ...(info.mmap ? { sparseAreas: info.mmap.areas } : {}),
+    });
+    return { payload: reply, ...(info.mmap ? { fds: [info.mmap.fd] } : {}) };
+  },
+
+  [Command.DEVICE_GET_REGION_IO_FDS]: (s, payload, fds) => {
+    const req = decodeRegionIoFdsRequest(payload, s.limits, fds.count);
+    s.device.regionInfo(req.index); // EINVAL for a bad index
+    // No device offers ioeventfds yet: the answer is "no sub-regions".
+    return { payload: encodeRegionIoFdsReply(req, []) };
+  },
+
+  [Command.DEVICE_GET_IRQ_INFO]: (s, payload, fds) => {
+    const req = decodeIrqInfoRequest(payload, s.limits, fds.count);
+    return { payload: encodeIrqInfoReply(req.index, s.device.irqInfo(req.index)) };
+  },
+
+  [Command.DEVICE_SET_IRQS]: (s, payload, fds) => {
+    const req = decodeSetIrqsRequest(payload, s.limits, fds.count);
+    let eventfds: number[] | undefined;
+    if (req.dataType === VFIO_IRQ_SET_DATA_EVENTFD) {
+      const taken = Array.from({ length: req.fdCount }, (_, i) => fds.take(i));
+      eventfds = setIrqsEventfds(req, taken);
+    }
+    s.device.setIrqs({
+      flags: req.flags, index: req.index, start: req.start, count: req.count,
+      ...(req.bools ? { bools: req.bools } : {}),
+      ...(eventfds ? { fds: eventfds } : {}),
+    });
+  },
+
+  [Command.REGION_READ]: (s, payload, fds) => {
+    const req = decodeRegionReadRequest(payload, s.limits, fds.count);
+    const data = s.device.regionRead(req.region, req.offset, req.count);
+    if (data instanceof Promise) return data.then((d) => ({ payload: encodeRegionReadReply(req, d) }));
+    return { payload: encodeRegionReadReply(req, data) };
+  },
+
+  [Command.REGION_WRITE]: (s, payload, fds) => {
+    const req = decodeRegionWriteRequest(payload, s.limits, fds.count);
+    const done = s.device.regionWrite(req.region, req.offset, req.data);
+    const reply = { payload: encodeRegionWriteReply(req) };
+    if (done instanceof Promise) return done.then(() => reply);
+    return reply;
+  },
+
+  [Command.REGION_WRITE_MULTI]: (s, payload, fds) => {
+    const writes = decodeRegionWriteMultiRequest(payload, s.limits, fds.count);
+    return writeInOrder(s.device, writes, 0);
+  },
+
+  [Command.DEVICE_RESET]: (s, payload, fds) => {
+    decodeDeviceResetRequest(payload, s.limits, fds.count);
+    const done = s.device.reset();
+    if (done instanceof Promise) return done.then(() => undefined);
+  },
+
+  [Command.DEVICE_FEATURE]: (s, payload, fds) => handleDeviceFeature(s, payload, fds.count),
+
+  [Command.MIG_DATA_READ]: (s, payload, fds) => {
+    decodeMigDataReadRequest(payload, s.limits, fds.count);
+    throw fail('EOPNOTSUPP', 'migration is not supported');
+  },
+
+  [Command.MIG_DATA_WRITE]: (s, payload, fds) => {
+    decodeMigDataWriteRequest(payload, s.limits, fds.count);
+    throw fail('EOPNOTSUPP', 'migration is not supported');
+  },
+};
+
+/** REGION_WRITE_MULTI: the writes in order, waiting on any that is async. */
+function writeInOrder(device: VfioUserDevice, writes: ReadonlyArray<RegionAccess & { data: Buffer }>, from: number): Reply | Promise<Reply> {
+  for (let i = from; i < writes.length; i++) {
+    const w = writes[i]!;
+    const done = device.regionWrite(w.region, w.offset, w.data);
+    if (done instanceof Promise) {
+      // The payload is reused after dispatch: copy what is still to be written.
+      const rest = writes.slice(i + 1).map((x) => ({ ...x, data: Buffer.from(x.data) }));
+      return done.then(() => writeInOrder(device, rest, 0)).then(() => ({ payload: encodeRegionWriteMultiReply(writes.length) }));
+    }
+  }
+  return { payload: encodeRegionWriteMultiReply(writes.length) };
+}
+
+export function handleCommand(s: HandlerContext, h: Header, payload: Buffer, fds: FdBag): Reply | Promise<Reply> {
+  const handler = handlers[h.command];
+  if (!handler) throw fail('EINVAL', `unsupported command ${h.command}`);
+  return handler(s, payload, fds, h);
+}

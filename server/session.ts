@@ -1,0 +1,245 @@
+// One client connection: negotiation state, in-order dispatch, replies, and
+// the server→client requests (DMA_READ/DMA_WRITE) with their own msg ids.
+//
+// Ordering: requests are handled strictly in arrival order. A handler that
+// returns a promise (a device waiting on guest memory) holds later requests
+// in a queue, but replies to our own requests are matched at once, so a
+// device that awaits a DMA_READ never deadlocks the connection.
+import {
+  hasError, isReply, noReply, replyHeader, requestHeader, validateRequestHeader, maxMessageSize,
+  type Header,
+} from '../protocol/header.js';
+import { Command } from '../protocol/constants.js';
+import {
+  decodeDmaReadReply, decodeDmaWriteReply, encodeDmaReadRequest, encodeDmaWriteRequest,
+} from '../protocol/commands/dma-access.js';
+import { DEFAULT_LIMITS, type NegotiatedLimits } from '../protocol/limits.js';
+import { Errno, VfioUserError, errnoName } from '../protocol/errno.js';
+import * as native from '../native/index.js';
+import type { VfioUserDevice } from '../devices/device.js';
+import { Transport, type IncomingMessage } from './transport.js';
+import type { DmaMessenger, DmaSpace } from './dma-space.js';
+import { handleCommand, type HandlerContext, type Reply } from './handlers.js';
+import { commandName } from './names.js';
+import type { Log } from './log.js';
+
+interface Queued { header: Header; payload: Buffer; fds: number[] }
+
+interface Pending {
+  command: number;
+  resolve(payload: Buffer): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/** A client that does not answer our DMA_READ/WRITE within this is broken. */
+const REQUEST_TIMEOUT_MS = 30_000;
+
+export class Session implements HandlerContext {
+  limits: NegotiatedLimits = DEFAULT_LIMITS;
+  negotiated = false;
+  private readonly transport: Transport;
+  private queue: Queued[] = [];
+  private busy = false;
+  private nextMsgId = 0;
+  private readonly pending = new Map<number, Pending>();
+  private closed = false;
+  readonly messenger: DmaMessenger;
+
+  constructor(
+    fd: number,
+    readonly device: VfioUserDevice,
+    readonly space: DmaSpace,
+    readonly log: Log,
+    private readonly onEnd: (error?: Error) => void,
+  ) {
+    this.transport = new Transport(fd, {
+      onMessage: (m) => this.onMessage(m),
+      onClose: (err) => this.onClose(err),
+    }, log, { maxMessageSize: maxMessageSize(DEFAULT_LIMITS), maxFds: DEFAULT_LIMITS.maxMsgFds });
+    const session = this;
+    this.messenger = {
+      get maxChunk() { return session.limits.peerMaxDataXferSize; },
+      read: (addr, length) => this.dmaRead(addr, length),
+      write: (addr, data) => this.dmaWrite(addr, data),
+    };
+  }
+
+  /** After VERSION: the limits every later message is checked against. */
+  setLimits(limits: NegotiatedLimits): void {
+    this.limits = limits;
+    this.negotiated = true;
+    this.transport.setLimits({ maxMessageSize: maxMessageSize(limits), maxFds: limits.maxMsgFds });
+  }
+
+  close(error?: Error): void {
+    this.transport.close(error);
+  }
+
+  private onMessage(m: IncomingMessage): void {
+    if (isReply(m.header.flags)) return this.onReply(m);
+    if (this.busy || this.queue.length > 0) {
+      // Keep a copy: the receive buffer is reused after this call.
+      this.queue.push({ header: m.header, payload: Buffer.from(m.payload), fds: m.fds });
+      return;
+    }
+    this.process(m.header, m.payload, m.fds);
+  }
+
+  private process(h: Header, payload: Buffer, fds: number[]): void {
+    const fdBag = new FdBag(fds);
+    let result: Reply | Promise<Reply>;
+    try {
+      const verdict = validateRequestHeader(h, this.limits);
+      if (verdict.action !== 'accept') throw new VfioUserError(verdict.errno, verdict.reason);
+      if (!this.negotiated && h.command !== Command.VERSION) {
+        throw new VfioUserError(Errno.EINVAL, `${commandName(h.command)} before VERSION`);
+      }
+      result = handleCommand(this, h, payload, fdBag);
+    } catch (err) {
+      fdBag.closeRest();
+      this.replyError(h, err);
+      return;
+    }
+    if (!(result instanceof Promise)) {
+      fdBag.closeRest();
+      this.reply(h, result);
+      return;
+    }
+    this.busy = true;
+    result.then(
+      (r) => this.reply(h, r),
+      (err) => this.replyError(h, err),
+    ).finally(() => {
+      fdBag.closeRest();
+      this.busy = false;
+      this.drain();
+    });
+  }
+
+  private drain(): void {
+    while (!this.busy && !this.closed && this.queue.length > 0) {
+      const q = this.queue.shift()!;
+      this.process(q.header, q.payload, q.fds);
+    }
+  }
+
+  private reply(h: Header, r: Reply): void {
+    if (noReply(h.flags) || this.closed) return;
+    const parts = r?.payload === undefined ? [] : Buffer.isBuffer(r.payload) ? [r.payload] : r.payload;
+    let size = 0;
+    for (const p of parts) size += p.length;
+    this.transport.send(replyHeader(h, size), parts, r?.fds);
+  }
+
+  private replyError(h: Header, err: unknown): void {
+    let errno: number = Errno.EINVAL;
+    if (err instanceof VfioUserError) {
+      errno = err.errno;
+      this.log.debug(`${commandName(h.command)} #${h.msgId} failed: ${err.message}`);
+    } else {
+      // Not a validation error: a bug in a handler or device. Say so, keep going.
+      errno = Errno.EIO;
+      this.log.error(`${commandName(h.command)} #${h.msgId} failed unexpectedly`, err);
+    }
+    if (noReply(h.flags) || this.closed) return;
+    this.transport.send(replyHeader(h, 0, errno));
+  }
+
+  // ---- server → client requests ----
+
+  /** Send a request to the client and resolve with (a copy of) its reply payload. */
+  request(command: number, payload: readonly Buffer[]): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new VfioUserError(Errno.ENOTCONN, 'client disconnected'));
+    let id = this.nextMsgId;
+    while (this.pending.has(id)) id = (id + 1) & 0xffff;
+    this.nextMsgId = (id + 1) & 0xffff;
+    let size = 0;
+    for (const p of payload) size += p.length;
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new VfioUserError(Errno.ETIMEDOUT, `${commandName(command)} #${id}: no reply from client`));
+      }, REQUEST_TIMEOUT_MS);
+      this.pending.set(id, { command, resolve, reject, timer });
+      this.transport.send(requestHeader(id, command, size), payload);
+    });
+  }
+
+  private onReply(m: IncomingMessage): void {
+    for (const fd of m.fds) native.close(fd);
+    const h = m.header;
+    const p = this.pending.get(h.msgId);
+    if (!p || p.command !== h.command) {
+      this.log.warn(`ignoring unexpected reply #${h.msgId} (${commandName(h.command)})`);
+      return;
+    }
+    this.pending.delete(h.msgId);
+    clearTimeout(p.timer);
+    if (hasError(h.flags)) p.reject(new VfioUserError(h.error || Errno.EIO, `client answered ${commandName(h.command)} with ${errnoName(h.error)}`));
+    else p.resolve(Buffer.from(m.payload));
+  }
+
+  private async dmaRead(addr: bigint, length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    const chunk = this.messenger.maxChunk;
+    const jobs: Promise<void>[] = [];
+    for (let done = 0; done < length; done += chunk) {
+      const n = Math.min(chunk, length - done);
+      const at = addr + BigInt(done);
+      const req = encodeDmaReadRequest(at, n, this.limits);
+      jobs.push(this.request(Command.DMA_READ, [req]).then((reply) => {
+        decodeDmaReadReply(reply, { addr: at, count: n }).copy(out, done);
+      }));
+    }
+    await Promise.all(jobs);
+    return out;
+  }
+
+  private async dmaWrite(addr: bigint, data: Uint8Array): Promise<void> {
+    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const chunk = this.messenger.maxChunk;
+    const jobs: Promise<void>[] = [];
+    for (let done = 0; done < buf.length; done += chunk) {
+      const piece = buf.subarray(done, Math.min(buf.length, done + chunk));
+      const at = addr + BigInt(done);
+      jobs.push(this.request(Command.DMA_WRITE, encodeDmaWriteRequest(at, piece, this.limits)).then((reply) => {
+        decodeDmaWriteReply(reply, { addr: at, count: piece.length });
+      }));
+    }
+    await Promise.all(jobs);
+  }
+
+  private onClose(error?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const q of this.queue) for (const fd of q.fds) native.close(fd);
+    this.queue = [];
+    for (const [, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new VfioUserError(Errno.ENOTCONN, 'client disconnected'));
+    }
+    this.pending.clear();
+    this.onEnd(error);
+  }
+}
+
+/** The fds of one request: handlers take what they keep, the rest is closed. */
+export class FdBag {
+  private taken: boolean[];
+  constructor(readonly fds: readonly number[]) {
+    this.taken = fds.map(() => false);
+  }
+  get count(): number { return this.fds.length; }
+  /** Take ownership of fd number `i` of this message. */
+  take(i: number): number {
+    if (i < 0 || i >= this.fds.length || this.taken[i]) throw new VfioUserError(Errno.EINVAL, `no fd #${i} in message`);
+    this.taken[i] = true;
+    return this.fds[i]!;
+  }
+  closeRest(): void {
+    this.fds.forEach((fd, i) => {
+      if (!this.taken[i]) { this.taken[i] = true; native.close(fd); }
+    });
+  }
+}

@@ -1,0 +1,258 @@
+// Message framing over one connected UNIX stream socket (the native addon owns
+// the fd). Incoming bytes are parsed in place into whole messages; the fds that
+// arrived with a read go to the last message that starts in that read (the
+// kernel hands fds out with the read that holds their message's first byte).
+// Outgoing messages are appended to one buffer and flushed with as few
+// sendmsg calls as possible; a message that carries fds starts its own send.
+import * as native from '../native/index.js';
+import { HEADER_SIZE, readHeader, writeHeader, type Header } from '../protocol/header.js';
+import type { Log } from './log.js';
+
+export interface IncomingMessage {
+  header: Header;
+  /** The bytes after the header. Valid only during onMessage: copy to keep. */
+  payload: Buffer;
+  /** fds that came with this message; the handler owns them (must close). */
+  fds: number[];
+}
+
+export interface TransportHandler {
+  onMessage(msg: IncomingMessage): void;
+  /** Called once, after the fd is closed. `error` is set for abnormal ends. */
+  onClose(error?: Error): void;
+}
+
+export interface TransportLimits {
+  /** Largest acceptable msg_size; anything bigger makes the stream unusable. */
+  maxMessageSize: number;
+  /** fds one read may carry; more is MSG_CTRUNC and ends the connection. */
+  maxFds: number;
+}
+
+interface FdBatch { start: number; end: number; fds: number[] }
+interface FdMark { offset: number; fds: number[] }
+
+const INITIAL_BUFFER = 64 * 1024;
+const MAX_READS_PER_WAKEUP = 64;
+/** A peer that stops reading gets cut off rather than growing us forever. */
+const MAX_UNSENT = 256 * 1024 * 1024;
+
+export class Transport {
+  private rbuf = Buffer.allocUnsafe(INITIAL_BUFFER);
+  private rstart = 0; // first unparsed byte
+  private rend = 0; // end of received bytes
+  private rbase = 0; // stream offset of rbuf[0]
+  private batches: FdBatch[] = [];
+  private meta: Int32Array;
+
+  private wbuf = Buffer.allocUnsafe(INITIAL_BUFFER);
+  private wlen = 0;
+  private wsent = 0;
+  private marks: FdMark[] = [];
+  private flushScheduled = false;
+  private dispatching = false;
+  private wantWrite = false;
+
+  private watcher: native.Watcher | null;
+  private closed = false;
+
+  constructor(
+    readonly fd: number,
+    private readonly handler: TransportHandler,
+    private readonly log: Log,
+    private limits: TransportLimits,
+  ) {
+    this.meta = new Int32Array(2 + limits.maxFds);
+    this.watcher = native.watch(fd, native.READABLE, (status, events) => this.onPoll(status, events));
+  }
+
+  get isClosed(): boolean { return this.closed; }
+
+  setLimits(limits: TransportLimits): void {
+    this.limits = limits;
+    if (this.meta.length !== 2 + limits.maxFds) this.meta = new Int32Array(2 + limits.maxFds);
+  }
+
+  /** Queue one message; it goes out at the end of the current dispatch round. */
+  send(header: Header, payload?: Buffer | readonly Buffer[], fds?: readonly number[]): void {
+    if (this.closed) return;
+    const parts = payload === undefined ? [] : Buffer.isBuffer(payload) ? [payload] : payload;
+    let size = HEADER_SIZE;
+    for (const p of parts) size += p.length;
+    this.reserve(size);
+    if (this.closed) return;
+    if (fds && fds.length > 0) this.marks.push({ offset: this.wlen, fds: [...fds] });
+    writeHeader(this.wbuf, this.wlen, { ...header, size });
+    let at = this.wlen + HEADER_SIZE;
+    for (const p of parts) at += p.copy(this.wbuf, at);
+    this.wlen = at;
+    if (!this.dispatching && !this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => { this.flushScheduled = false; this.flush(); });
+    }
+  }
+
+  close(error?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.watcher) native.watchClose(this.watcher);
+    this.watcher = null;
+    native.close(this.fd);
+    for (const b of this.batches) closeAll(b.fds);
+    this.batches = [];
+    this.marks = [];
+    this.handler.onClose(error);
+  }
+
+  private onPoll(status: number, events: number): void {
+    if (this.closed) return;
+    if (status < 0) return this.close(new Error(`poll error ${status}`));
+    if (events & native.WRITABLE) this.flush();
+    if (events & native.READABLE) this.readAvailable();
+  }
+
+  private readAvailable(): void {
+    this.dispatching = true;
+    try {
+      for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.closed; i++) {
+        this.makeRoom();
+        const n = native.recvmsg(this.fd, this.rbuf, this.rend, this.rbuf.length - this.rend, this.meta);
+        if (n === -native.EAGAIN) break;
+        if (n === 0) { this.close(); return; }
+        if (n < 0) { this.close(new Error(`recvmsg failed: errno ${-n}`)); return; }
+        const nfds = this.meta[0]!;
+        if (nfds > 0) {
+          const fds = Array.from(this.meta.subarray(2, 2 + nfds));
+          this.batches.push({ start: this.rbase + this.rend, end: this.rbase + this.rend + n, fds });
+        }
+        this.rend += n;
+        if (this.meta[1]! & native.MSG_CTRUNC) {
+          this.close(new Error(`more than ${this.limits.maxFds} fds in one message (MSG_CTRUNC)`));
+          return;
+        }
+        this.parse();
+      }
+    } finally {
+      this.dispatching = false;
+    }
+    this.flush();
+  }
+
+  /** Dispatch every whole message in the buffer. */
+  private parse(): void {
+    while (!this.closed && this.rend - this.rstart >= HEADER_SIZE) {
+      const header = readHeader(this.rbuf, this.rstart);
+      if (header.size < HEADER_SIZE || header.size > this.limits.maxMessageSize) {
+        this.close(new Error(`message size ${header.size} outside [${HEADER_SIZE}, ${this.limits.maxMessageSize}]: stream unusable`));
+        return;
+      }
+      if (this.rend - this.rstart < header.size) {
+        this.ensureCapacity(header.size);
+        return;
+      }
+      const start = this.rbase + this.rstart;
+      const fds = this.takeFds(start, start + header.size);
+      const payload = this.rbuf.subarray(this.rstart + HEADER_SIZE, this.rstart + header.size);
+      this.rstart += header.size;
+      try {
+        this.handler.onMessage({ header, payload, fds });
+      } catch (err) {
+        // Handlers answer bad input themselves; reaching here is our own bug.
+        this.log.error('message handler threw', err);
+        this.close(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+    }
+    if (this.rstart === this.rend) {
+      this.rbase += this.rend;
+      this.rstart = this.rend = 0;
+    }
+  }
+
+  /** fd batches whose read ended inside [start, end) belong to this message
+   * if that read also held the message's first byte; others are strays. */
+  private takeFds(start: number, end: number): number[] {
+    let fds: number[] = [];
+    while (this.batches.length > 0 && this.batches[0]!.end <= end) {
+      const b = this.batches.shift()!;
+      if (b.start <= start && fds.length === 0) fds = b.fds;
+      else closeAll(b.fds);
+    }
+    return fds;
+  }
+
+  private makeRoom(): void {
+    if (this.rend < this.rbuf.length) return;
+    if (this.rstart > 0) this.compact();
+    else this.ensureCapacity(this.rbuf.length * 2);
+  }
+
+  private compact(): void {
+    this.rbuf.copy(this.rbuf, 0, this.rstart, this.rend);
+    this.rbase += this.rstart;
+    this.rend -= this.rstart;
+    this.rstart = 0;
+  }
+
+  private ensureCapacity(messageSize: number): void {
+    if (this.rstart > 0) this.compact();
+    if (this.rbuf.length >= messageSize) return;
+    let size = this.rbuf.length;
+    while (size < messageSize) size *= 2;
+    const bigger = Buffer.allocUnsafe(Math.min(size, Math.max(messageSize, this.limits.maxMessageSize)));
+    this.rbuf.copy(bigger, 0, 0, this.rend);
+    this.rbuf = bigger;
+  }
+
+  private reserve(size: number): void {
+    if (this.wlen + size <= this.wbuf.length) return;
+    if (this.wsent > 0) {
+      this.wbuf.copy(this.wbuf, 0, this.wsent, this.wlen);
+      for (const m of this.marks) m.offset -= this.wsent;
+      this.wlen -= this.wsent;
+      this.wsent = 0;
+      if (this.wlen + size <= this.wbuf.length) return;
+    }
+    let cap = this.wbuf.length;
+    while (cap < this.wlen + size) cap *= 2;
+    if (cap > MAX_UNSENT) {
+      this.close(new Error('peer is not reading its replies'));
+      return;
+    }
+    const bigger = Buffer.allocUnsafe(cap);
+    this.wbuf.copy(bigger, 0, 0, this.wlen);
+    this.wbuf = bigger;
+  }
+
+  flush(): void {
+    while (!this.closed && this.wsent < this.wlen) {
+      let end = this.wlen;
+      let fds: number[] | undefined;
+      const mark = this.marks[0];
+      if (mark && mark.offset === this.wsent) {
+        fds = mark.fds;
+        end = this.marks[1]?.offset ?? this.wlen;
+      } else if (mark) {
+        end = mark.offset;
+      }
+      const n = native.sendmsg(this.fd, this.wbuf, this.wsent, end - this.wsent, fds);
+      if (n === -native.EAGAIN) return this.waitWritable(true);
+      if (n < 0) return this.close(new Error(`sendmsg failed: errno ${-n}`));
+      if (fds) this.marks.shift();
+      this.wsent += n;
+    }
+    if (this.closed) return;
+    this.wlen = this.wsent = 0;
+    this.waitWritable(false);
+  }
+
+  private waitWritable(on: boolean): void {
+    if (on === this.wantWrite || !this.watcher) return;
+    this.wantWrite = on;
+    native.watchSet(this.watcher, native.READABLE | (on ? native.WRITABLE : 0));
+  }
+}
+
+function closeAll(fds: readonly number[]): void {
+  for (const fd of fds) native.close(fd);
+}
