@@ -1,0 +1,109 @@
+// Ready QEMU argument sets: machine, memory, console, accelerator, vIOMMU, vfio-user devices.
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface MachineOptions {
+  accel: Accel;
+  /**
+   * 'shared' (default): memfd guest RAM with share=on, so QEMU passes its fd in DMA_MAP
+   * and the server maps guest memory. 'private': anonymous RAM, no fd in DMA_MAP, so
+   * every device DMA goes over DMA_READ/DMA_WRITE messages.
+   */
+  memory?: 'shared' | 'private';
+  /** Guest RAM in MiB (default 512). */
+  memMiB?: number;
+  /** vCPUs (default 1). */
+  smp?: number;
+  /** An emulated Intel IOMMU in the guest (pair with `kernelCmdline({ viommu: true })`). */
+  viommu?: boolean;
+}
+
+/** q35 with its RAM from an explicit memory backend, no default devices, serial on stdio. */
+export function machineArgs(o: MachineOptions): string[] {
+  const mem = o.memMiB ?? 512;
+  const machine = ['q35', 'memory-backend=mem'];
+  // With KVM, interrupt remapping (on by default with intel-iommu) needs a split irqchip.
+  if (o.viommu && o.accel === 'kvm') machine.push('kernel-irqchip=split');
+  const backend =
+    (o.memory ?? 'shared') === 'shared'
+      ? `memory-backend-memfd,id=mem,size=${mem}M,share=on`
+      : `memory-backend-ram,id=mem,size=${mem}M,share=off`;
+  return [
+    '-nodefaults',
+    '-no-user-config',
+    '-display', 'none',
+    '-no-reboot',
+    '-machine', machine.join(','),
+    '-accel', o.accel,
+    ...(o.accel === 'kvm' ? ['-cpu', 'host'] : ['-cpu', 'max']),
+    '-m', `${mem}M`,
+    '-object', backend,
+    '-smp', String(o.smp ?? 1),
+    ...consoleArgs(),
+    // The IOMMU must exist before the PCI devices that sit behind it.
+    ...(o.viommu ? viommuArgs() : []),
+  ];
+}
+
+/** The first serial port on QEMU's stdin/stdout (Ctrl-C is not a QEMU signal). */
+export function consoleArgs(): string[] {
+  return ['-chardev', 'stdio,id=ser0,signal=off', '-serial', 'chardev:ser0', '-monitor', 'none'];
+}
+
+/** An Intel vIOMMU that reports every mapping change (what vfio-user needs). */
+export function viommuArgs(): string[] {
+  return ['-device', 'intel-iommu,caching-mode=on'];
+}
+
+/** One vfio-user-pci device whose server listens on `socketPath`. */
+export function vfioUserDeviceArgs(socketPath: string, props: Record<string, unknown> = {}): string[] {
+  return ['-device', JSON.stringify({ driver: 'vfio-user-pci', socket: { path: socketPath, type: 'unix' }, ...props })];
+}
+
+export interface CmdlineOptions {
+  viommu?: boolean;
+  /** Keep kernel messages on the console (default: `quiet`). */
+  verbose?: boolean;
+  extra?: readonly string[];
+}
+
+/** Serial console, power off (not reboot) on panic, `intel_iommu=on` with a vIOMMU. */
+export function kernelCmdline(o: CmdlineOptions = {}): string {
+  return [
+    'console=ttyS0',
+    'panic=-1',
+    'oops=panic',
+    o.verbose ? 'loglevel=7' : 'quiet',
+    ...(o.viommu ? ['intel_iommu=on'] : []),
+    ...(o.extra ?? []),
+  ].join(' ');
+}
+
+/** Direct kernel boot. */
+export function kernelBootArgs(kernel: string, initrd: string, cmdline: string): string[] {
+  return ['-kernel', kernel, '-initrd', initrd, '-append', cmdline];
+}
+
+export interface BuiltinVirtioBlkOptions {
+  id?: string;
+  readonly?: boolean;
+  /** QEMU's host cache mode for the image (default 'writeback'; 'none' = O_DIRECT). */
+  cache?: 'writeback' | 'none' | 'unsafe' | 'directsync' | 'writethrough';
+  /** Put the device behind the guest's vIOMMU (needed with `viommu`, as our devices are). */
+  iommuPlatform?: boolean;
+  queues?: number;
+}
+
+/**
+ * QEMU's own virtio-blk-pci on a raw image: the baseline the benchmarks compare our
+ * virtio-blk against (same QEMU, same guest, same image).
+ */
+export function builtinVirtioBlkArgs(image: string, o: BuiltinVirtioBlkOptions = {}): string[] {
+  const id = o.id ?? 'qblk0';
+  const drive = [`file=${image.replace(/,/g, ',,')}`, 'if=none', `id=${id}`, 'format=raw', `cache=${o.cache ?? 'writeback'}`];
+  if (o.readonly) drive.push('readonly=on');
+  const dev = ['virtio-blk-pci', `drive=${id}`, 'disable-legacy=on'];
+  if (o.iommuPlatform) dev.push('iommu_platform=on');
+  if (o.queues) dev.push(`num-queues=${o.queues}`);
+  return ['-drive', drive.join(','), '-device', dev.join(',')];
+}
