@@ -4,6 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LEVELS } from './log.js';
+import { normaliseOptions } from './device-flags.js';
+import { isDeviceKind, deviceKinds } from '../devices/index.js';
 
 export interface DeviceConfig {
   /** Unique; names the device in logs and on the control socket. */
@@ -49,6 +51,9 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
     if (!isObject(d)) throw new ConfigError(`${what}: expected an object`);
     const { name, kind, socket, ...options } = d;
     if (typeof kind !== 'string' || kind === '') throw new ConfigError(`${what}: 'kind' is required`);
+    if (!isDeviceKind(kind)) {
+      throw new ConfigError(`${what}: unknown kind '${kind}' (known: ${deviceKinds().map((k) => k.kind).join(', ')})`);
+    }
     const n = name === undefined ? `${kind}${i}` : name;
     if (typeof n !== 'string' || !NAME_RE.test(n)) throw new ConfigError(`${what}: bad name ${JSON.stringify(n)}`);
     if (names.has(n)) throw new ConfigError(`${what}: name '${n}' is used twice`);
@@ -56,7 +61,7 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
     const sock = path.resolve(checkSocketPath(socket, what));
     if (sockets.has(sock)) throw new ConfigError(`${what}: socket ${sock} is used twice`);
     sockets.add(sock);
-    return { name: n, kind, socket: sock, options };
+    return { name: n, kind, socket: sock, options: normaliseOptions(kind, options, what) };
   });
   const cfg: ServerConfig = { devices };
   if (raw.control !== undefined) cfg.control = path.resolve(checkSocketPath(raw.control, `${source}: control`));

@@ -1,0 +1,133 @@
+// `vfio-user-ts <command>`: serve, demo, provision, devices, help.
+// Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+import path from 'node:path';
+import { helpFor, parseArgs, UsageError, type FlagSpec } from './cli-args.js';
+import { ConfigError, loadConfigFile, validateConfig, type ServerConfig } from './config.js';
+import { deviceFlagSpecs, optionsFromFlags } from './device-flags.js';
+import { setLogLevel, rootLog } from './log.js';
+import { startServer } from './runtime.js';
+import { SocketInUseError } from './listener.js';
+import { deviceKinds } from '../devices/index.js';
+
+const COMMON: Record<string, FlagSpec> = {
+  'log-level': { type: 'string', help: 'silent, error (default), warn, info, debug, trace' },
+  help: { type: 'boolean', help: 'show help' },
+};
+
+const SERVE_FLAGS: Record<string, FlagSpec> = {
+  ...COMMON,
+  socket: { type: 'string', help: 'UNIX socket path QEMU connects to' },
+  name: { type: 'string', help: 'device name (default: <kind>0)' },
+  config: { type: 'string', help: 'JSON file describing several devices' },
+  control: { type: 'string', help: 'control socket for the IOMMU API' },
+};
+
+function usage(): string {
+  return `usage: vfio-user-ts <command> [options]
+
+commands:
+  serve <kind> --socket PATH [device options]   serve one device
+  serve --config devices.json                   serve the devices in a file
+  demo                                          provision, serve a GPIO device, boot a guest, show what it saw
+  provision [--json]                            fetch and build QEMU + guest into the cache
+  devices                                       list device kinds
+  help                                          this text
+
+serve options:
+${helpFor(SERVE_FLAGS)}
+
+device kinds:
+${deviceKinds().map((k) => `  ${k.kind.padEnd(10)} ${k.description}\n${helpFor(deviceFlagSpecs(k.kind)).replace(/^/gm, '  ')}`).join('\n')}
+`;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await serve(rest);
+      case 'demo': {
+        const { demo } = await import('./demo.js');
+        return await demo(rest);
+      }
+      case 'provision':
+        return await provisionCommand(rest);
+      case 'devices':
+        for (const k of deviceKinds()) process.stdout.write(`${k.kind}\t${k.description}\n`);
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(usage());
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command '${command}'`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof ConfigError) {
+      process.stderr.write(`vfio-user-ts: ${err.message}\n(see 'vfio-user-ts help')\n`);
+      return 2;
+    }
+    if (err instanceof SocketInUseError) {
+      process.stderr.write(`vfio-user-ts: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`vfio-user-ts: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+/** Parse `serve` arguments into a validated ServerConfig. */
+export function serveConfig(argv: readonly string[]): ServerConfig {
+  const kind = argv[0] && !argv[0].startsWith('--') ? argv[0] : undefined;
+  const spec = { ...SERVE_FLAGS, ...(kind ? deviceFlagSpecs(kind) : {}) };
+  const { flags, positionals } = parseArgs(kind ? argv.slice(1) : argv, spec);
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  if (flags['log-level'] !== undefined) setLogLevel(flags['log-level'] as string);
+  if (flags.config !== undefined) {
+    if (kind || flags.socket !== undefined || flags.name !== undefined) {
+      throw new UsageError('--config describes the devices: give no kind, --socket or --name with it');
+    }
+    const cfg = loadConfigFile(flags.config as string);
+    if (flags.control !== undefined) cfg.control = path.resolve(flags.control as string);
+    return cfg;
+  }
+  if (!kind) throw new UsageError('serve needs a device kind (see `vfio-user-ts devices`) or --config');
+  if (flags.socket === undefined) throw new UsageError('serve needs --socket PATH');
+  const raw: Record<string, unknown> = {
+    devices: [{ kind, socket: flags.socket, ...(flags.name !== undefined ? { name: flags.name } : {}), ...optionsFromFlags(kind, flags) }],
+  };
+  if (flags.control !== undefined) raw.control = flags.control;
+  return validateConfig(raw, 'command line');
+}
+
+async function serve(argv: readonly string[]): Promise<number> {
+  if (argv.includes('--help')) {
+    process.stdout.write(usage());
+    return 0;
+  }
+  const cfg = serveConfig(argv);
+  const rt = startServer(cfg);
+  for (const d of cfg.devices) process.stderr.write(`vfio-user-ts: serving ${d.kind} '${d.name}' on ${d.socket}\n`);
+  return await new Promise<number>((resolve) => {
+    const stop = (signal: string) => {
+      rootLog.info(`${signal}: shutting down`);
+      rt.close().then(() => resolve(0), () => resolve(1));
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+async function provisionCommand(argv: readonly string[]): Promise<number> {
+  const { flags, positionals } = parseArgs(argv, { ...COMMON, json: { type: 'boolean', help: 'print JSON' } });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const { provision } = await import('../qemu-configs/provision.js');
+  const started = Date.now();
+  const p = await provision({ log: (m) => process.stderr.write(`provision: ${m}\n`) });
+  if (flags.json) process.stdout.write(JSON.stringify(p, null, 2) + '\n');
+  else process.stdout.write(`qemu: ${p.qemuNote}\nkernel: ${p.kernelVersion}\ncache: ${p.cacheDir}\nready in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  return 0;
+}
