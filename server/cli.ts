@@ -29,6 +29,7 @@ commands:
   serve <kind> --socket PATH [device options]   serve one device
   serve --config devices.json                   serve the devices in a file
   demo                                          provision, serve a GPIO device, boot a guest, show what it saw
+  iommu <op> --control PATH [key=value ...]     one IOMMU operation over a server's control socket
   provision [--json]                            fetch and build QEMU + guest into the cache
   devices                                       list device kinds
   help                                          this text
@@ -50,6 +51,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'demo': {
         const { demo } = await import('./demo.js');
         return await demo(rest);
+      }
+      case 'iommu': {
+        const { iommuCommand } = await import('./iommu-cli.js');
+        return await iommuCommand(rest);
       }
       case 'provision':
         return await provisionCommand(rest);
@@ -109,7 +114,7 @@ async function serve(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const cfg = serveConfig(argv);
-  const rt = startServer(cfg);
+  const rt = await startServer(cfg);
   for (const d of cfg.devices) process.stderr.write(`vfio-user-ts: serving ${d.kind} '${d.name}' on ${d.socket}\n`);
   return await new Promise<number>((resolve) => {
     const stop = (signal: string) => {

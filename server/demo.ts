@@ -35,7 +35,7 @@ export async function demo(argv: readonly string[]): Promise<number> {
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfio-user-ts-demo-'));
   const socket = path.join(dir, 'gpio.sock');
-  const rt = startServer({ devices: [{ name: 'gpio0', kind: 'gpio', socket, options: { inputs } }] });
+  const rt = await startServer({ devices: [{ name: 'gpio0', kind: 'gpio', socket, options: { inputs } }] });
   try {
     const gpio = rt.models.get('gpio0') as Idio16;
     say(`[2/3] serving a PCI-IDIO-16 GPIO device on ${socket} with inputs ${hex16(inputs)}`);

@@ -8,17 +8,20 @@ import type { ServerConfig } from './config.js';
 import { iommuSpace } from './iommu-space.js';
 import { rootLog, setLogLevel, type Log } from './log.js';
 import { VfioUserServer, type DeviceHost } from './server.js';
+import { ControlServer } from './control.js';
 
 export interface RunningServer {
   readonly server: VfioUserServer;
   readonly models: ReadonlyMap<string, DeviceModel>;
   readonly contexts: ReadonlyMap<string, IommuContext>;
+  /** The control socket, when the config names one. */
+  readonly control: ControlServer | null;
   host(name: string): DeviceHost;
   /** Stops listening, drops clients, removes the socket files. */
   close(): Promise<void>;
 }
 
-export function startServer(cfg: ServerConfig, log: Log = rootLog): RunningServer {
+export async function startServer(cfg: ServerConfig, log: Log = rootLog): Promise<RunningServer> {
   if (cfg.logLevel) setLogLevel(cfg.logLevel);
   const models = new Map<string, DeviceModel>();
   const contexts = new Map<string, IommuContext>();
@@ -37,10 +40,20 @@ export function startServer(cfg: ServerConfig, log: Log = rootLog): RunningServe
     server.close();
     throw err;
   }
+  let control: ControlServer | null = null;
+  if (cfg.control) {
+    try {
+      control = await ControlServer.open(cfg.control, contexts, log.child('control'));
+    } catch (err) {
+      server.close();
+      throw err;
+    }
+  }
   return {
     server,
     models,
     contexts,
+    control,
     host(name) {
       const h = server.host(name);
       if (!h) throw new Error(`no device '${name}'`);
@@ -48,6 +61,7 @@ export function startServer(cfg: ServerConfig, log: Log = rootLog): RunningServe
     },
     async close() {
       server.close();
+      await control?.close();
     },
   };
 }
