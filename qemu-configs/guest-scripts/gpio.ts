@@ -5,7 +5,10 @@
 //
 // An exported line appears under its name (the driver names them OUT0..15
 // and IIN0..15) or as gpioN when it has none.
-export function gpioGuestScript(outputs: number): string {
+/** Printed when the guest waits for the host to flip input line 0. */
+export const GPIO_FLIP_PROMPT = '@@WAIT flip-input-0';
+
+export function gpioGuestScript(outputs: number, opts: { irq?: boolean } = {}): string {
   if (!Number.isInteger(outputs) || outputs < 0 || outputs > 0xffff) throw new RangeError(`outputs 0x${outputs.toString(16)}`);
   return `
 line() { if [ -d /sys/class/gpio/$2 ]; then echo /sys/class/gpio/$2; else echo /sys/class/gpio/gpio$1; fi; }
@@ -44,6 +47,7 @@ while [ $i -lt 16 ]; do
   i=$((i + 1))
 done
 result outputs "$(printf 0x%04x $out)"
+${opts.irq ? IRQ_PART : ''}
 echo @@DONE
 `;
 }
@@ -51,3 +55,20 @@ echo @@DONE
 export function hex16(v: number): string {
   return `0x${v.toString(16).padStart(4, '0')}`;
 }
+
+// Interrupt on input change: arm edge detection on IIN0 (the driver enables
+// the card's IRQ), ask the host to flip line 0, wait for the new value and
+// count the device's interrupts in /proc/interrupts.
+const IRQ_PART = `
+in0=$(line $((base + 16)) IIN0)
+echo both > $in0/edge
+irq=$(cat $dev/irq)
+count() { grep -E "^ *$irq:" /proc/interrupts | awk '{print $2}'; }
+before=$(count)
+old=$(cat $in0/value)
+echo "${GPIO_FLIP_PROMPT}"
+i=0
+while [ $i -lt 300 ] && [ "$(cat $in0/value)" = "$old" ]; do sleep 0.1; i=$((i + 1)); done
+result in0 "$old->$(cat $in0/value)"
+result irqs "$(( $(count) - before ))"
+`;

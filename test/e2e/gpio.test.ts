@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { provision } from '../../qemu-configs/provision.js';
 import { bootGuest, describeBoot } from '../../qemu-configs/boot.js';
-import { gpioGuestScript, hex16 } from '../../qemu-configs/guest-scripts/gpio.js';
+import { GPIO_FLIP_PROMPT, gpioGuestScript, hex16 } from '../../qemu-configs/guest-scripts/gpio.js';
 import { startServer } from '../../server/runtime.js';
 import type { Idio16 } from '../../devices/gpio-idio16/index.js';
 
@@ -20,7 +20,7 @@ t.test('Linux pci-idio-16 binds to our GPIO device and moves values both ways', 
   const p = await provision({ log: (m) => t.comment(`provision: ${m}`) });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vut-e2e-'));
   const socket = path.join(dir, 'gpio.sock');
-  const rt = startServer({ devices: [{ name: 'gpio0', kind: 'gpio', socket, options: { inputs: INPUTS } }] });
+  const rt = await startServer({ devices: [{ name: 'gpio0', kind: 'gpio', socket, options: { inputs: INPUTS } }] });
   t.teardown(async () => {
     await rt.close();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -29,7 +29,13 @@ t.test('Linux pci-idio-16 binds to our GPIO device and moves values both ways', 
   const seen: number[] = [];
   gpio.on('outputs', (v: number) => seen.push(v));
 
-  const r = await bootGuest({ provisioned: p, script: gpioGuestScript(OUTPUTS), vfioUserSockets: [socket], timeoutMs: 5 * 60 * 1000 });
+  const r = await bootGuest({
+    provisioned: p,
+    script: gpioGuestScript(OUTPUTS, { irq: true }),
+    vfioUserSockets: [socket],
+    timeoutMs: 5 * 60 * 1000,
+    onLine: (l) => { if (l.includes(GPIO_FLIP_PROMPT)) gpio.setInputs(gpio.inputs ^ 1); },
+  });
   t.ok(r.done, `the guest ran its script (${describeBoot(r)})`);
   t.equal(r.results.ids, '0x494f:0x0dc8', 'the guest sees our PCI ids');
   t.equal(r.results.driver, 'pci-idio-16', 'the in-tree driver bound');
@@ -37,5 +43,7 @@ t.test('Linux pci-idio-16 binds to our GPIO device and moves values both ways', 
   t.equal(r.results.inputs, hex16(INPUTS), 'the guest read the inputs set on the server');
   t.equal(gpio.outputs, OUTPUTS, 'the server sees the outputs the guest set');
   t.ok(seen.length > 0, 'output changes were announced');
+  t.equal(r.results.in0, `${INPUTS & 1}->${(INPUTS & 1) ^ 1}`, 'the guest saw the input the host flipped');
+  t.ok(Number(r.results.irqs) >= 1, `the input change raised INTx in the guest (${r.results.irqs} interrupts)`);
   t.equal(rt.host('gpio0').connections, 1, 'QEMU connected once');
 });
