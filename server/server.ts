@@ -28,6 +28,8 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
   private readonly listener: Listener;
   /** Clients served so far (tests and status). */
   connections = 0;
+  /** Requests received per command name, over all clients (e.g. DMA_MAP). */
+  readonly commandCounts: Record<string, number> = {};
 
   constructor(readonly endpoint: DeviceEndpoint, private readonly makeSpace: DmaSpaceFactory, private readonly log: Log) {
     super();
@@ -56,7 +58,7 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
           this.emit('disconnect', err);
         });
       }
-    });
+    }, this.commandCounts);
     this.emit('connect');
   }
 

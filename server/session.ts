@@ -52,6 +52,8 @@ export class Session implements HandlerContext {
     readonly space: DmaSpace,
     readonly log: Log,
     private readonly onEnd: (error?: Error) => void,
+    /** Requests seen per command name (shared with the host, for tests and status). */
+    private readonly counts: Record<string, number> = {},
   ) {
     this.transport = new Transport(fd, {
       onMessage: (m) => this.onMessage(m),
@@ -87,6 +89,8 @@ export class Session implements HandlerContext {
   }
 
   private process(h: Header, payload: Buffer, fds: number[]): void {
+    const name = commandName(h.command);
+    this.counts[name] = (this.counts[name] ?? 0) + 1;
     const fdBag = new FdBag(fds);
     let result: Reply | Promise<Reply>;
     try {
