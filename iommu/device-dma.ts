@@ -1,11 +1,66 @@
-// The device-facing door to guest memory. Devices import only this interface;
-// the IOMMU model implements it (translation through the IOAS the device, or
-// one of its PASIDs, is attached to). Owned by iommu/.
+// The device-facing door to guest memory. Devices import only this module;
+// the IOMMU model implements DeviceDma (translation through the IOAS the
+// device, or one of its PASIDs, is attached to). Owned by iommu/.
+import { Errno, VfioUserError } from '../protocol/errno.js';
+
 export type Iova = bigint | number;
+
+/** Access rights a DMA needs (match the mapping's READ / WRITE flags). */
+export const DMA_READ = 1;
+export const DMA_WRITE = 2;
+
+export type DmaFaultReason =
+  /** No mapping at (some byte of) the range. */
+  | 'unmapped'
+  /** The mapping lacks the READ or WRITE right the access needs. */
+  | 'permission'
+  /** The device (or this PASID of it) is attached to no IOAS. */
+  | 'not-attached'
+  /** The memory behind the mapping failed (e.g. a DMA_READ message). */
+  | 'io'
+  /** Malformed request: negative length, IOVA past 2^64, ... */
+  | 'invalid'
+  /** A synchronous view was asked of memory reached only by messages. */
+  | 'indirect';
+
+/**
+ * A DMA the IOMMU refused. errno is EFAULT; the device turns it into its own
+ * error status (an NVMe status code, a virtio used length of 0, ...).
+ */
+export class DmaFault extends VfioUserError {
+  readonly iova: bigint;
+  readonly length: number;
+  readonly pasid: number | undefined;
+  readonly reason: DmaFaultReason;
+  constructor(reason: DmaFaultReason, iova: Iova, length: number, pasid?: number, detail?: string) {
+    const at = typeof iova === 'bigint' ? iova : BigInt(Number.isSafeInteger(iova) ? iova : 0);
+    const p = pasid === undefined ? '' : ` pasid ${pasid}`;
+    super(Errno.EFAULT, `DMA fault (${reason}) at iova 0x${at.toString(16)}+${length}${p}${detail ? `: ${detail}` : ''}`);
+    this.name = 'DmaFault';
+    this.iova = at;
+    this.length = length;
+    this.pasid = pasid;
+    this.reason = reason;
+  }
+}
 
 export interface DeviceDma {
   /** Copy `length` bytes at `iova` out of guest memory. Rejects with DmaFault. */
   read(iova: Iova, length: number, pasid?: number): Promise<Buffer>;
   /** Copy `data` into guest memory at `iova`. Rejects with DmaFault. */
   write(iova: Iova, data: Uint8Array, pasid?: number): Promise<void>;
+  /**
+   * Zero-copy access: fn gets the range as one Uint8Array per mapping it
+   * spans (a scatter list). The views are valid only until fn returns (or
+   * its promise settles): never keep them. Memory reached by messages is
+   * bounced (read before fn for DMA_READ, written back after for DMA_WRITE).
+   * Rejects with DmaFault before fn runs if any byte is not accessible.
+   */
+  withView<T>(
+    iova: Iova,
+    length: number,
+    access: number,
+    fn: (segments: Uint8Array[]) => T | Promise<T>,
+    pasid?: number,
+  ): Promise<T>;
 }

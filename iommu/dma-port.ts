@@ -1,0 +1,224 @@
+// DeviceDma for one registered device: every access is translated through
+// the IOAS its RID (or PASID) is attached to, checked against the mapping's
+// rights, and holds the areas it uses until done (so an unmap in between
+// defers the real munmap and its drained promise waits for us).
+import { VfioUserError } from '../protocol/errno.js';
+import type { Area } from './area.js';
+import { DMA_READ, DMA_WRITE, DmaFault, type DeviceDma, type Iova } from './device-dma.js';
+import { markDirty } from './dirty.js';
+import type { Ioas } from './ioas.js';
+import { TWO_POW_64, U64_MAX } from './u64.js';
+
+/** What the port needs to know of its device. */
+export interface DmaTarget {
+  readonly name: string;
+  ioasFor(pasid?: number): Ioas | null;
+}
+
+interface Seg {
+  area: Area;
+  pos: number;
+  n: number;
+}
+
+export class DeviceDmaPort implements DeviceDma {
+  constructor(private readonly target: DmaTarget) {}
+
+  read(iova: Iova, length: number, pasid?: number): Promise<Buffer> {
+    try {
+      const ioas = this.check(iova, length, pasid);
+      if (length === 0) return Promise.resolve(Buffer.alloc(0));
+      // Fast path: one area of directly mapped memory.
+      if (typeof iova === 'number') {
+        const a = ioas.translate(iova, length, DMA_READ);
+        const b = a?.backing.bytes;
+        if (a && b) {
+          const off = a.offset + (iova - a.start);
+          return Promise.resolve(Buffer.from(b.subarray(off, off + length)));
+        }
+      }
+      return this.readSegs(this.resolve(ioas, iova, length, DMA_READ, pasid), length, iova, pasid);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  write(iova: Iova, data: Uint8Array, pasid?: number): Promise<void> {
+    try {
+      const length = data.length;
+      const ioas = this.check(iova, length, pasid);
+      if (length === 0) return Promise.resolve();
+      if (typeof iova === 'number') {
+        const a = ioas.translate(iova, length, DMA_WRITE);
+        const b = a?.backing.bytes;
+        if (a && b && !a.backing.readOnlyMemory) {
+          const pos = iova - a.start;
+          b.set(data, a.offset + pos);
+          if (ioas.dirtyTracking) markDirty(a, pos, length);
+          return Promise.resolve();
+        }
+      }
+      return this.writeSegs(ioas, this.resolve(ioas, iova, length, DMA_WRITE, pasid), data, iova, pasid);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  async withView<T>(
+    iova: Iova,
+    length: number,
+    access: number,
+    fn: (segments: Uint8Array[]) => T | Promise<T>,
+    pasid?: number,
+  ): Promise<T> {
+    if (!(access === DMA_READ || access === DMA_WRITE || access === (DMA_READ | DMA_WRITE))) {
+      throw new DmaFault('invalid', iova, length, pasid, 'access must be DMA_READ and/or DMA_WRITE');
+    }
+    const ioas = this.check(iova, length, pasid);
+    const segs = length === 0 ? [] : this.resolve(ioas, iova, length, access, pasid);
+    for (const s of segs) s.area.hold();
+    try {
+      const views: Uint8Array[] = [];
+      const bounced: { s: Seg; buf: Buffer }[] = [];
+      for (const s of segs) {
+        const b = s.area.backing;
+        const bytes = b.bytes;
+        const off = s.area.offset + s.pos;
+        if (bytes && !b.readOnlyMemory) views.push(bytes.subarray(off, off + s.n));
+        else if (bytes) views.push(Uint8Array.prototype.slice.call(bytes, off, off + s.n)); // read-only memory: a copy
+        else {
+          const buf = access & DMA_READ ? await this.io(() => b.read(off, s.n), s, pasid) : Buffer.alloc(s.n);
+          views.push(buf);
+          bounced.push({ s, buf });
+        }
+      }
+      if (access & DMA_WRITE && ioas.dirtyTracking) for (const s of segs) markDirty(s.area, s.pos, s.n);
+      const r = await fn(views);
+      if (access & DMA_WRITE) {
+        for (const { s, buf } of bounced) await this.io(() => s.area.backing.write(s.area.offset + s.pos, buf), s, pasid);
+      }
+      return r;
+    } finally {
+      for (const s of segs) s.area.release();
+    }
+  }
+
+  /**
+   * Synchronous zero-copy access, for memory that is mapped (not reached by
+   * messages: DmaFault 'indirect'). Views are valid only during fn.
+   */
+  withViewSync<T>(iova: Iova, length: number, access: number, fn: (segments: Uint8Array[]) => T, pasid?: number): T {
+    const ioas = this.check(iova, length, pasid);
+    const segs = length === 0 ? [] : this.resolve(ioas, iova, length, access, pasid);
+    const views: Uint8Array[] = [];
+    for (const s of segs) {
+      const b = s.area.backing;
+      const bytes = b.bytes;
+      if (!bytes || (b.readOnlyMemory && access & DMA_WRITE)) {
+        throw new DmaFault('indirect', BigInt(s.area.start) + BigInt(s.pos), s.n, pasid, 'memory is reached by messages');
+      }
+      const off = s.area.offset + s.pos;
+      views.push(b.readOnlyMemory ? bytes.slice(off, off + s.n) : bytes.subarray(off, off + s.n));
+    }
+    if (access & DMA_WRITE && ioas.dirtyTracking) for (const s of segs) markDirty(s.area, s.pos, s.n);
+    for (const s of segs) s.area.hold();
+    try {
+      return fn(views);
+    } finally {
+      for (const s of segs) s.area.release();
+    }
+  }
+
+  // Validates the request and finds the IOAS for the PASID.
+  private check(iova: Iova, length: number, pasid: number | undefined): Ioas {
+    if (!Number.isSafeInteger(length) || length < 0) throw new DmaFault('invalid', iova, 0, pasid, 'bad length');
+    if (typeof iova === 'number') {
+      if (!Number.isSafeInteger(iova) || iova < 0) throw new DmaFault('invalid', iova, length, pasid, 'iova must be a safe integer (use bigint)');
+      if (iova + length > TWO_POW_64) throw new DmaFault('invalid', iova, length, pasid, 'range wraps past 2^64');
+    } else if (typeof iova !== 'bigint' || iova < 0n || iova > U64_MAX || iova + BigInt(length) > U64_MAX + 1n) {
+      throw new DmaFault('invalid', typeof iova === 'bigint' ? iova : 0n, length, pasid, 'iova out of range');
+    }
+    const ioas = this.target.ioasFor(pasid);
+    if (!ioas) {
+      const who = pasid === undefined ? this.target.name : `${this.target.name} pasid ${pasid}`;
+      throw new DmaFault('not-attached', iova, length, pasid, `${who} is attached to no IOAS`);
+    }
+    return ioas;
+  }
+
+  // The areas (scatter list) covering [iova, iova+length), all with access.
+  private resolve(ioas: Ioas, iova: Iova, length: number, access: number, pasid: number | undefined): Seg[] {
+    const hit = ioas.locate(iova);
+    if (!hit) throw new DmaFault('unmapped', iova, length, pasid);
+    let area = hit.area;
+    let pos = hit.pos;
+    let left = length;
+    const segs: Seg[] = [];
+    for (;;) {
+      if ((area.prot & access) !== access) {
+        throw new DmaFault('permission', BigInt(area.start) + BigInt(pos), left, pasid, `mapping lacks ${access & DMA_WRITE && !(area.prot & DMA_WRITE) ? 'WRITE' : 'READ'}`);
+      }
+      const n = Math.min(left, area.length - pos);
+      segs.push({ area, pos, n });
+      left -= n;
+      if (left === 0) return segs;
+      const next = ioas.find(area.end);
+      if (!next || next.start !== area.end) throw new DmaFault('unmapped', BigInt(area.end), left, pasid);
+      area = next;
+      pos = 0;
+    }
+  }
+
+  private async readSegs(segs: Seg[], length: number, iova: Iova, pasid: number | undefined): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    for (const s of segs) s.area.hold();
+    try {
+      let o = 0;
+      for (const s of segs) {
+        const b = s.area.backing;
+        const off = s.area.offset + s.pos;
+        const bytes = b.bytes;
+        if (bytes) out.set(bytes.subarray(off, off + s.n), o);
+        else (await this.io(() => b.read(off, s.n), s, pasid)).copy(out, o);
+        o += s.n;
+      }
+      return out;
+    } catch (e) {
+      if (e instanceof DmaFault) throw e;
+      throw new DmaFault('io', iova, length, pasid, (e as Error).message);
+    } finally {
+      for (const s of segs) s.area.release();
+    }
+  }
+
+  private async writeSegs(ioas: Ioas, segs: Seg[], data: Uint8Array, iova: Iova, pasid: number | undefined): Promise<void> {
+    for (const s of segs) s.area.hold();
+    try {
+      let o = 0;
+      for (const s of segs) {
+        const b = s.area.backing;
+        const off = s.area.offset + s.pos;
+        const part = data.subarray(o, o + s.n);
+        const bytes = b.bytes;
+        if (bytes && !b.readOnlyMemory) bytes.set(part, off);
+        else await this.io(() => b.write(off, part), s, pasid);
+        if (ioas.dirtyTracking) markDirty(s.area, s.pos, s.n);
+        o += s.n;
+      }
+    } catch (e) {
+      if (e instanceof DmaFault) throw e;
+      throw new DmaFault('io', iova, data.length, pasid, (e as Error).message);
+    } finally {
+      for (const s of segs) s.area.release();
+    }
+  }
+
+  private async io<T>(f: () => Promise<T>, s: Seg, pasid: number | undefined): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      const msg = e instanceof VfioUserError ? e.message : String((e as Error)?.message ?? e);
+      throw new DmaFault('io', BigInt(s.area.start) + BigInt(s.pos), s.n, pasid, msg);
+    }
+  }
+}
