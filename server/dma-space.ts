@@ -24,7 +24,8 @@ export interface DmaSpace {
    * device access can still touch the unmapped memory: reply only then.
    */
   unmap(req: DmaUnmapRequest): Promise<Buffer | undefined>;
-  loggingStart(pageSize: bigint, ranges: readonly DmaLoggingRange[]): void;
+  /** Returns the page size the log is kept at (the reply tells the client). */
+  loggingStart(pageSize: bigint, ranges: readonly DmaLoggingRange[]): number;
   loggingStop(): void;
   loggingReport(iova: bigint, length: bigint, pageSize: bigint): Buffer;
   /** The client went away: every mapping it made goes. */

@@ -21,8 +21,8 @@ export function handleDeviceFeature(s: HandlerContext, payload: Buffer, nfds: nu
   switch (req.feature) {
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_START: {
       const l = req.logging!;
-      s.space.loggingStart(l.pageSize, l.ranges);
-      return { payload: encodeDmaLoggingStartReply(req) };
+      const pageSize = s.space.loggingStart(l.pageSize, l.ranges);
+      return { payload: encodeDmaLoggingStartReply(req, BigInt(pageSize)) };
     }
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP:
       s.space.loggingStop();

@@ -4,8 +4,8 @@
 import * as native from '../native/index.js';
 import { createDeviceByName, type DeviceModel } from '../devices/index.js';
 import { IommuContext } from '../iommu/context.js';
+import { ClientDmaSpace } from '../iommu/client-dma.js';
 import type { ServerConfig } from './config.js';
-import { iommuSpace } from './iommu-space.js';
 import { rootLog, setLogLevel, type Log } from './log.js';
 import { VfioUserServer, type DeviceHost } from './server.js';
 import { ControlServer } from './control.js';
@@ -31,7 +31,7 @@ export async function startServer(cfg: ServerConfig, log: Log = rootLog): Promis
     ctx.addDevice(d.name);
     contexts.set(d.name, ctx);
   }
-  const server = new VfioUserServer((name) => iommuSpace(contexts.get(name)!, name), log);
+  const server = new VfioUserServer((name) => new ClientDmaSpace(contexts.get(name)!, name), log);
   try {
     for (const d of cfg.devices) {
       server.addDevice({ name: d.name, device: models.get(d.name)!.device, socketPath: d.socket });

@@ -15,7 +15,7 @@ export interface DeviceEndpoint {
   socketPath: string;
 }
 
-/** Makes the per-client DMA space of a device (the IOMMU model's type1 view). */
+/** Makes the per-client DMA space of a device (iommu/client-dma.ts: the IOMMU model's type1 view). */
 export type DmaSpaceFactory = (deviceName: string) => DmaSpace;
 
 export interface DeviceHostEvents {

@@ -11,7 +11,7 @@ import { encodeRegionReadRequest, decodeRegionReadReply } from '../../protocol/c
 t.test('a client negotiates, reads device info and config space', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vut-'));
   const sock = path.join(dir, 'gpio.sock');
-  const rt = startServer({ devices: [{ name: 'gpio0', kind: 'gpio', socket: sock, options: {} }] });
+  const rt = await startServer({ devices: [{ name: 'gpio0', kind: 'gpio', socket: sock, options: {} }] });
   t.teardown(async () => { await rt.close(); fs.rmSync(dir, { recursive: true, force: true }); });
   const c = await VfioUserClient.open(sock);
   t.teardown(() => c.close());
