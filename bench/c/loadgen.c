@@ -1,0 +1,361 @@
+/*
+ * loadgen.c: the vfio-user load generator for `npm run bench`.
+ *
+ * Written in C so that the client is never the bottleneck.  Connects to a
+ * vfio-user server's UNIX socket (retrying while it is not yet listening),
+ * negotiates VERSION like QEMU does, then runs one mode and prints one JSON
+ * line on stdout:
+ *
+ *   {"mode":"pingpong","n":N,"depth":1,"seconds":S,"ops_per_s":R}
+ *
+ * usage: loadgen -s SOCKET -m MODE -n N [-d DEPTH] [-b PER_WRITE]
+ *                [-r REGION:OFFSET:COUNT] [-w REGION:OFFSET:COUNT]
+ *   pingpong  N REGION_READs, one in flight
+ *   inflight  N REGION_READs, DEPTH in flight (default 32)
+ *   posted    N REGION_WRITEs with NO_REPLY, then one REGION_READ whose reply
+ *             proves (the server processes in order) that all were consumed
+ *   -b        at most this many requests per write() (default 1, as QEMU
+ *             sends every message with its own sendmsg; max 256)
+ *   -r        the read target   (default 7:0:4  = config space, 4 bytes at 0)
+ *   -w        the write target  (default 2:0:1  = BAR2, 1 byte at 0)
+ *
+ * Every reply is checked (type REPLY, no ERROR, right command, known msg_id,
+ * right size); any mismatch is fatal (exit 1).  Before the posted run one
+ * ordinary REGION_WRITE with the same target must succeed, since a rejected
+ * posted write would otherwise go unnoticed.
+ *
+ * Built by bench/socket.ts at run time with `cc -O2`.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "this load generator assumes a little-endian host"
+#endif
+
+#define HDR_SIZE 16u
+#define ACCESS_SIZE 16u
+#define MAX_XFER (1u << 20)
+#define IN_CAP (4u << 20)
+
+#define CMD_VERSION 1
+#define CMD_REGION_READ 9
+#define CMD_REGION_WRITE 10
+
+#define F_TYPE_MASK 0xfu
+#define F_TYPE_REPLY 0x1u
+#define F_NO_REPLY 0x10u
+#define F_ERROR 0x20u
+
+#define POSTED_BATCH 256u
+
+/* What QEMU 11.1 offers (see shared/DESIGN.md). */
+static const char version_json[] =
+    "{\"capabilities\":{\"max_msg_fds\":16,\"max_data_xfer_size\":1048576,"
+    "\"pgsizes\":4096,\"max_dma_maps\":65535,\"write_multiple\":true}}";
+
+struct target { uint32_t region; uint64_t offset; uint32_t count; };
+
+static int fd = -1;
+static uint8_t *in;
+static size_t in_have;
+static uint8_t pending[65536];  /* msg_ids awaiting a reply */
+static uint16_t expect_cmd[65536];
+static uint32_t expect_size[65536];
+static uint16_t next_id = 1;
+
+static void wr16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+static void fail(const char *fmt, const char *detail) {
+    fprintf(stderr, "loadgen: ");
+    fprintf(stderr, fmt, detail);
+    fprintf(stderr, "\n");
+    exit(1);
+}
+
+static void sysfail(const char *what) {
+    fprintf(stderr, "loadgen: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void write_all(const uint8_t *p, size_t n) {
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            sysfail("write");
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Send `count` messages of `one` bytes each, at most `per_write` per write(). */
+static void send_chunked(const uint8_t *p, size_t one, unsigned long count, unsigned long per_write) {
+    while (count) {
+        unsigned long k = count < per_write ? count : per_write;
+        write_all(p, one * k);
+        p += one * k;
+        count -= k;
+    }
+}
+
+static void hdr(uint8_t *m, uint16_t id, uint16_t cmd, uint32_t size, uint32_t flags) {
+    wr16(m, id);
+    wr16(m + 2, cmd);
+    wr32(m + 4, size);
+    wr32(m + 8, flags);
+    wr32(m + 12, 0);
+}
+
+/* Build a REGION_READ or REGION_WRITE into m; returns its size. */
+static uint32_t build_access(uint8_t *m, uint16_t cmd, const struct target *t, uint32_t flags) {
+    uint32_t size = HDR_SIZE + ACCESS_SIZE + (cmd == CMD_REGION_WRITE ? t->count : 0);
+    hdr(m, 0, cmd, size, flags);
+    wr64(m + HDR_SIZE, t->offset);
+    wr32(m + HDR_SIZE + 8, t->region);
+    wr32(m + HDR_SIZE + 12, t->count);
+    if (cmd == CMD_REGION_WRITE)
+        for (uint32_t i = 0; i < t->count; i++) m[HDR_SIZE + ACCESS_SIZE + i] = (uint8_t)(0x5a ^ i);
+    return size;
+}
+
+/* Give message m a fresh msg_id and remember what its reply must look like. */
+static void stamp(uint8_t *m, uint32_t reply_size) {
+    uint16_t id = next_id++;
+    if (pending[id]) fail("%s", "more than 65535 requests outstanding");
+    wr16(m, id);
+    pending[id] = 1;
+    expect_cmd[id] = rd16(m + 2);
+    expect_size[id] = reply_size;
+}
+
+/* Blocking read once; consume every complete reply; return how many. */
+static unsigned recv_replies(void) {
+    for (;;) {
+        ssize_t n = read(fd, in + in_have, IN_CAP - in_have);
+        if (n == 0) fail("%s", "server closed the connection");
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            sysfail("read");
+        }
+        in_have += (size_t)n;
+        break;
+    }
+    unsigned got = 0;
+    size_t pos = 0;
+    while (in_have - pos >= HDR_SIZE) {
+        const uint8_t *m = in + pos;
+        uint16_t id = rd16(m);
+        uint16_t cmd = rd16(m + 2);
+        uint32_t size = rd32(m + 4);
+        uint32_t flags = rd32(m + 8);
+        if (size < HDR_SIZE || size > IN_CAP) fail("%s", "reply with an impossible msg_size");
+        if (in_have - pos < size) break;
+        if ((flags & F_TYPE_MASK) != F_TYPE_REPLY) fail("%s", "server sent a non-reply message");
+        if (flags & F_ERROR) {
+            char b[96];
+            snprintf(b, sizeof b, "command %u msg_id %u failed with errno %u", cmd, id, rd32(m + 12));
+            fail("error reply: %s", b);
+        }
+        if (!pending[id]) fail("%s", "reply to an unknown msg_id");
+        if (cmd != expect_cmd[id]) fail("%s", "reply with the wrong command");
+        if (expect_size[id] && size != expect_size[id]) {
+            char b[96];
+            snprintf(b, sizeof b, "command %u: got %u bytes, expected %u", cmd, size, expect_size[id]);
+            fail("reply of the wrong size: %s", b);
+        }
+        pending[id] = 0;
+        got++;
+        pos += size;
+    }
+    if (pos) {
+        memmove(in, in + pos, in_have - pos);
+        in_have -= pos;
+    }
+    return got;
+}
+
+static void wait_replies(unsigned n) {
+    while (n) {
+        unsigned g = recv_replies();
+        n = g >= n ? 0 : n - g;
+    }
+}
+
+static void connect_retry(const char *path) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof addr.sun_path) fail("%s", "socket path too long");
+    strcpy(addr.sun_path, path);
+    double deadline = now() + 20.0;
+    for (;;) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) sysfail("socket");
+        if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) return;
+        int e = errno;
+        close(fd);
+        if ((e != ENOENT && e != ECONNREFUSED && e != EAGAIN) || now() > deadline) {
+            errno = e;
+            sysfail("connect");
+        }
+        usleep(10000);
+    }
+}
+
+static void negotiate(void) {
+    uint8_t m[HDR_SIZE + 4 + sizeof version_json];
+    hdr(m, 0, CMD_VERSION, sizeof m, 0);
+    wr16(m + HDR_SIZE, 0);     /* major */
+    wr16(m + HDR_SIZE + 2, 0); /* minor */
+    memcpy(m + HDR_SIZE + 4, version_json, sizeof version_json);
+    stamp(m, 0);
+    write_all(m, sizeof m);
+    wait_replies(1);
+}
+
+static int parse_target(const char *s, struct target *t) {
+    char *e;
+    errno = 0;
+    unsigned long long r = strtoull(s, &e, 0);
+    if (*e != ':') return -1;
+    unsigned long long o = strtoull(e + 1, &e, 0);
+    if (*e != ':') return -1;
+    unsigned long long c = strtoull(e + 1, &e, 0);
+    if (*e != '\0' || errno) return -1;
+    if (r > 0xffffffffULL || c == 0 || c > MAX_XFER) return -1;
+    t->region = (uint32_t)r;
+    t->offset = (uint64_t)o;
+    t->count = (uint32_t)c;
+    return 0;
+}
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: loadgen -s SOCKET -m pingpong|inflight|posted -n N [-d DEPTH] [-b PER_WRITE]\n"
+            "               [-r REGION:OFFSET:COUNT] [-w REGION:OFFSET:COUNT]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    const char *sock = NULL, *mode = NULL;
+    unsigned long n = 0, depth = 32, batch_max = 1;
+    struct target rt = {7, 0, 4}, wt = {2, 0, 1};
+    int c;
+    while ((c = getopt(argc, argv, "s:m:n:d:b:r:w:")) != -1) {
+        switch (c) {
+        case 's': sock = optarg; break;
+        case 'm': mode = optarg; break;
+        case 'n': n = strtoul(optarg, NULL, 0); break;
+        case 'd': depth = strtoul(optarg, NULL, 0); break;
+        case 'b': batch_max = strtoul(optarg, NULL, 0); break;
+        case 'r': if (parse_target(optarg, &rt)) usage(); break;
+        case 'w': if (parse_target(optarg, &wt)) usage(); break;
+        default: usage();
+        }
+    }
+    if (!sock || !mode || n == 0 || depth == 0 || depth > 4096 || batch_max == 0 || batch_max > POSTED_BATCH)
+        usage();
+    signal(SIGPIPE, SIG_IGN);
+    in = malloc(IN_CAP);
+    if (!in) sysfail("malloc");
+
+    connect_retry(sock);
+    negotiate();
+
+    const uint32_t read_reply = HDR_SIZE + ACCESS_SIZE + rt.count;
+    double t0, t1;
+    if (strcmp(mode, "pingpong") == 0) {
+        depth = 1;
+        uint8_t m[HDR_SIZE + ACCESS_SIZE];
+        uint32_t sz = build_access(m, CMD_REGION_READ, &rt, 0);
+        t0 = now();
+        for (unsigned long i = 0; i < n; i++) {
+            stamp(m, read_reply);
+            write_all(m, sz);
+            wait_replies(1);
+        }
+        t1 = now();
+    } else if (strcmp(mode, "inflight") == 0) {
+        uint32_t one = HDR_SIZE + ACCESS_SIZE;
+        uint8_t *batch = malloc((size_t)one * depth);
+        if (!batch) sysfail("malloc");
+        for (unsigned long i = 0; i < depth; i++) build_access(batch + i * one, CMD_REGION_READ, &rt, 0);
+        unsigned long sent = 0, done = 0;
+        t0 = now();
+        unsigned long first = depth < n ? depth : n;
+        for (unsigned long i = 0; i < first; i++) stamp(batch + i * one, read_reply);
+        send_chunked(batch, one, first, batch_max);
+        sent = first;
+        while (done < n) {
+            unsigned got = recv_replies();
+            done += got;
+            unsigned long more = n - sent < got ? n - sent : got;
+            if (more) {
+                for (unsigned long i = 0; i < more; i++) stamp(batch + i * one, read_reply);
+                send_chunked(batch, one, more, batch_max);
+                sent += more;
+            }
+        }
+        t1 = now();
+        free(batch);
+    } else if (strcmp(mode, "posted") == 0) {
+        depth = 0;
+        /* The same write, acknowledged, must succeed first. */
+        uint8_t *probe = malloc(HDR_SIZE + ACCESS_SIZE + wt.count);
+        if (!probe) sysfail("malloc");
+        uint32_t psz = build_access(probe, CMD_REGION_WRITE, &wt, 0);
+        stamp(probe, HDR_SIZE + ACCESS_SIZE);
+        write_all(probe, psz);
+        wait_replies(1);
+        free(probe);
+
+        uint32_t one = HDR_SIZE + ACCESS_SIZE + wt.count;
+        uint8_t *batch = malloc((size_t)one * POSTED_BATCH);
+        if (!batch) sysfail("malloc");
+        for (unsigned i = 0; i < POSTED_BATCH; i++)
+            build_access(batch + (size_t)i * one, CMD_REGION_WRITE, &wt, F_NO_REPLY);
+        uint8_t sync[HDR_SIZE + ACCESS_SIZE];
+        uint32_t ssz = build_access(sync, CMD_REGION_READ, &rt, 0);
+        t0 = now();
+        unsigned long left = n;
+        while (left) {
+            unsigned k = left < POSTED_BATCH ? (unsigned)left : POSTED_BATCH;
+            for (unsigned i = 0; i < k; i++) wr16(batch + (size_t)i * one, next_id++);
+            send_chunked(batch, one, k, batch_max);
+            left -= k;
+        }
+        stamp(sync, read_reply);
+        write_all(sync, ssz);
+        wait_replies(1);
+        t1 = now();
+        free(batch);
+    } else {
+        usage();
+        return 2;
+    }
+    double secs = t1 - t0;
+    printf("{\"mode\":\"%s\",\"n\":%lu,\"depth\":%lu,\"seconds\":%.6f,\"ops_per_s\":%.1f}\n", mode, n, depth,
+           secs, (double)n / secs);
+    close(fd);
+    return 0;
+}

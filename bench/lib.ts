@@ -1,0 +1,171 @@
+// Shared helpers for the benchmarks: the row type every bench returns, the
+// project root, compiling the C helpers, running child processes and the
+// result table.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** One line of the result table. `value` is ours, `floor` the reference measured in the same run. */
+export interface BenchRow {
+  name: string;
+  value: number;
+  floor: number;
+  /** value / floor (for rates: higher is better). */
+  ratio: number;
+  unit: string;
+  /** Minimum ratio we aim for; absent = informational row. */
+  goal?: number;
+  /** Short remark printed under the table (how it was measured). */
+  note?: string;
+  /** Set when something failed to run: the run then exits non-zero. */
+  error?: string;
+}
+
+/** A bench module's entry point. */
+export type BenchFn = () => Promise<BenchRow[]>;
+
+/** The directory holding package.json, found by walking up from this file (works from dist/ too). */
+export function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error('bench: cannot find package.json above ' + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+}
+
+/** Progress goes to stderr so that stdout holds only the result table. */
+export function progress(msg: string): void {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+export function envNumber(name: string, dflt: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}=${v}: expected a positive number`);
+  return n;
+}
+
+/** Run a command to completion; reject with its output if it fails. */
+export function run(cmd: string, args: string[], timeoutMs = 120_000): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = new Tail(1 << 20);
+    const err = new Tail(64 << 10);
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`${cmd}: ${e.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const stdout = out.text();
+      const stderr = err.text();
+      if (code === 0 && !timedOut) resolve({ stdout, stderr });
+      else {
+        const why = timedOut ? `timed out after ${timeoutMs / 1000} s` : signal ? `killed by ${signal}` : `exit ${code}`;
+        reject(new Error(`${[cmd, ...args].join(' ')}: ${why}${stderr.trim() ? '\n' + stderr.trim() : ''}`));
+      }
+    });
+  });
+}
+
+/** Keeps the last `max` bytes of a stream. */
+export class Tail {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  constructor(private readonly max: number) {}
+  push(b: Buffer): void {
+    this.chunks.push(b);
+    this.size += b.length;
+    while (this.size > this.max && this.chunks.length > 1) this.size -= this.chunks.shift()!.length;
+  }
+  text(): string {
+    const all = Buffer.concat(this.chunks);
+    return all.subarray(Math.max(0, all.length - this.max)).toString('utf8');
+  }
+}
+
+/** Compile one C file with the system compiler (CC, default cc) at -O2. */
+export async function compileC(src: string, out: string): Promise<void> {
+  const cc = process.env.CC || 'cc';
+  await run(cc, ['-O2', '-Wall', '-o', out, src]);
+}
+
+export function haveCommand(cmd: string, args: string[]): boolean {
+  const r = spawnSync(cmd, args, { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+/** Send SIGTERM to a detached child's process group, then SIGKILL if it lingers. */
+export async function stopGroup(child: ChildProcess, graceMs = 3000): Promise<void> {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, sig);
+    } catch {
+      /* already gone */
+    }
+  };
+  signal('SIGTERM');
+  const t = setTimeout(() => signal('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(t);
+}
+
+function fmtNumber(v: number, unit: string): string {
+  if (!Number.isFinite(v)) return 'n/a';
+  if (unit === 'ops/s' || Math.abs(v) >= 1000) return Math.round(v).toLocaleString('en-US');
+  return Number(v.toPrecision(3)).toString();
+}
+
+/** The result table (plain text, fixed columns). */
+export function formatTable(rows: BenchRow[]): string {
+  const head = ['metric', 'ours', 'floor', 'unit', 'ratio', 'goal', 'result'];
+  const body = rows.map((r) => {
+    const ratioOk = Number.isFinite(r.ratio);
+    let result: string;
+    if (r.error) result = 'FAILED';
+    else if (r.goal === undefined) result = 'info';
+    else result = ratioOk && r.ratio >= r.goal ? 'ok' : 'MISSED';
+    return [
+      r.name,
+      fmtNumber(r.value, r.unit),
+      fmtNumber(r.floor, r.unit),
+      r.unit,
+      ratioOk ? r.ratio.toFixed(2) : 'n/a',
+      r.goal === undefined ? '-' : `>= ${r.goal}`,
+      result,
+    ];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const numeric = new Set([1, 2, 4]);
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const out = [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)];
+  const notes = rows.filter((r) => r.note || r.error);
+  if (notes.length) {
+    out.push('');
+    let lastError = '';
+    for (const r of notes) {
+      if (r.note) out.push(`  ${r.name}: ${r.note}`);
+      if (r.error) {
+        const text = r.error === lastError ? '(as above)' : r.error.split('\n').join('\n      ');
+        out.push(`  ${r.name}: FAILED: ${text}`);
+        lastError = r.error;
+      }
+    }
+  }
+  return out.join('\n');
+}

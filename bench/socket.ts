@@ -1,0 +1,355 @@
+// Socket benchmarks: REGION_READ ping-pong, REGION_READ with 32 in flight and
+// posted (NO_REPLY) REGION_WRITEs, each against our server and against a
+// minimal C responder (bench/c/responder.c) measured in the same run.  The
+// load generator is C as well (bench/c/loadgen.c) so the client is never the
+// bottleneck.  Both C programs are compiled here at run time.
+//
+// Environment:
+//   BENCH_SERVER_CMD  the server under test, a shell command with `{socket}`
+//                     where the socket path goes; `floor` = the C responder
+//                     (to test the harness).  Default:
+//                     node bin/vfio-user-ts.js serve gpio --socket {socket}
+//   BENCH_SECONDS     target duration of one measurement (default 2)
+//   BENCH_REPEATS     measurements per side, best one kept (default 3)
+//   BENCH_CPUS        A,B (default 0,1): 1-CPU runs put both sides on A; 2-CPU
+//                     runs put the loadgen on A and the server on B
+//   BENCH_READ        read target  REGION:OFFSET:COUNT (default 7:0:4, config space)
+//   BENCH_WRITE       write target REGION:OFFSET:COUNT (default 2:0:1, the GPIO I/O BAR)
+//   BENCH_FULL=1      also the 1-CPU 32-in-flight / posted variants and
+//                     posted writes batched 256 per write()
+//   BENCH_KEEP=1      keep the build/socket directory
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type BenchRow,
+  compileC,
+  envNumber,
+  haveCommand,
+  progress,
+  projectRoot,
+  run,
+  stopGroup,
+  Tail,
+} from './lib.js';
+
+/**
+ * Where the two processes run: `same` = both on one CPU (no cross-CPU
+ * wake-up), `split` = loadgen on one CPU and the server on another (the shape
+ * of QEMU's vCPU threads beside a server; fixed, so the scheduler cannot
+ * sometimes co-locate them), `free` = left to the scheduler.
+ */
+type Placement = 'same' | 'split' | 'free';
+
+interface Metric {
+  key: string;
+  name: string;
+  /** loadgen arguments besides -s, -n, -r, -w */
+  args: string[];
+  placement: Placement;
+  goal?: number;
+  /** count for the first (warm-up / calibration) run */
+  calibN: number;
+  note?: string;
+}
+
+interface ServerKind {
+  key: 'floor' | 'ours';
+  label: string;
+  argv(sock: string): string[];
+  /** A reason this server cannot run at all (e.g. not built yet). */
+  unavailable?: string;
+}
+
+interface RunningServer {
+  child: ChildProcess;
+  sock: string;
+  out: Tail;
+  exited: boolean;
+  exitInfo: string;
+}
+
+interface LoadgenResult {
+  mode: string;
+  n: number;
+  depth: number;
+  seconds: number;
+  ops_per_s: number;
+}
+
+const TARGET_RE = /^\d+:(0x[0-9a-fA-F]+|\d+):\d+$/;
+
+function target(name: string, dflt: string): string {
+  const v = process.env[name] || dflt;
+  if (!TARGET_RE.test(v)) throw new Error(`${name}=${v}: expected REGION:OFFSET:COUNT`);
+  return v;
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+function metrics(full: boolean): Metric[] {
+  const list: Metric[] = [
+    {
+      key: 'pingpong-same',
+      name: 'REGION_READ ping-pong, 1 CPU',
+      args: ['-m', 'pingpong'],
+      placement: 'same',
+      goal: 0.9,
+      calibN: 5_000,
+      note: 'one request in flight; server and loadgen pinned to one CPU, so no cross-CPU wake-up',
+    },
+    {
+      key: 'pingpong-free',
+      name: 'REGION_READ ping-pong, unpinned',
+      args: ['-m', 'pingpong'],
+      placement: 'free',
+      calibN: 2_000,
+      note: 'informational: mostly the VM cross-CPU wake-up latency (shared/FACTS.md), noisy as the scheduler sometimes co-locates the two',
+    },
+    {
+      key: 'inflight32-split',
+      name: 'REGION_READ, 32 in flight, 2 CPUs',
+      args: ['-m', 'inflight', '-d', '32'],
+      placement: 'split',
+      goal: 0.8,
+      calibN: 20_000,
+      note: 'loadgen and server pinned to two different CPUs; one request per write(), as QEMU sends them',
+    },
+    {
+      key: 'posted-split',
+      name: 'posted REGION_WRITE, 2 CPUs',
+      args: ['-m', 'posted'],
+      placement: 'split',
+      goal: 0.8,
+      calibN: 50_000,
+      note: 'NO_REPLY writes, one per write() as QEMU sends them, then one REGION_READ whose reply proves all were consumed',
+    },
+  ];
+  if (full) {
+    list.push(
+      {
+        key: 'inflight32-same',
+        name: 'REGION_READ, 32 in flight, 1 CPU',
+        args: ['-m', 'inflight', '-d', '32'],
+        placement: 'same',
+        calibN: 20_000,
+      },
+      {
+        key: 'posted-same',
+        name: 'posted REGION_WRITE, 1 CPU',
+        args: ['-m', 'posted'],
+        placement: 'same',
+        calibN: 50_000,
+      },
+      {
+        key: 'posted-batched-split',
+        name: 'posted REGION_WRITE, 256 per write(), 2 CPUs',
+        args: ['-m', 'posted', '-b', '256'],
+        placement: 'split',
+        calibN: 200_000,
+        note: 'server-bound: the client hands over 256 messages per syscall',
+      },
+    );
+  }
+  return list;
+}
+
+export async function benchSocket(): Promise<BenchRow[]> {
+  const root = projectRoot();
+  const seconds = envNumber('BENCH_SECONDS', 2);
+  const repeats = Math.round(envNumber('BENCH_REPEATS', 3));
+  const [cpuA, cpuB] = cpuPair();
+  const readTarget = target('BENCH_READ', '7:0:4');
+  const writeTarget = target('BENCH_WRITE', '2:0:1');
+  const full = process.env.BENCH_FULL === '1';
+
+  const work = mkdtempSync(join(tmpdir(), 'vfio-user-ts-bench-'));
+  const servers = new Map<string, RunningServer>();
+  const cleanup = async () => {
+    await Promise.all([...servers.values()].map((s) => stopGroup(s.child)));
+    servers.clear();
+    if (process.env.BENCH_KEEP !== '1') rmSync(work, { recursive: true, force: true });
+  };
+  const onSignal = () => {
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    const csrc = join(root, 'bench', 'c');
+    const responder = join(work, 'responder');
+    const loadgen = join(work, 'loadgen');
+    progress(`compiling ${csrc}/{responder,loadgen}.c into ${work}`);
+    await Promise.all([
+      compileC(join(csrc, 'responder.c'), responder),
+      compileC(join(csrc, 'loadgen.c'), loadgen),
+    ]);
+
+    const haveTaskset = haveCommand('taskset', ['-c', cpuA, 'true']);
+    const floor: ServerKind = { key: 'floor', label: 'C responder', argv: (sock) => [responder, sock] };
+    const ours = oursServer(root, responder);
+    progress(`server under test: ${ours.unavailable ?? ours.argv('{socket}').join(' ')}`);
+    progress(
+      `each figure: best of ${repeats} runs of ~${seconds} s, sides interleaved; read ${readTarget}, write ${writeTarget}`,
+    );
+
+    // The CPU of the load generator and of the server for each placement.
+    const cpus = (p: Placement): [string | null, string | null] =>
+      p === 'same' ? [cpuA, cpuA] : p === 'split' ? [cpuA, cpuB] : [null, null];
+    const prefix = (cpu: string | null) => (cpu === null ? [] : ['taskset', '-c', cpu]);
+
+    const serverFor = async (kind: ServerKind, cpu: string | null): Promise<RunningServer> => {
+      const id = `${kind.key}-${cpu === null ? 'free' : 'cpu' + cpu}`;
+      const have = servers.get(id);
+      if (have) {
+        if (have.exited) throw new Error(`died earlier (${have.exitInfo})`);
+        return have;
+      }
+      if (kind.unavailable) throw new Error(kind.unavailable);
+      const sock = join(work, `${id}.sock`);
+      const argv = [...prefix(cpu), ...kind.argv(sock)];
+      const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      const s: RunningServer = { child, sock, out: new Tail(16 << 10), exited: false, exitInfo: '' };
+      child.stdout!.on('data', (b: Buffer) => s.out.push(b));
+      child.stderr!.on('data', (b: Buffer) => s.out.push(b));
+      child.on('error', (e) => {
+        s.exited = true;
+        s.exitInfo = e.message;
+      });
+      child.on('exit', (code, sig) => {
+        s.exited = true;
+        s.exitInfo = sig ? `killed by ${sig}` : `exit ${code}`;
+      });
+      servers.set(id, s);
+      const deadline = Date.now() + 20_000;
+      while (!existsSync(sock)) {
+        if (s.exited) throw new Error(`exited at start (${s.exitInfo}): ${argv.join(' ')}\n${s.out.text().trim()}`);
+        if (Date.now() > deadline) throw new Error(`did not create ${sock} within 20 s: ${argv.join(' ')}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return s;
+    };
+
+    const measure = async (kind: ServerKind, m: Metric, n: number): Promise<LoadgenResult> => {
+      const [clientCpu, serverCpu] = cpus(m.placement);
+      const s = await serverFor(kind, serverCpu);
+      const args = [...prefix(clientCpu), loadgen, '-s', s.sock, '-n', String(n), '-r', readTarget, '-w', writeTarget, ...m.args];
+      // Generous: a run is sized for `seconds`; 15x covers a slow first run, not a hang.
+      const timeout = Math.max(30_000, seconds * 15_000);
+      let stdout: string;
+      try {
+        ({ stdout } = await run(args[0]!, args.slice(1), timeout));
+      } catch (e) {
+        const died = s.exited ? `\nthe server exited (${s.exitInfo}); its output:\n${s.out.text().trim()}` : '';
+        throw new Error(`${(e as Error).message}${died}`);
+      }
+      const line = stdout.trim().split('\n').pop() ?? '';
+      const r = JSON.parse(line) as LoadgenResult;
+      if (!(r.ops_per_s > 0)) throw new Error(`loadgen printed no rate: ${line}`);
+      return r;
+    };
+
+    /** Warm up and find the count that takes about `seconds`. */
+    const calibrate = async (kind: ServerKind, m: Metric): Promise<number> => {
+      let r = await measure(kind, m, m.calibN);
+      if (r.seconds < 0.25) r = await measure(kind, m, Math.max(m.calibN, Math.ceil(r.ops_per_s * 0.5)));
+      return Math.max(1000, Math.round(r.ops_per_s * seconds));
+    };
+
+    const rows: BenchRow[] = [];
+    const list = metrics(full);
+    list[0]!.note = `each figure: best of ${repeats} runs of ~${seconds} s per side, sides interleaved; ` + list[0]!.note;
+    for (const m of list) {
+      const row: BenchRow = { name: m.name, value: NaN, floor: NaN, ratio: NaN, unit: 'ops/s' };
+      if (m.goal !== undefined) row.goal = m.goal;
+      if (m.note) row.note = m.note;
+      rows.push(row);
+      if (m.placement !== 'free' && !haveTaskset) {
+        row.error = 'taskset (util-linux) is missing: cannot pin';
+        continue;
+      }
+      const sides: [ServerKind, 'floor' | 'value'][] = [
+        [floor, 'floor'],
+        [ours, 'value'],
+      ];
+      const counts = new Map<ServerKind, number>();
+      const errors: string[] = [];
+      const failed = new Set<ServerKind>();
+      for (const [kind] of sides) {
+        try {
+          counts.set(kind, await calibrate(kind, m));
+        } catch (e) {
+          failed.add(kind);
+          errors.push(`${kind.label}: ${(e as Error).message}`);
+        }
+      }
+      const best = new Map<ServerKind, number[]>();
+      for (let rep = 0; rep < repeats; rep++) {
+        for (const [kind] of sides) {
+          if (failed.has(kind)) continue;
+          try {
+            const r = await measure(kind, m, counts.get(kind)!);
+            const list = best.get(kind) ?? [];
+            list.push(r.ops_per_s);
+            best.set(kind, list);
+          } catch (e) {
+            failed.add(kind);
+            errors.push(`${kind.label}: ${(e as Error).message}`);
+          }
+        }
+      }
+      for (const [kind, field] of sides) {
+        const list = best.get(kind);
+        if (list && !failed.has(kind)) row[field] = Math.max(...list);
+      }
+      row.ratio = row.value / row.floor;
+      if (errors.length) row.error = errors.join('\n');
+      const fmt = (l: number[] | undefined) => (l ? l.map((v) => Math.round(v / 1000) + 'k').join(' ') : 'n/a');
+      const spread = (l: number[] | undefined) => (l && l.length > 1 ? 1 - Math.min(...l) / Math.max(...l) : 0);
+      const worst = Math.max(spread(best.get(floor)), spread(best.get(ours)));
+      const noisy = worst > 0.2 ? `; NOISY: runs differ by up to ${Math.round(worst * 100)}%, rerun on a quieter machine` : '';
+      const runs = `runs: floor ${fmt(best.get(floor))}, ours ${fmt(best.get(ours))}${noisy}`;
+      row.note = row.note ? `${row.note} [${runs}]` : `[${runs}]`;
+      progress(`${m.name}: ${runs}`);
+    }
+    return rows;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await cleanup();
+  }
+}
+
+/** BENCH_CPUS=A,B: A for the loadgen (and for both in 1-CPU runs), B for the server in 2-CPU runs. */
+function cpuPair(): [string, string] {
+  const v = process.env.BENCH_CPUS ?? '0,1';
+  const m = /^(\d+),(\d+)$/.exec(v);
+  if (!m || m[1] === m[2]) throw new Error(`BENCH_CPUS=${v}: expected two different CPU numbers, e.g. 0,1`);
+  return [m[1]!, m[2]!];
+}
+
+function oursServer(root: string, responder: string): ServerKind {
+  const cmd = process.env.BENCH_SERVER_CMD;
+  if (cmd === 'floor') return { key: 'ours', label: 'server (C responder stand-in)', argv: (sock) => [responder, sock] };
+  if (cmd) {
+    if (!cmd.includes('{socket}')) throw new Error('BENCH_SERVER_CMD must contain {socket} where the socket path goes');
+    return {
+      key: 'ours',
+      label: 'server (BENCH_SERVER_CMD)',
+      argv: (sock) => ['/bin/sh', '-c', cmd.replaceAll('{socket}', shellQuote(sock))],
+    };
+  }
+  const bin = join(root, 'bin', 'vfio-user-ts.js');
+  const kind: ServerKind = {
+    key: 'ours',
+    label: 'our server',
+    argv: (sock) => [process.execPath, bin, 'serve', 'gpio', '--socket', sock],
+  };
+  if (!existsSync(bin)) kind.unavailable = `${bin} does not exist yet (set BENCH_SERVER_CMD=floor to test the harness)`;
+  return kind;
+}
