@@ -116,7 +116,8 @@ export class Transport {
     try {
       for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.closed; i++) {
         this.makeRoom();
-        const n = native.recvmsg(this.fd, this.rbuf, this.rend, this.rbuf.length - this.rend, this.meta);
+        const room = this.rbuf.length - this.rend;
+        const n = native.recvmsg(this.fd, this.rbuf, this.rend, room, this.meta);
         if (n === -native.EAGAIN) break;
         if (n === 0) { this.close(); return; }
         if (n < 0) { this.close(new Error(`recvmsg failed: errno ${-n}`)); return; }
@@ -131,6 +132,11 @@ export class Transport {
           return;
         }
         this.parse();
+        if (n < room) {
+          // The socket is drained: answer what we have at once, then look
+          // again, since a pipelining client has likely sent more meanwhile.
+          this.flush();
+        }
       }
     } finally {
       this.dispatching = false;
