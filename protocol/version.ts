@@ -96,7 +96,10 @@ export function negotiateVersion(req: VersionMessage, server: ServerCaps = SERVE
     peerMaxDataXferSize: Math.min(offer.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE, xfer),
   };
   const caps: VersionCaps = {};
-  if (offer.maxMsgFds !== undefined) caps.maxMsgFds = limits.maxMsgFds;
+  // Never advertise more fds than the client offered: QEMU reads the reply
+  // into a buffer the size of its request, so the reply must not grow (and
+  // accepting more fds than we advertise is harmless).
+  if (offer.maxMsgFds !== undefined) caps.maxMsgFds = Math.min(limits.maxMsgFds, limits.peerMaxMsgFds);
   if (offer.maxDataXferSize !== undefined) caps.maxDataXferSize = limits.maxDataXferSize;
   if (offer.pgsizes !== undefined) caps.pgsizes = limits.pgsizes;
   if (offer.maxDmaMaps !== undefined) caps.maxDmaMaps = limits.maxDmaMaps;
