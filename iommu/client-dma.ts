@@ -37,6 +37,12 @@ export class ClientDmaSpace {
     this.dma = ctx.dma(deviceName);
   }
 
+  /** The client's negotiated max_dma_maps becomes the type1 dma_entry_limit. */
+  setMaxMappings(n: number): void {
+    if (!Number.isInteger(n) || n < 0) throw fail('EINVAL', `bad mapping limit ${n}`);
+    this.ctx.type1.dmaEntryLimit = n;
+  }
+
   /** DMA_MAP. Takes ownership of fd (closed once mapped, or on error). */
   map(req: DmaMapLike, fd: number | null, messenger: DmaMessenger): void {
     if (fd === null) {

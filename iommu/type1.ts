@@ -75,7 +75,8 @@ export interface Type1Info {
 export class Type1Compat {
   readonly version: 1 | 2;
   readonly pgsize: number;
-  readonly dmaEntryLimit: number;
+  /** vfio_iommu_type1's dma_entry_limit (a vfio-user client negotiates its own: max_dma_maps). */
+  dmaEntryLimit: number;
   readonly errnos: 'vfio' | 'iommufd';
   private readonly pg: bigint;
 

@@ -17,6 +17,8 @@ export interface DmaLoggingRange { iova: bigint; length: bigint }
 
 export interface DmaSpace {
   readonly dma: DeviceDma;
+  /** The negotiated max_dma_maps: DMA_MAP beyond it fails with ENOSPC. */
+  setMaxMappings(n: number): void;
   /** Takes ownership of `fd` (closes it once mapped, or on error). */
   map(req: DmaMapRequest, fd: number | null, messenger: DmaMessenger): void;
   /**

@@ -46,6 +46,7 @@ const handlers: Partial<Record<number, Handler>> = {
     const req = decodeVersionRequest(payload, s.limits, fds.count);
     const { reply, limits } = negotiateVersion(req);
     s.setLimits(limits);
+    s.space.setMaxMappings(limits.maxDmaMaps);
     s.device.attachClient({ dma: s.space.dma, log: s.log });
     s.log.info(`client negotiated`, limits);
     return { payload: encodeVersionReply(reply) };

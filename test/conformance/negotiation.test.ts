@@ -220,3 +220,14 @@ t.test('the server\'s own DMA_READ/DMA_WRITE respect the client\'s max_data_xfer
   t.equal(mem[0x4800], (0x4800 * 31 + 7) & 0xff, 'nothing written past the end');
   t.equal((await c.request(Command.DMA_UNMAP, encodeDmaUnmapRequest({ addr: 0n, size: 0n, flags: 2 }))).errno, 0);
 });
+
+t.test('the negotiated max_dma_maps is enforced: one DMA_MAP more is ENOSPC', async (t) => {
+  const fx = await startGpio(t);
+  const c = await VfioUserClient.open(fx.sock, { ...QEMU_CAPS, maxDmaMaps: 2 });
+  t.teardown(() => c.close());
+  const map = (addr: bigint) => c.request(Command.DMA_MAP, encodeDmaMapRequest({ addr, size: 0x1000n }));
+  t.equal((await map(0x100000n)).errno, 0, 'first mapping');
+  t.equal((await map(0x200000n)).errno, 0, 'second mapping');
+  t.equal((await map(0x300000n)).errno, Errno.ENOSPC, 'third mapping is over the limit');
+  t.equal(fx.ctx.compatIoas.areaCount, 2);
+});
