@@ -3,6 +3,8 @@
 // serves, plus its own host-side API (e.g. Idio16.setInputs).
 import type { VfioUserDevice } from './device.js';
 import { Idio16, type Idio16Options } from './gpio-idio16/index.js';
+import { VirtioRng, type VirtioRngOptions } from './virtio-rng/index.js';
+import { VirtioBlk, type VirtioBlkOptions } from './virtio-blk/index.js';
 
 export interface DeviceModel {
   readonly kind: string;
@@ -19,6 +21,14 @@ const registry = {
     description: 'ACCES PCI-IDIO-16 (494f:0dc8): 16 outputs, 16 inputs, INTx on input change',
     create: (options?: Idio16Options) => new Idio16(options),
   } satisfies Entry<Idio16Options, Idio16>,
+  rng: {
+    description: 'virtio-rng (1af4:1044): entropy from crypto.getRandomValues',
+    create: (options?: VirtioRngOptions) => new VirtioRng(options),
+  } satisfies Entry<VirtioRngOptions, VirtioRng>,
+  blk: {
+    description: 'virtio-blk (1af4:1042) on a raw image file: read/write/flush/discard/write-zeroes, multiqueue',
+    create: (options?: VirtioBlkOptions) => new VirtioBlk(options as VirtioBlkOptions),
+  } satisfies Entry<VirtioBlkOptions, VirtioBlk>,
 };
 
 type Registry = typeof registry;
@@ -52,3 +62,5 @@ export function createDeviceByName(kind: string, options?: object): DeviceModel 
 }
 
 export { Idio16, type Idio16Options };
+export { VirtioRng, type VirtioRngOptions };
+export { VirtioBlk, type VirtioBlkOptions };

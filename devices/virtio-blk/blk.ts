@@ -1,0 +1,329 @@
+// virtio-blk (virtio device type 2) backed by a raw image file.
+//
+// Requests: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES; anything else is
+// VIRTIO_BLK_S_UNSUPP. Data moves with preadv/pwritev straight between the
+// file and guest memory (DeviceDma views: the mapped guest RAM itself, or
+// bounce buffers when the memory is reached by DMA_READ/WRITE messages).
+// A failed request (bad sector, DMA fault, I/O error, write to a read-only
+// disk) completes with VIRTIO_BLK_S_IOERR; the device keeps going.
+//
+// Durability: a write completes after pwritev returned (page cache); FLUSH
+// completes after fdatasync, which is what a writeback-cache disk promises.
+// A driver that does not negotiate VIRTIO_BLK_F_FLUSH gets a write-through
+// disk instead (fdatasync before each write completes).
+//
+// Every queue is processed on its own, with as many requests in flight as
+// the driver makes available.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../device.js';
+import type { FdOps } from '../pci/fd-ops.js';
+import type { PciDevice } from '../pci/pci-device.js';
+import { bit, VirtioId } from '../virtio/constants.js';
+import { chainRead, chainWrite, withChainViews } from '../virtio/chain-io.js';
+import { VirtioPciTransport } from '../virtio/transport.js';
+import type { DescChain } from '../virtio/virtqueue.js';
+import {
+  BlkConfig,
+  BlkFeature,
+  BlkStatus,
+  BlkType,
+  DWZ_FLAG_UNMAP,
+  DWZ_SEGMENT_SIZE,
+  ID_BYTES,
+  OUTHDR_SIZE,
+  SECTOR,
+} from './constants.js';
+import { fdatasync, readFull, writeFull, writeZeros } from './file-io.js';
+
+export interface VirtioBlkOptions {
+  /** Raw image file. */
+  disk: string;
+  /** Bytes; the image is created at this size if it does not exist (a multiple of 512). */
+  size?: number;
+  /** Offer VIRTIO_BLK_F_RO; writes fail with IOERR. */
+  readonly?: boolean;
+  /** Request queues (1..64, default 1); more than one offers VIRTIO_BLK_F_MQ. */
+  queues?: number;
+  /** Size of each queue (power of two, 4..1024, default 256). */
+  queueSize?: number;
+  /** The GET_ID string (at most 20 bytes; default: the image's file name). */
+  serial?: string;
+  /** Socket-free fd operations (tests). */
+  fdOps?: FdOps;
+  log?: Logger;
+}
+
+export interface BlkStats {
+  reads: number;
+  writes: number;
+  flushes: number;
+  getIds: number;
+  discards: number;
+  writeZeroes: number;
+  bytesRead: number;
+  bytesWritten: number;
+  ioErrors: number;
+  unsupported: number;
+}
+
+/** Limits advertised for DISCARD and WRITE_ZEROES. */
+const MAX_DISCARD_SECTORS = 0x400000; // 2 GiB per segment
+const MAX_DISCARD_SEG = 16;
+const MAX_WRITE_ZEROES_SECTORS = 0x10000; // 32 MiB per segment
+const MAX_WRITE_ZEROES_SEG = 16;
+/** GET_ID buffers larger than this are refused (the id is 20 bytes). */
+const MAX_ID_BUFFER = 4096;
+
+const STATUS_BYTES = [Buffer.from([BlkStatus.OK]), Buffer.from([BlkStatus.IOERR]), Buffer.from([BlkStatus.UNSUPP])];
+
+/** A request that ends with this status (not an exception worth logging loudly). */
+class BlkError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const ioerr = (m: string) => new BlkError(BlkStatus.IOERR, m);
+const unsupp = (m: string) => new BlkError(BlkStatus.UNSUPP, m);
+
+export class VirtioBlk {
+  readonly kind = 'blk';
+  readonly transport: VirtioPciTransport;
+  readonly device: PciDevice;
+  readonly disk: string;
+  readonly readonly: boolean;
+  /** Bytes of the image (as opened). */
+  readonly size: number;
+  /** 512-byte sectors exposed to the guest. */
+  readonly capacity: number;
+  readonly numQueues: number;
+  readonly stats: BlkStats = {
+    reads: 0, writes: 0, flushes: 0, getIds: 0, discards: 0, writeZeroes: 0,
+    bytesRead: 0, bytesWritten: 0, ioErrors: 0, unsupported: 0,
+  };
+  private fd: number;
+  private readonly id: Buffer;
+  /** The device configuration space (struct virtio_blk_config). */
+  readonly config: Buffer;
+
+  constructor(options: VirtioBlkOptions) {
+    if (!options || typeof options.disk !== 'string' || options.disk === '') throw new Error("virtio-blk needs a 'disk' image path");
+    this.disk = options.disk;
+    this.readonly = options.readonly ?? false;
+    const queues = options.queues ?? 1;
+    if (!Number.isInteger(queues) || queues < 1 || queues > 64) throw new RangeError(`queues must be 1..64, got ${queues}`);
+    const queueSize = options.queueSize ?? 256;
+    if (!Number.isInteger(queueSize) || queueSize < 4 || queueSize > 1024 || (queueSize & (queueSize - 1))) {
+      throw new RangeError(`queueSize must be a power of two in 4..1024, got ${queueSize}`);
+    }
+    this.numQueues = queues;
+    const { fd, size } = openImage(options.disk, options.size, this.readonly);
+    this.fd = fd;
+    this.size = size;
+    this.capacity = Math.floor(size / SECTOR);
+    const serial = options.serial ?? path.basename(options.disk);
+    this.id = Buffer.alloc(ID_BYTES);
+    this.id.write(serial, 0, ID_BYTES, 'utf8');
+
+    const c = (this.config = Buffer.alloc(BlkConfig.SIZE));
+    c.writeBigUInt64LE(BigInt(this.capacity), BlkConfig.CAPACITY);
+    c.writeUInt32LE(queueSize - 2, BlkConfig.SEG_MAX); // header and status take a descriptor each
+    c.writeUInt32LE(SECTOR, BlkConfig.BLK_SIZE);
+    c.writeUInt16LE(queues, BlkConfig.NUM_QUEUES);
+    c.writeUInt32LE(MAX_DISCARD_SECTORS, BlkConfig.MAX_DISCARD_SECTORS);
+    c.writeUInt32LE(MAX_DISCARD_SEG, BlkConfig.MAX_DISCARD_SEG);
+    c.writeUInt32LE(1, BlkConfig.DISCARD_SECTOR_ALIGNMENT);
+    c.writeUInt32LE(MAX_WRITE_ZEROES_SECTORS, BlkConfig.MAX_WRITE_ZEROES_SECTORS);
+    c.writeUInt32LE(MAX_WRITE_ZEROES_SEG, BlkConfig.MAX_WRITE_ZEROES_SEG);
+    c[BlkConfig.WRITE_ZEROES_MAY_UNMAP] = 0;
+
+    let features = bit(BlkFeature.SEG_MAX) | bit(BlkFeature.BLK_SIZE) | bit(BlkFeature.FLUSH);
+    if (queues > 1) features |= bit(BlkFeature.MQ);
+    if (this.readonly) features |= bit(BlkFeature.RO);
+    else features |= bit(BlkFeature.DISCARD) | bit(BlkFeature.WRITE_ZEROES);
+
+    this.transport = new VirtioPciTransport(
+      {
+        name: 'virtio-blk',
+        deviceId: VirtioId.BLOCK,
+        classCode: 0x010000, // mass storage, SCSI: what QEMU's virtio-blk-pci reports
+        queueSizes: new Array<number>(queues).fill(queueSize),
+        features,
+        config: c,
+        handle: (chain) => void this.serve(chain),
+      },
+      { fdOps: options.fdOps, log: options.log },
+    );
+    this.device = this.transport.pci;
+  }
+
+  /** Close the image (further requests fail with IOERR). */
+  close(): void {
+    if (this.fd < 0) return;
+    fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  private get writeback(): boolean {
+    return this.transport.has(BlkFeature.FLUSH);
+  }
+
+  private async serve(chain: DescChain): Promise<void> {
+    const dma = this.transport.dma;
+    if (!dma || chain.writable < 1) {
+      // No room for a status byte: nothing sensible to report.
+      this.transport.log.warn(`virtio-blk: queue ${chain.queue.index}: request ${chain.head} without a status byte`);
+      return chain.complete(0);
+    }
+    let status: number = BlkStatus.OK;
+    try {
+      await this.execute(chain);
+    } catch (e) {
+      if (e instanceof BlkError) {
+        status = e.status;
+        this.transport.log.debug(`virtio-blk: queue ${chain.queue.index}: request ${chain.head}: ${e.message}`);
+      } else {
+        status = BlkStatus.IOERR;
+        this.transport.log.warn(`virtio-blk: queue ${chain.queue.index}: request ${chain.head} failed: ${String((e as Error)?.message ?? e)}`);
+      }
+      if (status === BlkStatus.UNSUPP) this.stats.unsupported++;
+      else this.stats.ioErrors++;
+    }
+    if (chain.stale) return; // reset under us: the buffers are not ours any more
+    try {
+      await chainWrite(dma, chain, chain.writable - 1, STATUS_BYTES[status]!);
+    } catch (e) {
+      this.transport.log.warn(`virtio-blk: queue ${chain.queue.index}: cannot write the status of request ${chain.head}: ${String(e)}`);
+      return chain.complete(0);
+    }
+    // On success every writable byte was written; on failure only the status
+    // is known to be, and it is not at the start unless it is alone.
+    chain.complete(status === BlkStatus.OK || chain.writable === 1 ? chain.writable : 0);
+  }
+
+  private async execute(chain: DescChain): Promise<void> {
+    const dma = this.transport.dma!;
+    if (chain.readable < OUTHDR_SIZE) throw ioerr(`header of ${chain.readable} bytes`);
+    const hdr = await chainRead(dma, chain, 0, OUTHDR_SIZE).catch((e: Error) => {
+      throw ioerr(`cannot read the header: ${e.message}`);
+    });
+    const type = hdr.readUInt32LE(0);
+    const sector = hdr.readBigUInt64LE(8);
+    if (this.fd < 0) throw ioerr('the image is closed');
+    if (chain.stale) throw ioerr('the queue was reset');
+    switch (type) {
+      case BlkType.IN: {
+        const len = chain.writable - 1;
+        const pos = this.range(sector, len);
+        this.stats.reads++;
+        await withChainViews(dma, chain, 'writable', 0, len, (segs) => readFull(this.fd, segs, pos));
+        this.stats.bytesRead += len;
+        return;
+      }
+      case BlkType.OUT: {
+        if (this.readonly) throw ioerr('write to a read-only disk');
+        const len = chain.readable - OUTHDR_SIZE;
+        const pos = this.range(sector, len);
+        this.stats.writes++;
+        await withChainViews(dma, chain, 'readable', OUTHDR_SIZE, len, (segs) => writeFull(this.fd, segs, pos));
+        if (!this.writeback) await fdatasync(this.fd);
+        this.stats.bytesWritten += len;
+        return;
+      }
+      case BlkType.FLUSH:
+        this.stats.flushes++;
+        if (!this.readonly) await fdatasync(this.fd);
+        return;
+      case BlkType.GET_ID: {
+        const len = chain.writable - 1;
+        if (len > MAX_ID_BUFFER) throw ioerr(`GET_ID buffer of ${len} bytes`);
+        this.stats.getIds++;
+        const out = Buffer.alloc(len);
+        this.id.copy(out, 0, 0, Math.min(len, ID_BYTES));
+        await chainWrite(dma, chain, 0, out);
+        return;
+      }
+      case BlkType.DISCARD:
+      case BlkType.WRITE_ZEROES:
+        return this.discardOrZero(chain, type === BlkType.DISCARD);
+      default:
+        throw unsupp(`request type ${type}`);
+    }
+  }
+
+  /** Byte position of [sector, +len bytes), checked against the capacity. */
+  private range(sector: bigint, len: number): number {
+    if (len % SECTOR !== 0) throw ioerr(`data length ${len} is not a multiple of ${SECTOR}`);
+    const end = sector + BigInt(len / SECTOR);
+    if (end > BigInt(this.capacity)) throw ioerr(`sectors [${sector}, ${end}) past the capacity ${this.capacity}`);
+    return Number(sector) * SECTOR;
+  }
+
+  private async discardOrZero(chain: DescChain, discard: boolean): Promise<void> {
+    const what = discard ? 'DISCARD' : 'WRITE_ZEROES';
+    if (this.readonly) throw ioerr(`${what} on a read-only disk`);
+    const bytes = chain.readable - OUTHDR_SIZE;
+    if (bytes === 0 || bytes % DWZ_SEGMENT_SIZE !== 0) throw ioerr(`${what} with ${bytes} bytes of segments`);
+    const nseg = bytes / DWZ_SEGMENT_SIZE;
+    if (nseg > (discard ? MAX_DISCARD_SEG : MAX_WRITE_ZEROES_SEG)) throw unsupp(`${what} with ${nseg} segments`);
+    const segs = await chainRead(this.transport.dma!, chain, OUTHDR_SIZE, bytes);
+    const maxSectors = discard ? MAX_DISCARD_SECTORS : MAX_WRITE_ZEROES_SECTORS;
+    const ranges: [number, number][] = [];
+    for (let i = 0; i < nseg; i++) {
+      const o = i * DWZ_SEGMENT_SIZE;
+      const sector = segs.readBigUInt64LE(o);
+      const num = segs.readUInt32LE(o + 8);
+      const flags = segs.readUInt32LE(o + 12);
+      if (flags & ~DWZ_FLAG_UNMAP) throw unsupp(`${what} with unknown flags 0x${flags.toString(16)}`);
+      if (discard && flags & DWZ_FLAG_UNMAP) throw unsupp('DISCARD with the UNMAP flag');
+      if (num > maxSectors) throw ioerr(`${what} of ${num} sectors (max ${maxSectors})`);
+      ranges.push([this.range(sector, num * SECTOR), num * SECTOR]);
+    }
+    if (discard) {
+      // A hint: the data stays (Node has no fallocate(PUNCH_HOLE)).
+      this.stats.discards++;
+      return;
+    }
+    this.stats.writeZeroes++;
+    for (const [pos, len] of ranges) await writeZeros(this.fd, pos, len);
+    if (!this.writeback) await fdatasync(this.fd);
+    this.stats.bytesWritten += ranges.reduce((s, r) => s + r[1], 0);
+  }
+}
+
+/** Open (or create) the image; its size decides the capacity. */
+function openImage(disk: string, size: number | undefined, readonly: boolean): { fd: number; size: number } {
+  if (size !== undefined && (!Number.isSafeInteger(size) || size < SECTOR || size % SECTOR !== 0)) {
+    throw new RangeError(`size must be a positive multiple of ${SECTOR} bytes, got ${size}`);
+  }
+  let fd: number;
+  try {
+    fd = fs.openSync(disk, readonly ? 'r' : 'r+');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || size === undefined || readonly) {
+      const hint = (e as NodeJS.ErrnoException).code === 'ENOENT' ? (readonly ? ' (a read-only disk must exist)' : ' (give a size to create it)') : '';
+      throw new Error(`virtio-blk: cannot open ${disk}: ${(e as Error).message}${hint}`);
+    }
+    fd = fs.openSync(disk, 'wx+', 0o644);
+    try {
+      fs.ftruncateSync(fd, size);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+  const st = fs.fstatSync(fd);
+  if (!st.isFile()) {
+    fs.closeSync(fd);
+    throw new Error(`virtio-blk: ${disk} is not a regular file`);
+  }
+  if (st.size < SECTOR) {
+    fs.closeSync(fd);
+    throw new Error(`virtio-blk: ${disk} is smaller than one sector (${st.size} bytes)`);
+  }
+  return { fd, size: st.size };
+}

@@ -1,0 +1,2 @@
+export { VirtioBlk, type BlkStats, type VirtioBlkOptions } from './blk.js';
+export { BlkConfig, BlkFeature, BlkStatus, BlkType } from './constants.js';

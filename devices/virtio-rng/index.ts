@@ -1,0 +1,1 @@
+export { VirtioRng, type VirtioRngOptions } from './rng.js';

@@ -1,0 +1,80 @@
+// Byte access to a descriptor chain's buffers as two flat spaces: the
+// device-readable bytes (in chain order) and the device-writable bytes.
+// A request header may straddle descriptors, a status byte may share the
+// last data descriptor: device models address bytes, not descriptors.
+import { DMA_READ, DMA_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
+import { iovaAdd, withViews } from './dma-util.js';
+import type { DescChain } from './virtqueue.js';
+
+export type ChainSpace = 'readable' | 'writable';
+
+/** The guest ranges holding bytes [offset, offset+len) of one space. */
+export function chainRanges(chain: DescChain, space: ChainSpace, offset: number, len: number): { addrs: Iova[]; lens: number[] } {
+  const A = space === 'readable' ? chain.rAddr : chain.wAddr;
+  const L = space === 'readable' ? chain.rLen : chain.wLen;
+  const total = space === 'readable' ? chain.readable : chain.writable;
+  if (offset < 0 || len < 0 || offset + len > total) {
+    throw new RangeError(`bytes [${offset}, +${len}) outside the ${total} ${space} bytes of chain ${chain.head}`);
+  }
+  const addrs: Iova[] = [];
+  const lens: number[] = [];
+  let skip = offset;
+  let left = len;
+  for (let i = 0; i < A.length && left > 0; i++) {
+    const l = L[i]!;
+    if (skip >= l) {
+      skip -= l;
+      continue;
+    }
+    const n = Math.min(l - skip, left);
+    addrs.push(skip === 0 ? A[i]! : iovaAdd(A[i]!, skip));
+    lens.push(n);
+    left -= n;
+    skip = 0;
+  }
+  return { addrs, lens };
+}
+
+/** Copy bytes [offset, offset+len) of the readable space. */
+export async function chainRead(dma: DeviceDma, chain: DescChain, offset: number, len: number): Promise<Buffer> {
+  const { addrs, lens } = chainRanges(chain, 'readable', offset, len);
+  if (addrs.length === 1) return dma.read(addrs[0]!, lens[0]!);
+  const out = Buffer.allocUnsafe(len);
+  let o = 0;
+  for (let i = 0; i < addrs.length; i++) {
+    (await dma.read(addrs[i]!, lens[i]!)).copy(out, o);
+    o += lens[i]!;
+  }
+  return out;
+}
+
+/** Copy `data` into the writable space at `offset`. */
+export async function chainWrite(dma: DeviceDma, chain: DescChain, offset: number, data: Uint8Array): Promise<void> {
+  const { addrs, lens } = chainRanges(chain, 'writable', offset, data.length);
+  let o = 0;
+  for (let i = 0; i < addrs.length; i++) {
+    await dma.write(addrs[i]!, lens[i] === data.length ? data : data.subarray(o, o + lens[i]!));
+    o += lens[i]!;
+  }
+}
+
+/**
+ * Zero-copy views of bytes [offset, offset+len) of a space (readable: for
+ * DMA_READ, writable: for DMA_WRITE), held until fn's promise settles.
+ */
+export function withChainViews<T>(
+  dma: DeviceDma,
+  chain: DescChain,
+  space: ChainSpace,
+  offset: number,
+  len: number,
+  fn: (segments: Uint8Array[]) => T | Promise<T>,
+): Promise<T> {
+  let r: { addrs: Iova[]; lens: number[] };
+  try {
+    r = chainRanges(chain, space, offset, len);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return withViews(dma, r.addrs, r.lens, space === 'readable' ? DMA_READ : DMA_WRITE, fn);
+}

@@ -1,0 +1,483 @@
+// The split virtqueue (virtio 1.2, 2.7), device side. Every ring and buffer
+// access goes through DeviceDma (mapped memory, DMA_READ/WRITE messages, a
+// guest vIOMMU: it is all the same here), and nothing in it ever blocks a
+// register access: a doorbell only sets a flag and starts (or extends) an
+// asynchronous drain of the available ring.
+//
+// Available side: read avail->idx, then the new ring entries, then each head
+// descriptor (the whole table once per batch when a chain continues with
+// NEXT), following NEXT and one INDIRECT table per chain, with loop and range
+// checks. Each chain goes to the device's handler; the device completes it
+// (possibly much later, many in flight) with `complete(chain, len)`.
+//
+// Used side: completions are coalesced per event-loop turn (setImmediate):
+// one write of the new used elements, one fenced store of used->idx, then one
+// interrupt decision for the whole batch (EVENT_IDX: used_event; otherwise
+// VRING_AVAIL_F_NO_INTERRUPT).
+//
+// A malformed ring (avail idx too far ahead, a head or next index out of
+// range, a loop, nested indirect, a bad indirect length, an unreadable ring)
+// is a RingError: the host puts the device in DEVICE_NEEDS_RESET. A reset
+// bumps the queue's epoch, which drops everything still in flight.
+import type { DeviceDma, Iova } from '../../iommu/device-dma.js';
+import { Desc, NO_VECTOR, VRING_AVAIL_F_NO_INTERRUPT } from './constants.js';
+import { iovaAdd, iovaFrom, iovaHex, iovaOf, readU16, storeU16Fenced } from './dma-util.js';
+
+/** The driver broke the ring: the device needs a reset. */
+export class RingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RingError';
+  }
+}
+
+/** Longest chain / indirect table we follow (QEMU's VIRTQUEUE_MAX_SIZE). */
+export const MAX_INDIRECT = 1024;
+
+/**
+ * One available descriptor chain, flattened into its device-readable and
+ * device-writable buffers (readable ones always come first in a chain).
+ */
+export class DescChain {
+  readonly rAddr: Iova[] = [];
+  readonly rLen: number[] = [];
+  readonly wAddr: Iova[] = [];
+  readonly wLen: number[] = [];
+  /** Total bytes of the readable / writable buffers. */
+  readable = 0;
+  writable = 0;
+  /** Descriptors in the chain (including the indirect one, if any). */
+  descriptors = 0;
+  indirect = false;
+
+  constructor(
+    readonly queue: Virtqueue,
+    readonly head: number,
+    /** The queue's epoch when the chain was taken (stale after a reset). */
+    readonly epoch: number,
+  ) {}
+
+  /** Hand the chain back with `len` bytes written (see Virtqueue.complete). */
+  complete(len: number): void {
+    this.queue.complete(this, len);
+  }
+
+  /**
+   * The queue was reset (or the client left) since the chain was taken: its
+   * buffers may belong to someone else now. Do not touch them any more.
+   */
+  get stale(): boolean {
+    return this.epoch !== this.queue.epoch;
+  }
+}
+
+/** What a queue needs from its device / transport. */
+export interface VirtqueueHost {
+  /** The device's door to guest memory (undefined: no client, bus master off, ...). */
+  readonly dma: DeviceDma | undefined;
+  /** May the queue consume buffers (DRIVER_OK, not NEEDS_RESET)? */
+  canProcess(): boolean;
+  /** A chain is available. Must not throw; complete it sooner or later. */
+  handle(chain: DescChain): void;
+  /** Raise the queue's interrupt (MSI-X vector or INTx + ISR). */
+  notify(vq: Virtqueue): void;
+  /** The ring is malformed or unreachable: DEVICE_NEEDS_RESET. */
+  ringError(vq: Virtqueue, err: Error): void;
+}
+
+export interface QueueStats {
+  kicks: number;
+  batches: number;
+  chains: number;
+  completions: number;
+  flushes: number;
+  interrupts: number;
+  suppressed: number;
+}
+
+export class Virtqueue {
+  // ---- registers (common config, per queue) ----
+  size: number;
+  descAddr: bigint = 0n;
+  driverAddr: bigint = 0n;
+  deviceAddr: bigint = 0n;
+  msixVector = NO_VECTOR;
+  enabled = false;
+
+  // ---- negotiated behaviour ----
+  eventIdx = false;
+  indirectDesc = false;
+
+  // ---- ring state ----
+  /** Next avail ring index we will look at (free-running u16). */
+  lastAvail = 0;
+  /** used->idx as we last published it (free-running u16). */
+  usedIdx = 0;
+  /** Chains handed to the device and not yet published as used. */
+  inFlight = 0;
+  readonly stats: QueueStats = { kicks: 0, batches: 0, chains: 0, completions: 0, flushes: 0, interrupts: 0, suppressed: 0 };
+
+  private desc: Iova = 0;
+  private avail: Iova = 0;
+  private used: Iova = 0;
+  private epochNo = 0;
+  /** Bumped by every reset / abandon: chains from an older epoch are stale. */
+  get epoch(): number {
+    return this.epochNo;
+  }
+  private running = false;
+  private kicked = false;
+  private signalledUsed = 0;
+  private signalledValid = false;
+  /** Completed (head, len) pairs not yet written to the used ring. */
+  private pendingUsed: number[] = [];
+  private spareUsed: number[] = [];
+  private flushScheduled = false;
+  private flushing = false;
+  private usedBuf: Buffer;
+  private readonly flushCb = (): void => void this.flush();
+
+  constructor(
+    readonly index: number,
+    readonly maxSize: number,
+    private readonly host: VirtqueueHost,
+  ) {
+    this.size = maxSize;
+    this.usedBuf = Buffer.alloc(8 * maxSize);
+  }
+
+  /** Queue reset: registers to their defaults, everything in flight dropped. */
+  reset(): void {
+    this.epochNo++;
+    this.size = this.maxSize;
+    this.descAddr = this.driverAddr = this.deviceAddr = 0n;
+    this.msixVector = NO_VECTOR;
+    this.enabled = false;
+    this.eventIdx = false;
+    this.indirectDesc = false;
+    this.abandon();
+  }
+
+  /**
+   * Forget the ring position and whatever is in flight (reset, client gone):
+   * completions of older chains are ignored from now on.
+   */
+  abandon(): void {
+    this.epochNo++;
+    this.lastAvail = 0;
+    this.usedIdx = 0;
+    this.inFlight = 0;
+    this.signalledUsed = 0;
+    this.signalledValid = false;
+    this.pendingUsed = [];
+    this.running = false;
+    this.kicked = false;
+    this.flushing = false;
+  }
+
+  /** The driver set queue_enable: the ring addresses are final. */
+  enable(): void {
+    this.desc = iovaOf(this.descAddr);
+    this.avail = iovaOf(this.driverAddr);
+    this.used = iovaOf(this.deviceAddr);
+    this.lastAvail = 0;
+    this.usedIdx = 0;
+    this.signalledValid = false;
+    this.enabled = true;
+  }
+
+  /** True while chains are in flight or ring work is under way. */
+  get busy(): boolean {
+    return this.running || this.flushing || this.flushScheduled || this.inFlight > 0 || this.pendingUsed.length > 0;
+  }
+
+  /**
+   * The driver notified us (or the device became ready): drain the available
+   * ring in the background. Never waits, never throws.
+   */
+  kick(): void {
+    this.stats.kicks++;
+    if (!this.enabled) return;
+    this.kicked = true;
+    if (this.running || !this.host.canProcess()) return;
+    this.running = true;
+    void this.run(this.epochNo);
+  }
+
+  private async run(epoch: number): Promise<void> {
+    try {
+      while (this.kicked && epoch === this.epochNo && this.host.canProcess()) {
+        this.kicked = false;
+        await this.drain(epoch);
+      }
+    } catch (e) {
+      if (epoch === this.epochNo) this.host.ringError(this, asError(e));
+    } finally {
+      if (epoch === this.epochNo) this.running = false;
+    }
+  }
+
+  /** Take every available chain; returns when the ring is empty. */
+  private async drain(epoch: number): Promise<void> {
+    for (;;) {
+      const dma = this.host.dma;
+      if (!dma) return;
+      let availIdx = await this.ringRead16(dma, iovaAdd(this.avail, 2), 'avail->idx');
+      if (epoch !== this.epochNo) return;
+      let n = (availIdx - this.lastAvail) & 0xffff;
+      if (n === 0) {
+        if (!this.eventIdx) return;
+        // Going idle: ask for a notification at the next buffer, then look
+        // once more (the driver may have added one before seeing avail_event).
+        await this.ringStore16(dma, iovaAdd(this.used, 4 + 8 * this.size), this.lastAvail, 'avail_event');
+        availIdx = await this.ringRead16(dma, iovaAdd(this.avail, 2), 'avail->idx');
+        if (epoch !== this.epochNo) return;
+        n = (availIdx - this.lastAvail) & 0xffff;
+        if (n === 0) return;
+      }
+      if (n > this.size) {
+        throw new RingError(`queue ${this.index}: avail->idx ${availIdx} is ${n} entries past ${this.lastAvail} (size ${this.size})`);
+      }
+      this.stats.batches++;
+      const heads = await this.readHeads(dma, n);
+      if (epoch !== this.epochNo) return;
+      let table: Buffer | null = null;
+      const loadTable = async (): Promise<Buffer> => (table ??= await this.ringRead(dma, this.desc, this.size * Desc.SIZE, 'descriptor table'));
+      for (let i = 0; i < n; i++) {
+        const head = heads.readUInt16LE(2 * i);
+        if (this.inFlight >= this.size) {
+          throw new RingError(`queue ${this.index}: more than ${this.size} chains in flight (a head was made available twice)`);
+        }
+        const chain = await this.parseChain(dma, head, epoch, table, loadTable);
+        if (epoch !== this.epochNo) return;
+        this.lastAvail = (this.lastAvail + 1) & 0xffff;
+        this.inFlight++;
+        this.stats.chains++;
+        this.host.handle(chain);
+        if (epoch !== this.epochNo || !this.host.canProcess()) return;
+      }
+    }
+  }
+
+  /** The avail ring entries [lastAvail, lastAvail + n) (at most two reads). */
+  private async readHeads(dma: DeviceDma, n: number): Promise<Buffer> {
+    const start = this.lastAvail % this.size;
+    const first = Math.min(n, this.size - start);
+    const ring = iovaAdd(this.avail, 4);
+    const a = await this.ringRead(dma, iovaAdd(ring, 2 * start), 2 * first, 'avail ring');
+    if (first === n) return a;
+    const b = await this.ringRead(dma, ring, 2 * (n - first), 'avail ring');
+    return Buffer.concat([a, b]);
+  }
+
+  /**
+   * Walk one chain from `head`: direct descriptors (from the table), then at
+   * most one indirect table, which must end the chain.
+   */
+  private async parseChain(
+    dma: DeviceDma,
+    head: number,
+    epoch: number,
+    table: Buffer | null,
+    loadTable: () => Promise<Buffer>,
+  ): Promise<DescChain> {
+    const size = this.size;
+    const q = this.index;
+    if (head >= size) throw new RingError(`queue ${q}: head ${head} out of range (size ${size})`);
+    const chain = new DescChain(this, head, epoch);
+    let i = head;
+    let count = 0;
+    // The head alone first: most chains are one descriptor (an indirect one).
+    let buf: Buffer = table ?? (await this.ringRead(dma, iovaAdd(this.desc, Desc.SIZE * head), Desc.SIZE, 'descriptor'));
+    let base = table ? Desc.SIZE * head : 0;
+    for (;;) {
+      if (++count > size) throw new RingError(`queue ${q}: descriptor loop in chain ${head}`);
+      const flags = buf.readUInt16LE(base + 12);
+      if (flags & Desc.INDIRECT) {
+        if (!this.indirectDesc) throw new RingError(`queue ${q}: INDIRECT descriptor without VIRTIO_F_INDIRECT_DESC`);
+        if (flags & Desc.NEXT) throw new RingError(`queue ${q}: descriptor ${i} has both INDIRECT and NEXT`);
+        const len = buf.readUInt32LE(base + 8);
+        const addr = iovaFrom(buf.readUInt32LE(base), buf.readUInt32LE(base + 4));
+        await this.parseIndirect(dma, chain, addr, len);
+        chain.descriptors++;
+        return chain;
+      }
+      addBuffer(chain, buf, base, flags, q);
+      if (!(flags & Desc.NEXT)) return chain;
+      const next = buf.readUInt16LE(base + 14);
+      if (next >= size) throw new RingError(`queue ${q}: next ${next} out of range in chain ${head} (size ${size})`);
+      if (!table) table = await loadTable();
+      buf = table;
+      base = Desc.SIZE * next;
+      i = next;
+    }
+  }
+
+  private async parseIndirect(dma: DeviceDma, chain: DescChain, addr: Iova, len: number): Promise<void> {
+    const q = this.index;
+    if (len === 0 || len % Desc.SIZE !== 0) {
+      throw new RingError(`queue ${q}: indirect table length ${len} is not a positive multiple of 16`);
+    }
+    const n = len / Desc.SIZE;
+    if (n > MAX_INDIRECT) throw new RingError(`queue ${q}: indirect table of ${n} descriptors (max ${MAX_INDIRECT})`);
+    const t = await this.ringRead(dma, addr, len, `indirect table at ${iovaHex(addr)}`);
+    chain.indirect = true;
+    let i = 0;
+    let count = 0;
+    for (;;) {
+      if (++count > n) throw new RingError(`queue ${q}: descriptor loop in the indirect table of chain ${chain.head}`);
+      const base = Desc.SIZE * i;
+      const flags = t.readUInt16LE(base + 12);
+      if (flags & Desc.INDIRECT) throw new RingError(`queue ${q}: INDIRECT descriptor inside an indirect table`);
+      addBuffer(chain, t, base, flags, q);
+      if (!(flags & Desc.NEXT)) return;
+      const next = t.readUInt16LE(base + 14);
+      if (next >= n) throw new RingError(`queue ${q}: indirect next ${next} out of range (table of ${n})`);
+      i = next;
+    }
+  }
+
+  // ---- used side ----
+
+  /**
+   * The device is done with `chain` and wrote `len` bytes into its writable
+   * buffers (from the start). Published with the next batch; completions of
+   * chains taken before a reset are ignored.
+   */
+  complete(chain: DescChain, len: number): void {
+    if (chain.epoch !== this.epochNo || chain.queue !== this) return;
+    this.stats.completions++;
+    this.pendingUsed.push(chain.head, len >>> 0);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushCb);
+    }
+  }
+
+  private async flush(): Promise<void> {
+    this.flushScheduled = false;
+    if (this.flushing) return; // the running flush loops until nothing is pending
+    const epoch = this.epochNo;
+    this.flushing = true;
+    try {
+      while (this.pendingUsed.length > 0 && epoch === this.epochNo) {
+        const dma = this.host.dma;
+        if (!dma) return;
+        const list = this.pendingUsed;
+        this.pendingUsed = this.spareUsed;
+        this.spareUsed = list;
+        const n = list.length >> 1;
+        const old = this.usedIdx;
+        await this.writeUsed(dma, list, n, epoch);
+        list.length = 0;
+        if (epoch !== this.epochNo) return;
+        const idx = (old + n) & 0xffff;
+        await this.ringStore16(dma, iovaAdd(this.used, 2), idx, 'used->idx');
+        if (epoch !== this.epochNo) return;
+        this.usedIdx = idx;
+        this.inFlight -= n;
+        this.stats.flushes++;
+        // The driver fell more than a whole window behind what we signalled.
+        if (((idx - this.signalledUsed) << 16 >> 16) < ((idx - old) & 0xffff)) this.signalledValid = false;
+        if (await this.shouldNotify(dma, epoch)) {
+          this.stats.interrupts++;
+          this.host.notify(this);
+        } else this.stats.suppressed++;
+      }
+    } catch (e) {
+      if (epoch === this.epochNo) this.host.ringError(this, asError(e));
+    } finally {
+      if (epoch === this.epochNo) this.flushing = false;
+    }
+  }
+
+  /** used->ring[usedIdx .. +n) = the pending elements (at most two writes). */
+  private async writeUsed(dma: DeviceDma, list: number[], n: number, epoch: number): Promise<void> {
+    if (this.usedBuf.length < 8 * n) this.usedBuf = Buffer.alloc(8 * n);
+    const b = this.usedBuf;
+    for (let k = 0; k < n; k++) {
+      b.writeUInt32LE(list[2 * k]!, 8 * k);
+      b.writeUInt32LE(list[2 * k + 1]!, 8 * k + 4);
+    }
+    const ring = iovaAdd(this.used, 4);
+    const start = this.usedIdx % this.size;
+    const first = Math.min(n, this.size - start);
+    await this.ringWrite(dma, iovaAdd(ring, 8 * start), b.subarray(0, 8 * first), 'used ring');
+    if (first < n && epoch === this.epochNo) await this.ringWrite(dma, ring, b.subarray(8 * first, 8 * n), 'used ring');
+  }
+
+  private async shouldNotify(dma: DeviceDma, epoch: number): Promise<boolean> {
+    if (!this.eventIdx) {
+      const flags = await this.ringRead16(dma, this.avail, 'avail->flags');
+      return epoch === this.epochNo && (flags & VRING_AVAIL_F_NO_INTERRUPT) === 0;
+    }
+    const valid = this.signalledValid;
+    this.signalledValid = true;
+    const old = this.signalledUsed;
+    const now = (this.signalledUsed = this.usedIdx);
+    if (!valid) return true;
+    const usedEvent = await this.ringRead16(dma, iovaAdd(this.avail, 4 + 2 * this.size), 'used_event');
+    return epoch === this.epochNo && needEvent(usedEvent, now, old);
+  }
+
+  // ---- ring access: faults become RingErrors ----
+
+  private async ringRead(dma: DeviceDma, addr: Iova, len: number, what: string): Promise<Buffer> {
+    try {
+      return await dma.read(addr, len);
+    } catch (e) {
+      throw new RingError(`queue ${this.index}: cannot read ${what} at ${iovaHex(addr)}+${len}: ${asError(e).message}`);
+    }
+  }
+
+  private async ringRead16(dma: DeviceDma, addr: Iova, what: string): Promise<number> {
+    try {
+      return await readU16(dma, addr);
+    } catch (e) {
+      throw new RingError(`queue ${this.index}: cannot read ${what} at ${iovaHex(addr)}: ${asError(e).message}`);
+    }
+  }
+
+  private async ringWrite(dma: DeviceDma, addr: Iova, data: Uint8Array, what: string): Promise<void> {
+    try {
+      await dma.write(addr, data);
+    } catch (e) {
+      throw new RingError(`queue ${this.index}: cannot write ${what} at ${iovaHex(addr)}: ${asError(e).message}`);
+    }
+  }
+
+  private async ringStore16(dma: DeviceDma, addr: Iova, v: number, what: string): Promise<void> {
+    try {
+      await storeU16Fenced(dma, addr, v);
+    } catch (e) {
+      throw new RingError(`queue ${this.index}: cannot write ${what} at ${iovaHex(addr)}: ${asError(e).message}`);
+    }
+  }
+}
+
+/** vring_need_event: has `newIdx` passed `event` since `oldIdx`? */
+export function needEvent(event: number, newIdx: number, oldIdx: number): boolean {
+  return ((newIdx - event - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
+}
+
+/** Append one direct descriptor's buffer to the chain. */
+function addBuffer(chain: DescChain, buf: Buffer, base: number, flags: number, q: number): void {
+  const len = buf.readUInt32LE(base + 8);
+  chain.descriptors++;
+  if (len === 0) return;
+  const addr = iovaFrom(buf.readUInt32LE(base), buf.readUInt32LE(base + 4));
+  if (flags & Desc.WRITE) {
+    chain.wAddr.push(addr);
+    chain.wLen.push(len);
+    chain.writable += len;
+  } else {
+    if (chain.writable > 0) throw new RingError(`queue ${q}: a device-readable descriptor follows a writable one in chain ${chain.head}`);
+    chain.rAddr.push(addr);
+    chain.rLen.push(len);
+    chain.readable += len;
+  }
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}

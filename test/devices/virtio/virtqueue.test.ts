@@ -1,0 +1,562 @@
+// The split virtqueue against hand-built rings in guest memory, through a
+// real IommuContext and DeviceDma: chains, indirect tables, completions and
+// their coalescing, event-index suppression, NO_INTERRUPT, 16-bit index
+// wrap-around, and every malformed case we know (which must end in a
+// RingError → NEEDS_RESET, never a crash), with the queue usable after reset.
+import t from 'tap';
+import type { DeviceDma } from '../../../iommu/device-dma.js';
+import { Desc, VRING_AVAIL_F_NO_INTERRUPT } from '../../../devices/virtio/constants.js';
+import { chainRead, chainWrite } from '../../../devices/virtio/chain-io.js';
+import { DescChain, needEvent, Virtqueue, type VirtqueueHost } from '../../../devices/virtio/virtqueue.js';
+import { BASE, DriverRing, makeGuest, makeMessageGuest, turns, until, type Guest } from './env.js';
+
+class Host implements VirtqueueHost {
+  chains: DescChain[] = [];
+  notifies = 0;
+  errors: Error[] = [];
+  ready = true;
+  /** Complete each chain at once with this length (undefined: leave it to the test). */
+  autoComplete: number | undefined;
+  constructor(public dma: DeviceDma | undefined) {}
+  canProcess(): boolean {
+    return this.ready && this.errors.length === 0;
+  }
+  handle(chain: DescChain): void {
+    this.chains.push(chain);
+    if (this.autoComplete !== undefined) chain.complete(this.autoComplete);
+  }
+  notify(): void {
+    this.notifies++;
+  }
+  ringError(_vq: Virtqueue, err: Error): void {
+    this.errors.push(err);
+  }
+}
+
+interface Setup {
+  g: Guest;
+  host: Host;
+  vq: Virtqueue;
+  ring: DriverRing;
+}
+
+function setup(opts: { size?: number; eventIdx?: boolean; indirect?: boolean; guest?: Guest } = {}): Setup {
+  const g = opts.guest ?? makeGuest();
+  const size = opts.size ?? 8;
+  const host = new Host(g.dma);
+  const vq = new Virtqueue(0, size, host);
+  const ring = new DriverRing(g.mem, size);
+  vq.descAddr = BigInt(ring.desc);
+  vq.driverAddr = BigInt(ring.avail);
+  vq.deviceAddr = BigInt(ring.used);
+  vq.eventIdx = opts.eventIdx ?? false;
+  vq.indirectDesc = opts.indirect ?? true;
+  vq.enable();
+  return { g, host, vq, ring };
+}
+
+/** Kick and wait until the queue has taken `n` chains in all (or failed). */
+async function kickFor(s: Setup, n: number): Promise<void> {
+  s.vq.kick();
+  await until(() => s.host.chains.length >= n || s.host.errors.length > 0, `${n} chains`);
+  await turns(5);
+}
+
+/** Re-arm the queue after a RingError, as a driver reset + re-init would. */
+function rearm(s: Setup): void {
+  s.vq.reset();
+  s.host.errors = [];
+  s.host.chains = [];
+  s.vq.descAddr = BigInt(s.ring.desc);
+  s.vq.driverAddr = BigInt(s.ring.avail);
+  s.vq.deviceAddr = BigInt(s.ring.used);
+  s.vq.indirectDesc = true;
+  s.vq.enable();
+  s.ring.startAt(0);
+}
+
+t.test('a simple chain: header out, data in, completion in the used ring', async (t) => {
+  const s = setup();
+  const hdr = s.g.mem.alloc(16);
+  s.g.mem.write(hdr, Buffer.from('0123456789abcdef'));
+  const data = s.g.mem.alloc(100);
+  const head = s.ring.chain([
+    { addr: hdr, len: 16 },
+    { addr: data, len: 100, write: true },
+  ]);
+  s.ring.push(head);
+  await kickFor(s, 1);
+  t.equal(s.host.chains.length, 1);
+  const c = s.host.chains[0]!;
+  t.equal(c.head, head);
+  t.same([c.readable, c.writable, c.descriptors, c.indirect], [16, 100, 2, false]);
+  t.same(c.rAddr, [hdr]);
+  t.same(c.wAddr, [data]);
+  t.equal((await chainRead(s.g.dma, c, 4, 8)).toString(), '456789ab', 'readable bytes by offset');
+  await chainWrite(s.g.dma, c, 98, Buffer.from([7, 9]));
+  t.same([...s.g.mem.read(data + 98, 2)], [7, 9], 'writable bytes by offset');
+  t.equal(s.ring.usedIdx, 0, 'nothing used before completion');
+  c.complete(100);
+  await until(() => s.ring.usedIdx === 1, 'used idx');
+  t.same(s.ring.takeUsed(), [{ id: head, len: 100 }]);
+  t.equal(s.host.notifies, 1, 'one interrupt');
+  t.equal(s.vq.inFlight, 0);
+  t.same(s.host.errors, []);
+});
+
+t.test('a header split across descriptors reads as one byte space', async (t) => {
+  const s = setup();
+  const a = s.g.mem.alloc(5);
+  const b = s.g.mem.alloc(11);
+  s.g.mem.write(a, Buffer.from('01234'));
+  s.g.mem.write(b, Buffer.from('56789abcdef'));
+  s.ring.push(s.ring.chain([{ addr: a, len: 5 }, { addr: b, len: 11 }, { addr: s.g.mem.alloc(1), len: 1, write: true }]));
+  await kickFor(s, 1);
+  t.equal((await chainRead(s.g.dma, s.host.chains[0]!, 3, 6)).toString(), '345678');
+});
+
+t.test('indirect tables, also after direct descriptors', async (t) => {
+  const s = setup();
+  const bufs = [16, 512, 512, 1].map((n) => s.g.mem.alloc(n));
+  const head = s.ring.indirect([
+    { addr: bufs[0]!, len: 16 },
+    { addr: bufs[1]!, len: 512, write: true },
+    { addr: bufs[2]!, len: 512, write: true },
+    { addr: bufs[3]!, len: 1, write: true },
+  ]);
+  // A direct readable descriptor whose NEXT is an indirect one.
+  const table = s.g.mem.alloc(32);
+  const x = s.g.mem.alloc(8);
+  s.ring.writeDesc(0, x, 4, Desc.WRITE, 0, table);
+  s.ring.writeDesc(1, x + 4, 4, Desc.WRITE, 0, table);
+  s.ring.writeDesc(1, x + 4, 4, Desc.WRITE, 0, table);
+  s.ring.writeDesc(0, x, 4, Desc.WRITE | Desc.NEXT, 1, table);
+  const d0 = s.ring.allocDesc();
+  const d1 = s.ring.allocDesc();
+  s.ring.writeDesc(d0, s.g.mem.alloc(16), 16, Desc.NEXT, d1);
+  s.ring.writeDesc(d1, table, 32, Desc.INDIRECT);
+  s.ring.push(head, d0);
+  await kickFor(s, 2);
+  const [c1, c2] = s.host.chains;
+  t.same([c1!.readable, c1!.writable, c1!.indirect, c1!.descriptors], [16, 1025, true, 5]);
+  t.same(c1!.wLen, [512, 512, 1]);
+  t.same([c2!.readable, c2!.writable, c2!.indirect], [16, 8, true]);
+  t.same(s.host.errors, []);
+});
+
+t.test('completions in one turn are one used-ring update and one interrupt', async (t) => {
+  const s = setup();
+  const heads = [0, 1, 2, 3, 4].map(() => s.ring.chain([{ addr: s.g.mem.alloc(4), len: 4, write: true }]));
+  s.ring.push(...heads);
+  await kickFor(s, 5);
+  t.equal(s.vq.stats.batches, 1, 'one avail batch');
+  // Out of order, all in the same turn.
+  for (const i of [3, 0, 4, 1, 2]) s.host.chains[i]!.complete(i);
+  await until(() => s.ring.usedIdx === 5, 'used idx 5');
+  t.same(s.ring.takeUsed().map((e) => e.id), [heads[3], heads[0], heads[4], heads[1], heads[2]], 'completion order kept');
+  t.equal(s.vq.stats.flushes, 1, 'one flush');
+  t.equal(s.host.notifies, 1, 'one interrupt for five completions');
+});
+
+t.test('many chains in flight, completed later in any order', async (t) => {
+  const s = setup({ size: 16 });
+  const heads = Array.from({ length: 16 }, () => s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]));
+  s.ring.push(...heads);
+  await kickFor(s, 16);
+  t.equal(s.vq.inFlight, 16);
+  const order = [...s.host.chains].reverse();
+  for (const c of order) {
+    c.complete(1);
+    await turns(2);
+  }
+  await until(() => s.ring.usedIdx === 16, 'all used');
+  t.equal(s.vq.inFlight, 0);
+  t.same(s.ring.takeUsed().map((e) => e.id), order.map((c) => c.head));
+});
+
+t.test('EVENT_IDX: used_event suppresses interrupts, avail_event asks for kicks', async (t) => {
+  const s = setup({ eventIdx: true });
+  s.host.autoComplete = 1;
+  const one = () => s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]);
+  s.ring.push(one());
+  await kickFor(s, 1);
+  await until(() => s.ring.usedIdx === 1, 'used 1');
+  t.equal(s.host.notifies, 1, 'the first completion always interrupts');
+  t.equal(s.ring.availEvent, 1, 'device asks to be kicked at the next buffer (avail_event = 1)');
+
+  s.ring.usedEvent = 2; // "interrupt me when used idx passes 2"
+  s.ring.push(one());
+  await kickFor(s, 2);
+  await until(() => s.ring.usedIdx === 2, 'used 2');
+  await turns();
+  t.equal(s.host.notifies, 1, 'used idx 1→2 does not pass used_event 2: suppressed');
+  s.ring.push(one());
+  await kickFor(s, 3);
+  await until(() => s.ring.usedIdx === 3, 'used 3');
+  await turns();
+  t.equal(s.host.notifies, 2, 'used idx 2→3 passes used_event 2: interrupt');
+  t.equal(s.ring.availEvent, 3);
+
+  // A driver that never moves used_event gets no more interrupts.
+  s.ring.push(one(), one());
+  await kickFor(s, 5);
+  await until(() => s.ring.usedIdx === 5, 'used 5');
+  await turns();
+  t.equal(s.host.notifies, 2, 'stale used_event: suppressed');
+  t.ok(s.vq.stats.suppressed >= 2);
+  t.same(s.host.errors, []);
+});
+
+t.test('EVENT_IDX: buffers added while the device drains are found without a kick', async (t) => {
+  const s = setup({ eventIdx: true, size: 32 });
+  let added = false;
+  s.host.autoComplete = undefined;
+  const orig = s.host.handle.bind(s.host);
+  s.host.handle = (c) => {
+    orig(c);
+    if (!added) {
+      added = true; // the driver adds one more while we process; it sees a stale avail_event and does not kick
+      s.ring.push(s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]));
+    }
+  };
+  s.ring.push(s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]));
+  await kickFor(s, 2);
+  t.equal(s.host.chains.length, 2, 'the second chain was found by the re-check');
+  t.equal(s.ring.availEvent, 2);
+});
+
+t.test('NO_INTERRUPT (without EVENT_IDX)', async (t) => {
+  const s = setup();
+  s.host.autoComplete = 1;
+  s.ring.availFlags = VRING_AVAIL_F_NO_INTERRUPT;
+  s.ring.push(s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]));
+  await kickFor(s, 1);
+  await until(() => s.ring.usedIdx === 1, 'used');
+  await turns();
+  t.equal(s.host.notifies, 0, 'suppressed by the driver');
+  s.ring.availFlags = 0;
+  s.ring.push(s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]));
+  await kickFor(s, 2);
+  await until(() => s.ring.usedIdx === 2, 'used');
+  await turns();
+  t.equal(s.host.notifies, 1, 'delivered once the flag is clear');
+});
+
+t.test('16-bit indices wrap around (with and without EVENT_IDX)', async (t) => {
+  for (const eventIdx of [false, true]) {
+    const s = setup({ size: 8, eventIdx });
+    s.host.autoComplete = 2;
+    s.ring.startAt(65534);
+    s.vq.lastAvail = 65534;
+    s.vq.usedIdx = 65534;
+    if (eventIdx) s.ring.usedEvent = 65535;
+    const heads = [0, 1, 2, 3].map(() => s.ring.chain([{ addr: s.g.mem.alloc(2), len: 2, write: true }]));
+    s.ring.push(...heads);
+    t.equal(s.ring.availIdx, 2, 'avail idx wrapped to 2');
+    await kickFor(s, 4);
+    await until(() => s.ring.usedIdx === 2, 'used idx wraps to 2');
+    t.same(s.host.chains.map((c) => c.head), heads, `heads taken across the wrap (eventIdx ${eventIdx})`);
+    // Slots 65534 % 8 = 6, 7, then 0, 1.
+    t.same([6, 7, 0, 1].map((slot) => s.ring.usedElem(slot).id), heads, 'used slots 6, 7, 0, 1');
+    t.equal(s.vq.lastAvail, 2);
+    t.equal(s.host.notifies, 1, 'one interrupt');
+    if (eventIdx) {
+      t.equal(s.ring.availEvent, 2, 'avail_event wrapped too');
+      s.ring.usedEvent = 2; // next interrupt when used passes 2
+      s.ring.push(s.ring.chain([{ addr: s.g.mem.alloc(2), len: 2, write: true }]));
+      await kickFor(s, 5);
+      await until(() => s.ring.usedIdx === 3, 'used 3');
+      await turns();
+      t.equal(s.host.notifies, 2, 'used_event across the wrap honoured');
+    }
+    t.same(s.host.errors, []);
+  }
+});
+
+t.test('needEvent matches vring_need_event', async (t) => {
+  t.ok(needEvent(0, 1, 0));
+  t.notOk(needEvent(1, 1, 0));
+  t.ok(needEvent(65535, 0, 65535), 'across the wrap');
+  t.ok(needEvent(65534, 2, 65530));
+  t.notOk(needEvent(3, 2, 65530));
+});
+
+// ---- malformed rings: a RingError each, no chain handed out, device usable after reset ----
+
+interface Bad {
+  name: string;
+  match: RegExp;
+  build(s: Setup): void;
+  indirect?: boolean;
+}
+
+const bad: Bad[] = [
+  {
+    name: 'descriptor loop',
+    match: /loop/,
+    build(s) {
+      s.ring.writeDesc(0, s.g.mem.alloc(4), 4, Desc.NEXT, 1);
+      s.ring.writeDesc(1, s.g.mem.alloc(4), 4, Desc.NEXT, 2);
+      s.ring.writeDesc(2, s.g.mem.alloc(4), 4, Desc.NEXT, 0);
+      s.ring.push(0);
+    },
+  },
+  {
+    name: 'self loop',
+    match: /loop/,
+    build(s) {
+      s.ring.writeDesc(3, s.g.mem.alloc(4), 4, Desc.NEXT | Desc.WRITE, 3);
+      s.ring.push(3);
+    },
+  },
+  {
+    name: 'next index out of range',
+    match: /next 11 out of range/,
+    build(s) {
+      s.ring.writeDesc(0, s.g.mem.alloc(4), 4, Desc.NEXT, 11);
+      s.ring.push(0);
+    },
+  },
+  {
+    name: 'head index out of range',
+    match: /head 8 out of range/,
+    build(s) {
+      s.ring.push(8);
+    },
+  },
+  {
+    name: 'avail idx more than a ring ahead',
+    match: /entries past/,
+    build(s) {
+      s.g.mem.set16(s.ring.avail + 2, 9);
+    },
+  },
+  {
+    name: 'indirect inside indirect',
+    match: /inside an indirect table/,
+    build(s) {
+      const inner = s.g.mem.alloc(16);
+      s.ring.writeDesc(0, s.g.mem.alloc(4), 4, Desc.WRITE, 0, inner);
+      const outer = s.g.mem.alloc(32);
+      s.ring.writeDesc(0, s.g.mem.alloc(16), 16, Desc.NEXT, 1, outer);
+      s.ring.writeDesc(1, inner, 16, Desc.INDIRECT, 0, outer);
+      s.ring.writeDesc(0, outer, 32, Desc.INDIRECT);
+      s.ring.push(0);
+    },
+  },
+  {
+    name: 'indirect length not a multiple of 16',
+    match: /not a positive multiple of 16/,
+    build(s) {
+      s.ring.writeDesc(0, s.g.mem.alloc(64), 24, Desc.INDIRECT);
+      s.ring.push(0);
+    },
+  },
+  {
+    name: 'indirect length 0',
+    match: /not a positive multiple of 16/,
+    build(s) {
+      s.ring.writeDesc(0, s.g.mem.alloc(16), 0, Desc.INDIRECT);
+      s.ring.push(0);
+    },
+  },
+  {
+    name: 'indirect table too large',
+    match: /indirect table of 4096 descriptors/,
+    build(s) {
+      s.ring.writeDesc(0, s.g.mem.alloc(16), 4096 * 16, Desc.INDIRECT);
+      s.ring.push(0);
+    },
+  },
+  {
+    name: 'loop inside an indirect table',
+    match: /loop in the indirect table/,
+    build(s) {
+      const table = s.g.mem.alloc(32);
+      s.ring.writeDesc(0, s.g.mem.alloc(4), 4, Desc.NEXT, 1, table);
+      s.ring.writeDesc(1, s.g.mem.alloc(4), 4, Desc.NEXT, 0, table);
+      s.ring.writeDesc(0, table, 32, Desc.INDIRECT);
+      s.ring.push(0);
+    },
+  },
+  {
+    name: 'indirect next out of range',
+    match: /indirect next 5 out of range/,
+    build(s) {
+      const table = s.g.mem.alloc(32);
+      s.ring.writeDesc(0, s.g.mem.alloc(4), 4, Desc.NEXT, 5, table);
+      s.ring.writeDesc(0, table, 32, Desc.INDIRECT);
+      s.ring.push(0);
+    },
+  },
+  {
+    name: 'INDIRECT and NEXT together',
+    match: /both INDIRECT and NEXT/,
+    build(s) {
+      s.ring.writeDesc(0, s.g.mem.alloc(16), 16, Desc.INDIRECT | Desc.NEXT, 1);
+      s.ring.push(0);
+    },
+  },
+  {
+    name: 'INDIRECT without the feature',
+    match: /without VIRTIO_F_INDIRECT_DESC/,
+    indirect: false,
+    build(s) {
+      s.ring.writeDesc(0, s.g.mem.alloc(16), 16, Desc.INDIRECT);
+      s.ring.push(0);
+    },
+  },
+  {
+    name: 'indirect table at an unmapped IOVA',
+    match: /cannot read indirect table at 0x7000000.*unmapped/,
+    build(s) {
+      s.ring.writeDesc(0, 0x7000000, 32, Desc.INDIRECT);
+      s.ring.push(0);
+    },
+  },
+  {
+    name: 'indirect table at an IOVA past 2^64',
+    match: /cannot read indirect table/,
+    build(s) {
+      s.ring.writeDesc(0, 0xfffffffffffffff0n, 32, Desc.INDIRECT);
+      s.ring.push(0);
+    },
+  },
+  {
+    name: 'readable descriptor after a writable one',
+    match: /readable descriptor follows a writable/,
+    build(s) {
+      s.ring.push(s.ring.chain([{ addr: s.g.mem.alloc(4), len: 4, write: true }, { addr: s.g.mem.alloc(4), len: 4 }]));
+    },
+  },
+];
+
+for (const b of bad) {
+  t.test(`malformed: ${b.name} → RingError, then the queue works after a reset`, async (t) => {
+    const s = setup({ indirect: b.indirect ?? true });
+    b.build(s);
+    s.vq.kick();
+    await until(() => s.host.errors.length > 0, 'a ring error');
+    t.equal(s.host.chains.length, 0, 'no chain handed to the device');
+    t.match(s.host.errors[0]!.message, b.match);
+    t.equal(s.host.errors[0]!.name, 'RingError');
+    // Kicks while broken do nothing.
+    s.vq.kick();
+    await turns();
+    t.equal(s.host.errors.length, 1);
+    rearm(s);
+    s.host.autoComplete = 4;
+    const head = s.ring.chain([{ addr: s.g.mem.alloc(4), len: 4, write: true }]);
+    s.ring.push(head);
+    await kickFor(s, 1);
+    await until(() => s.ring.usedIdx === 1, 'used after reset');
+    t.same(s.ring.takeUsed(), [{ id: head, len: 4 }], 'works after reset');
+    t.same(s.host.errors, []);
+  });
+}
+
+t.test('rings at unmapped IOVAs fail cleanly (avail, used, descriptor table)', async (t) => {
+  // avail ring unmapped
+  {
+    const s = setup();
+    s.vq.reset();
+    s.vq.descAddr = BigInt(s.ring.desc);
+    s.vq.driverAddr = 0x9000000n;
+    s.vq.deviceAddr = BigInt(s.ring.used);
+    s.vq.enable();
+    s.vq.kick();
+    await until(() => s.host.errors.length > 0, 'error');
+    t.match(s.host.errors[0]!.message, /cannot read avail->idx at 0x9000002.*unmapped/);
+  }
+  // used ring unmapped: the chain is taken, its completion cannot be published
+  {
+    const s = setup();
+    s.vq.reset();
+    s.vq.descAddr = BigInt(s.ring.desc);
+    s.vq.driverAddr = BigInt(s.ring.avail);
+    s.vq.deviceAddr = 0x9000000n;
+    s.vq.enable();
+    s.host.autoComplete = 1;
+    s.ring.push(s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]));
+    s.vq.kick();
+    await until(() => s.host.errors.length > 0, 'error');
+    t.match(s.host.errors[0]!.message, /cannot write used ring at 0x9000004/);
+  }
+  // descriptor table unmapped
+  {
+    const s = setup();
+    s.vq.reset();
+    s.vq.descAddr = 0x9000000n;
+    s.vq.driverAddr = BigInt(s.ring.avail);
+    s.vq.deviceAddr = BigInt(s.ring.used);
+    s.vq.enable();
+    s.ring.push(0);
+    s.vq.kick();
+    await until(() => s.host.errors.length > 0, 'error');
+    t.match(s.host.errors[0]!.message, /cannot read descriptor at 0x9000000/);
+  }
+});
+
+t.test('a data buffer at an unmapped IOVA is the device’s problem, not the ring’s', async (t) => {
+  const s = setup();
+  s.ring.push(s.ring.chain([{ addr: 0x9000000, len: 512, write: true }]));
+  await kickFor(s, 1);
+  t.same(s.host.errors, [], 'the chain itself is well formed');
+  const c = s.host.chains[0]!;
+  await t.rejects(chainWrite(s.g.dma, c, 0, Buffer.alloc(4)), { name: 'DmaFault', reason: 'unmapped' });
+  c.complete(0);
+  await until(() => s.ring.usedIdx === 1, 'used');
+});
+
+t.test('reset drops what is in flight; stale completions are ignored', async (t) => {
+  const s = setup();
+  s.ring.push(s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]));
+  await kickFor(s, 1);
+  const stale = s.host.chains[0]!;
+  rearm(s);
+  stale.complete(1);
+  await turns();
+  t.equal(s.ring.usedIdx, 0, 'a completion from before the reset is not published');
+  t.equal(s.vq.inFlight, 0);
+  s.host.autoComplete = 1;
+  const head = s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]);
+  s.ring.push(head);
+  await kickFor(s, 1);
+  await until(() => s.ring.usedIdx === 1, 'used');
+  t.same(s.ring.takeUsed(), [{ id: head, len: 1 }]);
+});
+
+t.test('a head made available twice while in flight is a ring error', async (t) => {
+  const s = setup({ size: 4 });
+  const head = s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]);
+  s.ring.push(head, head, head, head);
+  await kickFor(s, 4);
+  s.ring.push(head);
+  s.vq.kick();
+  await until(() => s.host.errors.length > 0, 'error');
+  t.match(s.host.errors[0]!.message, /more than 4 chains in flight/);
+});
+
+t.test('everything also works over DMA_READ/DMA_WRITE messages (no fd)', async (t) => {
+  const g = makeMessageGuest();
+  const s = setup({ guest: g, eventIdx: true });
+  const data = g.mem.alloc(4096);
+  const hdr = g.mem.alloc(16);
+  g.mem.write(hdr, Buffer.from('header-bytes-16b'));
+  const head = s.ring.indirect([
+    { addr: hdr, len: 16 },
+    { addr: data, len: 4096, write: true },
+  ]);
+  s.ring.push(head);
+  await kickFor(s, 1);
+  const c = s.host.chains[0]!;
+  t.equal((await chainRead(g.dma, c, 0, 16)).toString(), 'header-bytes-16b');
+  await chainWrite(g.dma, c, 0, Buffer.alloc(4096, 0xab));
+  c.complete(4096);
+  await until(() => s.ring.usedIdx === 1, 'used');
+  t.same(s.ring.takeUsed(), [{ id: head, len: 4096 }]);
+  t.equal(g.mem.read(data + 4095, 1)[0], 0xab);
+  t.equal(s.host.notifies, 1);
+  t.ok(g.messages.reads > 0 && g.messages.writes > 0, `ring and data went over messages (${g.messages.reads} reads, ${g.messages.writes} writes)`);
+  void BASE;
+});
