@@ -154,7 +154,7 @@ t.test('registry', async (t) => {
   t.equal(m.kind, 'gpio');
   t.ok(isDeviceKind('gpio'));
   t.notOk(isDeviceKind('toString'), 'no prototype keys');
-  t.same(deviceKinds().map((k) => k.kind), ['gpio']);
+  t.ok(deviceKinds().some((k) => k.kind === 'gpio'), 'gpio is listed');
   t.throws(() => createDeviceByName('nvme'), /unknown device kind 'nvme'/);
   t.equal(createDeviceByName('gpio', { fdOps: fakeFds().ops }).device.info().numRegions, 9);
 });
