@@ -24,6 +24,7 @@ interface BenchModule {
 const BENCHES: BenchModule[] = [
   { name: 'socket', file: './socket.js', exportName: 'benchSocket', optional: false },
   { name: 'iommu', file: './iommu.js', exportName: 'benchIommu', optional: true },
+  { name: 'virtio-blk', file: './virtio-blk.js', exportName: 'benchVirtioBlk', optional: true },
 ];
 
 function checkRows(name: string, rows: unknown): BenchRow[] {

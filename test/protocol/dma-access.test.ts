@@ -16,34 +16,34 @@ function qemuReadReply(request: Buffer, data: Buffer): Buffer {
   return msg.subarray(16); // the payload
 }
 
-t.test('DMA_READ, QEMU layout: 16-byte request, data at 12 in the reply', async (t) => {
-  const p = encodeDmaReadRequest(A, 8, L);
+t.test('DMA_READ, the non-default \'qemu\' layout: 16-byte request, data at 12 in the reply', async (t) => {
+  const p = encodeDmaReadRequest(A, 8, L, 'qemu');
   t.equal(p.length, 16, 'QEMU needs msg_size >= sizeof(VFIOUserDMARW) = 32');
   t.equal(p.readBigUInt64LE(0), A);
   t.equal(p.readUInt32LE(8), 8);
   t.equal(p.readUInt32LE(12), 0, 'padding');
   const data = Buffer.from('01234567');
-  t.same(decodeDmaReadReply(qemuReadReply(p, data), { addr: A, count: 8 }), data);
+  t.same(decodeDmaReadReply(qemuReadReply(p, data), { addr: A, count: 8 }, 'qemu'), data);
   // our test client does the same
-  const req = decodeDmaReadRequest(p, L, 0);
+  const req = decodeDmaReadRequest(p, L, 0, 'qemu');
   t.same(req, { addr: A, count: 8 });
-  const reply = concat(encodeDmaReadReply(req, data));
+  const reply = concat(encodeDmaReadReply(req, data, 'qemu'));
   t.same(reply, qemuReadReply(p, data), 'byte for byte what QEMU sends');
 });
 
-t.test('DMA_WRITE, QEMU layout: data at 12, 4 padding bytes after it', async (t) => {
+t.test('DMA_WRITE, the non-default \'qemu\' layout: data at 12, 4 padding bytes after it', async (t) => {
   const data = Buffer.from('hello, guest');
-  const parts = encodeDmaWriteRequest(A, data, L);
+  const parts = encodeDmaWriteRequest(A, data, L, 'qemu');
   t.equal(parts[1], data, 'data not copied');
   const p = concat(parts);
   const size = 16 + p.length;
   const count = p.readUInt32LE(8);
   t.ok(size >= 32 && count <= size - 32, 'passes QEMU checks in vfio_user_dma_write');
   t.same(p.subarray(12, 12 + count), data, 'where QEMU reads the data (&msg->data)');
-  const req = decodeDmaWriteRequest(p, L, 0);
+  const req = decodeDmaWriteRequest(p, L, 0, 'qemu');
   t.same([req.addr, req.count, req.data.toString()], [A, data.length, 'hello, guest']);
-  t.equal(encodeDmaWriteReply(req).length, 0, 'QEMU replies with the header alone');
-  t.equal(errnoOf(() => decodeDmaWriteReply(Buffer.alloc(0), req)), 'no error');
+  t.equal(encodeDmaWriteReply(req, 'qemu').length, 0, 'QEMU replies with the header alone');
+  t.equal(errnoOf(() => decodeDmaWriteReply(Buffer.alloc(0), req, 'qemu')), 'no error');
 });
 
 t.test('spec layout: u64 count, data at 16', async (t) => {
