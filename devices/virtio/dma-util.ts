@@ -69,20 +69,42 @@ export function withViews<T>(
   access: number,
   fn: (segments: Uint8Array[]) => T | Promise<T>,
 ): Promise<T> {
-  const all: Uint8Array[] = [];
-  const step = (i: number): Promise<T> => {
-    while (i < addrs.length && lens[i] === 0) i++;
-    if (i >= addrs.length) {
-      try {
-        return Promise.resolve(fn(all));
-      } catch (e) {
-        return Promise.reject(e);
-      }
+  const n = addrs.length;
+  if (n === 1) return dma.withView(addrs[0]!, lens[0]!, access, fn);
+  if (n === 0) {
+    try {
+      return Promise.resolve(fn([]));
+    } catch (e) {
+      return Promise.reject(e);
     }
-    return dma.withView(addrs[i]!, lens[i]!, access, (segs) => {
-      for (const s of segs) all.push(s);
-      return step(i + 1);
-    });
-  };
-  return step(0);
+  }
+  // Every range's withView runs at once; each callback parks on `done` (its
+  // views stay held) until the last one arrives, which runs fn over them all.
+  // A guest request has ~256 scattered pages: one level of promises instead
+  // of 256 nested ones.
+  const parts: Uint8Array[][] = new Array<Uint8Array[]>(n);
+  let arrived = 0;
+  let release!: () => void;
+  const done = new Promise<void>((r) => (release = r));
+  let result: Promise<T> | undefined;
+  const calls: Promise<void>[] = new Array<Promise<void>>(n);
+  for (let i = 0; i < n; i++) {
+    calls[i] = dma
+      .withView(addrs[i]!, lens[i]!, access, (segs) => {
+        parts[i] = segs;
+        if (++arrived === n) {
+          const all: Uint8Array[] = [];
+          for (const p of parts) for (const s of p) all.push(s);
+          result = (async () => fn(all))();
+          result.then(release, release);
+        }
+        return done;
+      })
+      .catch((e: unknown) => {
+        release(); // a range faulted before fn: let the others go
+        throw e;
+      });
+  }
+  // Settles after every view is released (bounced memory written back).
+  return Promise.all(calls).then(() => result!);
 }

@@ -89,6 +89,8 @@ export interface QueueStats {
   kicks: number;
   batches: number;
   chains: number;
+  /** Descriptors in the chains taken (direct + indirect). */
+  descriptors: number;
   completions: number;
   flushes: number;
   interrupts: number;
@@ -115,7 +117,7 @@ export class Virtqueue {
   usedIdx = 0;
   /** Chains handed to the device and not yet published as used. */
   inFlight = 0;
-  readonly stats: QueueStats = { kicks: 0, batches: 0, chains: 0, completions: 0, flushes: 0, interrupts: 0, suppressed: 0 };
+  readonly stats: QueueStats = { kicks: 0, batches: 0, chains: 0, descriptors: 0, completions: 0, flushes: 0, interrupts: 0, suppressed: 0 };
 
   private desc: Iova = 0;
   private avail: Iova = 0;
@@ -253,6 +255,7 @@ export class Virtqueue {
         this.lastAvail = (this.lastAvail + 1) & 0xffff;
         this.inFlight++;
         this.stats.chains++;
+        this.stats.descriptors += chain.descriptors;
         this.host.handle(chain);
         if (epoch !== this.epochNo || !this.host.canProcess()) return;
       }
