@@ -25,20 +25,46 @@ export interface Header {
 
 export function readHeader(buf: Buffer, off = 0): Header {
   return {
-    msgId: buf.readUInt16LE(off),
-    command: buf.readUInt16LE(off + 2),
-    size: buf.readUInt32LE(off + 4),
-    flags: buf.readUInt32LE(off + 8),
-    error: buf.readUInt32LE(off + 12),
+    msgId: u16At(buf, off),
+    command: u16At(buf, off + 2),
+    size: u32At(buf, off + 4),
+    flags: u32At(buf, off + 8),
+    error: u32At(buf, off + 12),
   };
 }
 
 export function writeHeader(buf: Buffer, off: number, h: Header): void {
-  buf.writeUInt16LE(h.msgId & 0xffff, off);
-  buf.writeUInt16LE(h.command, off + 2);
-  buf.writeUInt32LE(h.size, off + 4);
-  buf.writeUInt32LE(h.flags >>> 0, off + 8);
-  buf.writeUInt32LE(h.error >>> 0, off + 12);
+  writeHeaderFields(buf, off, h.msgId, h.command, h.size, h.flags, h.error);
+}
+
+/** writeHeader without a Header object (the server's hot path). */
+export function writeHeaderFields(
+  buf: Buffer, off: number, msgId: number, command: number, size: number, flags: number, error: number,
+): void {
+  putU16At(buf, off, msgId);
+  putU16At(buf, off + 2, command);
+  putU32At(buf, off + 4, size);
+  putU32At(buf, off + 8, flags);
+  putU32At(buf, off + 12, error);
+}
+
+// Little-endian field access without Buffer's per-call argument checks; the
+// callers have checked that [off, off+n) lies inside `buf`.
+export function u16At(b: Uint8Array, off: number): number {
+  return b[off]! | (b[off + 1]! << 8);
+}
+export function u32At(b: Uint8Array, off: number): number {
+  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16)) + b[off + 3]! * 0x100_0000;
+}
+export function putU16At(b: Uint8Array, off: number, v: number): void {
+  b[off] = v;
+  b[off + 1] = v >>> 8;
+}
+export function putU32At(b: Uint8Array, off: number, v: number): void {
+  b[off] = v;
+  b[off + 1] = v >>> 8;
+  b[off + 2] = v >>> 16;
+  b[off + 3] = v >>> 24;
 }
 
 export function messageType(flags: number): number { return flags & VFIO_USER_F_TYPE_MASK; }

@@ -7,9 +7,13 @@
 // device that awaits a DMA_READ never deadlocks the connection.
 import {
   hasError, isReply, noReply, replyHeader, requestHeader, validateRequestHeader, maxMessageSize,
-  type Header,
+  readHeader, u16At, u32At, HEADER_SIZE, type Header,
 } from '../protocol/header.js';
-import { Command } from '../protocol/constants.js';
+import { Command, VFIO_USER_F_NO_REPLY, VFIO_USER_F_TYPE_COMMAND } from '../protocol/constants.js';
+import {
+  encodeRegionReadReply, encodeRegionWriteReply, peekRegionAccess, writeRegionAccessReply, REGION_ACCESS_SIZE,
+  type RegionAccess,
+} from '../protocol/commands/region-access.js';
 import {
   decodeDmaReadReply, decodeDmaWriteReply, encodeDmaReadRequest, encodeDmaWriteRequest,
 } from '../protocol/commands/dma-access.js';
@@ -44,6 +48,9 @@ export class Session implements HandlerContext {
   private nextMsgId = 0;
   private readonly pending = new Map<number, Pending>();
   private closed = false;
+  /** The fast path's decoded access (reused). */
+  private readonly access: RegionAccess = { offset: 0, region: 0, count: 0 };
+  private readonly scratch: Buffer[] = Array.from({ length: 9 }, (_, n) => Buffer.alloc(n));
   readonly messenger: DmaMessenger;
 
   constructor(
@@ -56,6 +63,7 @@ export class Session implements HandlerContext {
     private readonly counts: Record<string, number> = {},
   ) {
     this.transport = new Transport(fd, {
+      onRawMessage: (buf, at, size) => this.onRawMessage(buf, at, size),
       onMessage: (m) => this.onMessage(m),
       onClose: (err) => this.onClose(err),
     }, log, { maxMessageSize: maxMessageSize(DEFAULT_LIMITS), maxFds: DEFAULT_LIMITS.maxMsgFds });
@@ -76,6 +84,70 @@ export class Session implements HandlerContext {
 
   close(error?: Error): void {
     this.transport.close(error);
+  }
+
+  /**
+   * The hot path: a well-formed REGION_READ/WRITE, in order and with nothing
+   * queued, served from the receive buffer into the send buffer with no
+   * intermediate objects. Anything else (or anything odd about it) returns
+   * false and takes the general path, which owns every error reply.
+   */
+  private onRawMessage(buf: Buffer, at: number, size: number): boolean {
+    if (!this.negotiated || this.busy || this.queue.length > 0) return false;
+    const flags = u32At(buf, at + 8);
+    if ((flags & ~VFIO_USER_F_NO_REPLY) !== VFIO_USER_F_TYPE_COMMAND) return false;
+    const command = u16At(buf, at + 2);
+    const write = command === Command.REGION_WRITE;
+    if (!write && command !== Command.REGION_READ) return false;
+    const a = this.access;
+    if (!peekRegionAccess(buf, at + HEADER_SIZE, size - HEADER_SIZE, write, this.limits, a)) return false;
+    this.counts[write ? 'REGION_WRITE' : 'REGION_READ'] = (this.counts[write ? 'REGION_WRITE' : 'REGION_READ'] ?? 0) + 1;
+    const msgId = u16At(buf, at);
+    const quiet = (flags & VFIO_USER_F_NO_REPLY) !== 0;
+    let result: Buffer | void | Promise<Buffer | void>;
+    try {
+      result = write
+        ? this.device.regionWrite(a.region, a.offset, this.writeData(buf, at + HEADER_SIZE + REGION_ACCESS_SIZE, a.count))
+        : this.device.regionRead(a.region, a.offset, a.count);
+    } catch (err) {
+      this.replyError(readHeader(buf, at), err);
+      return true;
+    }
+    if (result instanceof Promise) {
+      // A device that needs time: the general path's ordering takes over.
+      const req: RegionAccess = { offset: a.offset, region: a.region, count: a.count };
+      this.finish(readHeader(buf, at), result.then((d) => ({
+        payload: write ? encodeRegionWriteReply(req) : encodeRegionReadReply(req, d as Buffer),
+      })), new FdBag([]));
+      return true;
+    }
+    if (quiet || this.closed) return true;
+    if (write) {
+      const out = this.transport.reserveMessage(HEADER_SIZE + REGION_ACCESS_SIZE);
+      if (out >= 0) writeRegionAccessReply(this.transport.outBuffer, out, msgId, command, a, 0);
+      return true;
+    }
+    const data = result as Buffer;
+    if (data.length > a.count) {
+      this.replyError(readHeader(buf, at), new VfioUserError(Errno.EIO, `REGION_READ: device returned ${data.length} bytes for ${a.count}`));
+      return true;
+    }
+    a.count = data.length;
+    const out = this.transport.reserveMessage(HEADER_SIZE + REGION_ACCESS_SIZE + data.length);
+    if (out < 0) return true;
+    const wbuf = this.transport.outBuffer;
+    writeRegionAccessReply(wbuf, out, msgId, command, a, data.length);
+    copySmall(data, wbuf, out + HEADER_SIZE + REGION_ACCESS_SIZE);
+    return true;
+  }
+
+  /** The bytes of a REGION_WRITE, valid during the device call only. */
+  private writeData(buf: Buffer, at: number, count: number): Buffer {
+    // Register-sized writes reuse one view per size instead of a new one.
+    const scratch = count <= 8 ? this.scratch[count] : undefined;
+    if (scratch === undefined) return buf.subarray(at, at + count);
+    for (let i = 0; i < count; i++) scratch[i] = buf[at + i]!;
+    return scratch;
   }
 
   private onMessage(m: IncomingMessage): void {
@@ -110,6 +182,11 @@ export class Session implements HandlerContext {
       this.reply(h, result);
       return;
     }
+    this.finish(h, result, fdBag);
+  }
+
+  /** An asynchronous handler: later requests wait in the queue until it settles. */
+  private finish(h: Header, result: Promise<Reply>, fdBag: FdBag): void {
     this.busy = true;
     result.then(
       (r) => this.reply(h, r),
@@ -226,6 +303,16 @@ export class Session implements HandlerContext {
     this.pending.clear();
     this.onEnd(error);
   }
+}
+
+/** Copies `src` to dst[at...]: a plain loop beats the copy call for register-sized data. */
+function copySmall(src: Uint8Array, dst: Uint8Array, at: number): void {
+  const n = src.length;
+  if (n > 64) {
+    dst.set(src, at);
+    return;
+  }
+  for (let i = 0; i < n; i++) dst[at + i] = src[i]!;
 }
 
 /** The fds of one request: handlers take what they keep, the rest is closed. */

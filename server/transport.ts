@@ -5,7 +5,7 @@
 // Outgoing messages are appended to one buffer and flushed with as few
 // sendmsg calls as possible; a message that carries fds starts its own send.
 import * as native from '../native/index.js';
-import { HEADER_SIZE, readHeader, writeHeader, type Header } from '../protocol/header.js';
+import { HEADER_SIZE, readHeader, u32At, writeHeader, type Header } from '../protocol/header.js';
 import type { Log } from './log.js';
 
 export interface IncomingMessage {
@@ -17,6 +17,13 @@ export interface IncomingMessage {
 }
 
 export interface TransportHandler {
+  /**
+   * Optional fast path, offered every whole message that came without fds
+   * before onMessage: `buf[at, at+size)` is the message (header included),
+   * valid only during the call. Return true when it was handled; false hands
+   * it to onMessage as usual.
+   */
+  onRawMessage?(buf: Buffer, at: number, size: number): boolean;
   onMessage(msg: IncomingMessage): void;
   /** Called once, after the fd is closed. `error` is set for abnormal ends. */
   onClose(error?: Error): void;
@@ -86,6 +93,28 @@ export class Transport {
     let at = this.wlen + HEADER_SIZE;
     for (const p of parts) at += p.copy(this.wbuf, at);
     this.wlen = at;
+    this.scheduleFlush();
+  }
+
+  /**
+   * Room for one whole outgoing message of `size` bytes (no fds): returns the
+   * offset in `outBuffer` where the caller writes it right away, or -1 when
+   * the connection is closed. It goes out like a send().
+   */
+  reserveMessage(size: number): number {
+    if (this.closed) return -1;
+    this.reserve(size);
+    if (this.closed) return -1;
+    const at = this.wlen;
+    this.wlen = at + size;
+    this.scheduleFlush();
+    return at;
+  }
+
+  /** The send buffer reserveMessage() hands out offsets into. */
+  get outBuffer(): Buffer { return this.wbuf; }
+
+  private scheduleFlush(): void {
     if (!this.dispatching && !this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(() => { this.flushScheduled = false; this.flush(); });
@@ -146,21 +175,29 @@ export class Transport {
 
   /** Dispatch every whole message in the buffer. */
   private parse(): void {
+    const raw = this.handler.onRawMessage;
     while (!this.closed && this.rend - this.rstart >= HEADER_SIZE) {
-      const header = readHeader(this.rbuf, this.rstart);
-      if (header.size < HEADER_SIZE || header.size > this.limits.maxMessageSize) {
-        this.close(new Error(`message size ${header.size} outside [${HEADER_SIZE}, ${this.limits.maxMessageSize}]: stream unusable`));
+      const at = this.rstart;
+      const size = u32At(this.rbuf, at + 4);
+      if (size < HEADER_SIZE || size > this.limits.maxMessageSize) {
+        this.close(new Error(`message size ${size} outside [${HEADER_SIZE}, ${this.limits.maxMessageSize}]: stream unusable`));
         return;
       }
-      if (this.rend - this.rstart < header.size) {
-        this.ensureCapacity(header.size);
+      if (this.rend - at < size) {
+        this.ensureCapacity(size);
         return;
       }
-      const start = this.rbase + this.rstart;
-      const fds = this.takeFds(start, start + header.size);
-      const payload = this.rbuf.subarray(this.rstart + HEADER_SIZE, this.rstart + header.size);
-      this.rstart += header.size;
       try {
+        // No fds are pending at all, so none can belong to this message.
+        if (raw !== undefined && this.batches.length === 0 && raw.call(this.handler, this.rbuf, at, size)) {
+          this.rstart = at + size;
+          continue;
+        }
+        const header = readHeader(this.rbuf, at);
+        const start = this.rbase + at;
+        const fds = this.takeFds(start, start + size);
+        const payload = this.rbuf.subarray(at + HEADER_SIZE, at + size);
+        this.rstart = at + size;
         this.handler.onMessage({ header, payload, fds });
       } catch (err) {
         // Handlers answer bad input themselves; reaching here is our own bug.

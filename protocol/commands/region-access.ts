@@ -14,6 +14,8 @@
 import { fail } from '../errno.js';
 import type { NegotiatedLimits } from '../limits.js';
 import { exactLength, minLength, noFds, readSafeU64, writeU64 } from '../wire.js';
+import { HEADER_SIZE, putU32At, u32At, writeHeaderFields } from '../header.js';
+import { VFIO_USER_F_TYPE_REPLY } from '../constants.js';
 
 export const REGION_ACCESS_SIZE = 16;
 
@@ -78,6 +80,54 @@ export function encodeRegionReadReply(req: RegionAccess, data: Buffer): Buffer[]
 
 export function encodeRegionWriteReply(req: RegionAccess, written = req.count): Buffer {
   return accessHeader(req.offset, req.region, written);
+}
+
+// ---- the server's hot path: no allocation ----------------------------------
+// REGION_READ/WRITE are most of a live guest's traffic (every MMIO access and
+// doorbell), so the session serves them straight from its receive buffer into
+// its send buffer. These two functions are that path's codec; they accept only
+// what the decoders above accept, and leave every error to them.
+
+const SAFE_HI = 0x1fffff; // high u32 of Number.MAX_SAFE_INTEGER
+
+/**
+ * Reads the access fields of a REGION_READ (`write` false) or REGION_WRITE
+ * payload of `length` bytes at `at` into `out`. True only when the decoders
+ * above would accept it (no fds assumed); false means "take the general path",
+ * which then reports the exact error.
+ */
+export function peekRegionAccess(
+  buf: Uint8Array, at: number, length: number, write: boolean, limits: NegotiatedLimits, out: RegionAccess,
+): boolean {
+  if (length < REGION_ACCESS_SIZE) return false;
+  const hi = u32At(buf, at + 4);
+  if (hi > SAFE_HI) return false;
+  const offset = hi * 0x1_0000_0000 + u32At(buf, at);
+  const count = u32At(buf, at + 12);
+  if (count > limits.maxDataXferSize || offset + count > Number.MAX_SAFE_INTEGER) return false;
+  if (length !== REGION_ACCESS_SIZE + (write ? count : 0)) return false;
+  out.offset = offset;
+  out.region = u32At(buf, at + 8);
+  out.count = count;
+  return true;
+}
+
+/**
+ * Writes the header and access fields of a successful REGION_READ/WRITE reply
+ * at `at`; a READ reply's `count` data bytes follow at at + 32 (the caller
+ * puts them there). Returns the reply's whole size.
+ */
+export function writeRegionAccessReply(
+  buf: Uint8Array & Buffer, at: number, msgId: number, command: number, a: RegionAccess, dataBytes: number,
+): number {
+  const size = HEADER_SIZE + REGION_ACCESS_SIZE + dataBytes;
+  writeHeaderFields(buf, at, msgId, command, size, VFIO_USER_F_TYPE_REPLY, 0);
+  const p = at + HEADER_SIZE;
+  putU32At(buf, p, a.offset % 0x1_0000_0000);
+  putU32At(buf, p + 4, Math.floor(a.offset / 0x1_0000_0000));
+  putU32At(buf, p + 8, a.region);
+  putU32At(buf, p + 12, a.count);
+  return size;
 }
 
 /** Client side (test client). */
