@@ -10,6 +10,22 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/**
+ * The per-message calls of one socket with its buffers registered once (see
+ * channel()). Offsets and lengths are int32s; [offset, offset+length) must be
+ * a non-empty range inside the registered buffer (RangeError otherwise).
+ */
+export interface Channel {
+  /** recvmsg into the receive buffer: bytes, 0 at EOF, or -errno; meta as for recvmsg(). */
+  recv(offset: number, length: number): number;
+  /** sendmsg from the send buffer without fds: bytes sent or -errno. */
+  send(offset: number, length: number): number;
+  /** Registers new buffers (Uint8Arrays, held until replaced); null keeps the current one. */
+  setBuffers(recvBuf: Uint8Array | null, sendBuf: Uint8Array | null): void;
+  /** Releases the buffers; recv/send then return -EBADF. The fd stays open. */
+  close(): void;
+}
+
 /** An open uv_poll_t on `fd`. */
 export interface Watcher {
   readonly fd: number;
@@ -22,6 +38,7 @@ interface Addon {
   socketpair(): [number, number];
   recvmsg(fd: number, buf: Uint8Array, offset: number, length: number, meta: Int32Array): number;
   sendmsg(fd: number, buf: Uint8Array, offset: number, length: number, fds?: ArrayLike<number> | null): number;
+  channel(fd: number, meta: Int32Array): Channel;
   watch(fd: number, events: number, cb: (status: number, events: number) => void): Watcher;
   watchSet(w: Watcher, events: number): void;
   watchClose(w: Watcher): void;
@@ -153,6 +170,14 @@ export const sendmsg: (
   length: number,
   fds?: ArrayLike<number> | null,
 ) => number = addon.sendmsg;
+
+/**
+ * A Channel on connected socket `fd` whose recv() reports fds and flags in
+ * `meta` (as recvmsg does; held for the channel's life). The same checks as
+ * recvmsg/sendmsg, done once: the per-call cost is little more than the
+ * syscall. Call setBuffers() before recv/send (until then they return -EBADF).
+ */
+export const channel: (fd: number, meta: Int32Array) => Channel = addon.channel;
 
 /**
  * Polls `fd` with libuv (uv_poll_t) for READABLE|WRITABLE (0 = created but

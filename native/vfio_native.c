@@ -287,36 +287,20 @@ static napi_value js_socketpair(napi_env env, napi_callback_info info) {
   return arr;
 }
 
-/* recvmsg(fd, buf, offset, length, meta): meta = [nfds, msg_flags, ...fds]. */
-static napi_value js_recvmsg(napi_env env, napi_callback_info info) {
-  ARGS(5);
-  int fd, nfds = 0, flags = 0;
-  uint8_t *p;
-  size_t n, metalen, cap, room;
-  bool is_ta = false;
-  napi_typedarray_type type;
-  void *metadata;
-  int32_t *meta;
+/* One non-blocking recvmsg into p[0, n) (n >= 1) with room for `cap` fds
+ * (at most MAX_FDS): meta[0] = fds received (in meta[2..]), meta[1] =
+ * msg_flags. Returns bytes, 0 at EOF, or -errno. Fds that do not fit in meta
+ * are closed and MSG_CTRUNC is set, as the kernel does. */
+static long recv_into(int fd, uint8_t *p, size_t n, int32_t *meta, size_t cap) {
   union { struct cmsghdr align; char buf[CMSG_SPACE(MAX_FDS * sizeof(int))]; } ctl;
-  struct iovec iov;
+  size_t room = cap < MAX_FDS ? cap : MAX_FDS;
+  int nfds = 0, flags = 0;
+  struct iovec iov = { p, n };
   struct msghdr msg;
   struct cmsghdr *c;
   long r;
 
-  if (arg_fd(env, "recvmsg", argv[0], &fd) || arg_bytes(env, "recvmsg", argv + 1, &p, &n)) return NULL;
-  if (n == 0) return range_error(env, "recvmsg", "length must be at least 1 (0 means EOF)");
-  if (napi_is_typedarray(env, argv[4], &is_ta) != napi_ok || !is_ta)
-    return type_error(env, "recvmsg", "meta must be an Int32Array");
-  NAPI(napi_get_typedarray_info(env, argv[4], &type, &metalen, &metadata, NULL, NULL));
-  if (type != napi_int32_array) return type_error(env, "recvmsg", "meta must be an Int32Array");
-  if (metalen < 2) return range_error(env, "recvmsg", "meta must have at least 2 elements");
-  meta = metadata;
-  cap = metalen - 2;
-  room = cap < MAX_FDS ? cap : MAX_FDS;
-
   memset(&msg, 0, sizeof msg);
-  iov.iov_base = p;
-  iov.iov_len = n;
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   if (room > 0) {
@@ -349,7 +333,61 @@ static napi_value js_recvmsg(napi_env env, napi_callback_info info) {
   }
   meta[0] = nfds;
   meta[1] = flags;
-  return num(env, (double)r);
+  return r;
+}
+
+/* One non-blocking sendmsg of p[0, n) with `nfds` fds riding on the first
+ * byte. Returns bytes sent or -errno. */
+static long send_from(int fd, const uint8_t *p, size_t n, const int *fds, uint32_t nfds) {
+  union { struct cmsghdr align; char buf[CMSG_SPACE(MAX_FDS * sizeof(int))]; } ctl;
+  struct iovec iov = { (void *)p, n };
+  struct msghdr msg;
+  long r;
+
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (nfds > 0) {
+    struct cmsghdr *c;
+    memset(ctl.buf, 0, CMSG_SPACE(nfds * sizeof(int)));
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+    c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+  }
+  r = RETRY(sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT));
+  return r < 0 ? -errno : r;
+}
+
+/* An Int32Array of at least 2 elements: its data and element count. */
+static int arg_meta(napi_env env, const char *fn, napi_value v, int32_t **meta, size_t *len) {
+  bool is_ta = false;
+  napi_typedarray_type type;
+  void *data;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta)
+    return type_error(env, fn, "meta must be an Int32Array"), -1;
+  if (napi_get_typedarray_info(env, v, &type, len, &data, NULL, NULL) != napi_ok) return throw_napi(env), -1;
+  if (type != napi_int32_array) return type_error(env, fn, "meta must be an Int32Array"), -1;
+  if (*len < 2) return range_error(env, fn, "meta must have at least 2 elements"), -1;
+  *meta = data;
+  return 0;
+}
+
+/* recvmsg(fd, buf, offset, length, meta): meta = [nfds, msg_flags, ...fds]. */
+static napi_value js_recvmsg(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  int fd;
+  uint8_t *p;
+  size_t n, metalen;
+  int32_t *meta;
+
+  if (arg_fd(env, "recvmsg", argv[0], &fd) || arg_bytes(env, "recvmsg", argv + 1, &p, &n)) return NULL;
+  if (n == 0) return range_error(env, "recvmsg", "length must be at least 1 (0 means EOF)");
+  if (arg_meta(env, "recvmsg", argv[4], &meta, &metalen)) return NULL;
+  return num(env, (double)recv_into(fd, p, n, meta, metalen - 2));
 }
 
 /* sendmsg(fd, buf, offset, length, fds?): fds ride with the first byte. */
@@ -360,10 +398,6 @@ static napi_value js_sendmsg(napi_env env, napi_callback_info info) {
   uint8_t *p;
   size_t n;
   napi_valuetype t;
-  union { struct cmsghdr align; char buf[CMSG_SPACE(MAX_FDS * sizeof(int))]; } ctl;
-  struct iovec iov;
-  struct msghdr msg;
-  long r;
 
   if (arg_fd(env, "sendmsg", argv[0], &fd) || arg_bytes(env, "sendmsg", argv + 1, &p, &n)) return NULL;
   NAPI(napi_typeof(env, argv[4], &t));
@@ -381,25 +415,175 @@ static napi_value js_sendmsg(napi_env env, napi_callback_info info) {
     /* A zero-length stream send transmits nothing, fds included. */
     if (nfds > 0 && n == 0) return range_error(env, "sendmsg", "fds need at least one byte to ride with");
   }
+  return num(env, (double)send_from(fd, p, n, fds, nfds));
+}
 
-  memset(&msg, 0, sizeof msg);
-  iov.iov_base = p;
-  iov.iov_len = n;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (nfds > 0) {
-    struct cmsghdr *c;
-    memset(ctl.buf, 0, CMSG_SPACE(nfds * sizeof(int)));
-    msg.msg_control = ctl.buf;
-    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-    c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-    memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+/* --------------------------------------------------------------- channels
+ * The per-message calls of one connection with its buffers registered once.
+ * recvmsg/sendmsg above check and convert a typed array on every call, which
+ * costs about as much as the syscall; a channel's recv(offset, length) and
+ * send(offset, length) take two int32s. channel(fd, meta) returns an object
+ * of functions whose Node-API data pointer is the channel: no lookup per
+ * call. Buffers are held by reference until replaced or close(); their
+ * memory does not move (off-heap ArrayBuffer backing stores). */
+
+#define CHANNEL_FNS 4
+
+struct channel {
+  int fd;
+  int open;
+  int refs;                   /* function objects not yet finalized */
+  napi_ref rref, wref, mref;  /* receive buffer, send buffer, meta */
+  uint8_t *rbuf, *wbuf;
+  size_t rlen, wlen;
+  int32_t *meta;
+  size_t metacap;             /* fds meta can hold */
+};
+
+static void channel_release(napi_env env, struct channel *ch) {
+  if (ch->rref) napi_delete_reference(env, ch->rref);
+  if (ch->wref) napi_delete_reference(env, ch->wref);
+  if (ch->mref) napi_delete_reference(env, ch->mref);
+  ch->rref = ch->wref = ch->mref = NULL;
+  ch->rbuf = ch->wbuf = NULL;
+  ch->rlen = ch->wlen = 0;
+  ch->meta = NULL;
+  ch->open = 0;
+}
+
+static void channel_fn_gone(napi_env env, void *data, void *hint) {
+  struct channel *ch = data;
+  (void)hint;
+  if (--ch->refs > 0) return;
+  channel_release(env, ch);
+  free(ch);
+}
+
+/* The channel behind this call and its two int32 arguments [0, limit]. */
+static struct channel *channel_args(napi_env env, napi_callback_info info, const char *fn, int32_t *a, int32_t *b) {
+  napi_value argv[2];
+  size_t argc = 2;
+  void *data;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, &data) != napi_ok) return throw_napi(env), NULL;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], a) != napi_ok ||
+      napi_get_value_int32(env, argv[1], b) != napi_ok)
+    return type_error(env, fn, "offset and length must be numbers"), NULL;
+  return data;
+}
+
+static int channel_range(napi_env env, const char *fn, int32_t off, int32_t len, size_t have) {
+  if (off < 0 || len < 1 || (size_t)off > have || (size_t)len > have - (size_t)off)
+    return range_error(env, fn, "[offset, offset+length) must be a non-empty range inside the buffer"), -1;
+  return 0;
+}
+
+/* recv(offset, length) -> bytes | 0 (EOF) | -errno; fds and flags in meta. */
+static napi_value js_channel_recv(napi_env env, napi_callback_info info) {
+  int32_t off, len;
+  napi_value v;
+  struct channel *ch = channel_args(env, info, "channel.recv", &off, &len);
+  if (!ch) return NULL;
+  if (!ch->open || !ch->rbuf) return (napi_create_int32(env, -EBADF, &v), v);
+  if (channel_range(env, "channel.recv", off, len, ch->rlen)) return NULL;
+  NAPI(napi_create_int32(env, (int32_t)recv_into(ch->fd, ch->rbuf + off, (size_t)len, ch->meta, ch->metacap), &v));
+  return v;
+}
+
+/* send(offset, length) -> bytes sent | -errno (no fds: use sendmsg for those). */
+static napi_value js_channel_send(napi_env env, napi_callback_info info) {
+  int32_t off, len;
+  napi_value v;
+  struct channel *ch = channel_args(env, info, "channel.send", &off, &len);
+  if (!ch) return NULL;
+  if (!ch->open || !ch->wbuf) return (napi_create_int32(env, -EBADF, &v), v);
+  if (channel_range(env, "channel.send", off, len, ch->wlen)) return NULL;
+  NAPI(napi_create_int32(env, (int32_t)send_from(ch->fd, ch->wbuf + off, (size_t)len, NULL, 0), &v));
+  return v;
+}
+
+/* Holds `v` (a Uint8Array, or null to keep the current one) as a buffer. */
+static int channel_hold(napi_env env, napi_value v, napi_ref *ref, uint8_t **p, size_t *n) {
+  napi_valuetype t;
+  bool is_ta = false;
+  napi_typedarray_type type;
+  void *data;
+  size_t len;
+  napi_ref nref;
+  if (napi_typeof(env, v, &t) != napi_ok) return throw_napi(env), -1;
+  if (t == napi_null || t == napi_undefined) return 0;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, &len, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
+    return type_error(env, "channel.setBuffers", "buffers must be Uint8Arrays"), -1;
+  if (napi_create_reference(env, v, 1, &nref) != napi_ok) return throw_napi(env), -1;
+  if (*ref) napi_delete_reference(env, *ref);
+  *ref = nref;
+  *p = data;
+  *n = len;
+  return 0;
+}
+
+/* setBuffers(recvBuf | null, sendBuf | null): null keeps the current one. */
+static napi_value js_channel_set_buffers(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  void *data;
+  struct channel *ch;
+  NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, &data));
+  ch = data;
+  if (!ch->open) return throw_errno(env, "channel.setBuffers", EBADF, NULL);
+  if (argc < 2) return type_error(env, "channel.setBuffers", "expected (recvBuf, sendBuf)");
+  if (channel_hold(env, argv[0], &ch->rref, &ch->rbuf, &ch->rlen) ||
+      channel_hold(env, argv[1], &ch->wref, &ch->wbuf, &ch->wlen))
+    return NULL;
+  return NULL;
+}
+
+/* close(): drops the buffers; later calls return -EBADF. The fd stays open. */
+static napi_value js_channel_close(napi_env env, napi_callback_info info) {
+  void *data;
+  size_t argc = 0;
+  NAPI(napi_get_cb_info(env, info, &argc, NULL, NULL, &data));
+  channel_release(env, data);
+  return NULL;
+}
+
+/* channel(fd, meta) -> { recv, send, setBuffers, close } */
+static napi_value js_channel(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  static const struct { const char *name; napi_callback fn; } fns[CHANNEL_FNS] = {
+    { "recv", js_channel_recv }, { "send", js_channel_send },
+    { "setBuffers", js_channel_set_buffers }, { "close", js_channel_close },
+  };
+  struct channel *ch;
+  int fd, i;
+  int32_t *meta;
+  size_t metalen;
+  napi_value obj, f;
+  if (arg_fd(env, "channel", argv[0], &fd) || arg_meta(env, "channel", argv[1], &meta, &metalen)) return NULL;
+  ch = calloc(1, sizeof *ch);
+  if (!ch) return throw_errno(env, "channel", ENOMEM, NULL);
+  ch->fd = fd;
+  ch->open = 1;
+  ch->meta = meta;
+  ch->metacap = metalen - 2;
+  if (napi_create_reference(env, argv[1], 1, &ch->mref) != napi_ok || napi_create_object(env, &obj) != napi_ok) {
+    channel_release(env, ch);
+    free(ch);
+    return throw_napi(env);
   }
-  r = RETRY(sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT));
-  return num(env, r < 0 ? -errno : (double)r);
+  /* From here each function's finalizer owns one reference to ch. */
+  for (i = 0; i < CHANNEL_FNS; i++) {
+    if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, ch, &f) != napi_ok) break;
+    if (napi_add_finalizer(env, f, ch, channel_fn_gone, NULL, NULL) != napi_ok) break;
+    ch->refs++;
+    if (napi_set_named_property(env, obj, fns[i].name, f) != napi_ok) break;
+  }
+  if (i < CHANNEL_FNS) {
+    channel_release(env, ch);
+    if (ch->refs == 0) free(ch);
+    return throw_napi(env);
+  }
+  return obj;
 }
 
 /* --------------------------------------------------------------- watchers
@@ -845,7 +1029,7 @@ static napi_value init(napi_env env, napi_value exports) {
   static const struct { const char *name; napi_callback fn; } fns[] = {
     { "listenUnix", js_listen_unix }, { "connectUnix", js_connect_unix },
     { "accept", js_accept }, { "socketpair", js_socketpair },
-    { "recvmsg", js_recvmsg }, { "sendmsg", js_sendmsg },
+    { "recvmsg", js_recvmsg }, { "sendmsg", js_sendmsg }, { "channel", js_channel },
     { "watch", js_watch }, { "watchSet", js_watch_set }, { "watchClose", js_watch_close },
     { "mmap", js_mmap }, { "munmap", js_munmap },
     { "fileSize", js_file_size }, { "getSeals", js_get_seals }, { "addSeals", js_add_seals },

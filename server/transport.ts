@@ -61,6 +61,8 @@ export class Transport {
   private wantWrite = false;
 
   private watcher: native.Watcher | null;
+  /** recv/send with rbuf, wbuf and meta registered once (re-registered when they change). */
+  private channel: native.Channel;
   private closed = false;
 
   constructor(
@@ -70,6 +72,8 @@ export class Transport {
     private limits: TransportLimits,
   ) {
     this.meta = new Int32Array(2 + limits.maxFds);
+    this.channel = native.channel(fd, this.meta);
+    this.channel.setBuffers(this.rbuf, this.wbuf);
     this.watcher = native.watch(fd, native.READABLE, (status, events) => this.onPoll(status, events));
   }
 
@@ -77,7 +81,12 @@ export class Transport {
 
   setLimits(limits: TransportLimits): void {
     this.limits = limits;
-    if (this.meta.length !== 2 + limits.maxFds) this.meta = new Int32Array(2 + limits.maxFds);
+    if (this.meta.length !== 2 + limits.maxFds) {
+      this.meta = new Int32Array(2 + limits.maxFds);
+      this.channel.close();
+      this.channel = native.channel(this.fd, this.meta);
+      this.channel.setBuffers(this.rbuf, this.wbuf);
+    }
   }
 
   /** Queue one message; it goes out at the end of the current dispatch round. */
@@ -126,6 +135,7 @@ export class Transport {
     this.closed = true;
     if (this.watcher) native.watchClose(this.watcher);
     this.watcher = null;
+    this.channel.close();
     native.close(this.fd);
     for (const b of this.batches) closeAll(b.fds);
     this.batches = [];
@@ -146,7 +156,7 @@ export class Transport {
       for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.closed; i++) {
         this.makeRoom();
         const room = this.rbuf.length - this.rend;
-        const n = native.recvmsg(this.fd, this.rbuf, this.rend, room, this.meta);
+        const n = this.channel.recv(this.rend, room);
         if (n === -native.EAGAIN) break;
         if (n === 0) { this.close(); return; }
         if (n < 0) { this.close(new Error(`recvmsg failed: errno ${-n}`)); return; }
@@ -245,6 +255,7 @@ export class Transport {
     const bigger = Buffer.allocUnsafe(Math.min(size, Math.max(messageSize, this.limits.maxMessageSize)));
     this.rbuf.copy(bigger, 0, 0, this.rend);
     this.rbuf = bigger;
+    this.channel.setBuffers(bigger, null);
   }
 
   private reserve(size: number): void {
@@ -265,6 +276,7 @@ export class Transport {
     const bigger = Buffer.allocUnsafe(cap);
     this.wbuf.copy(bigger, 0, 0, this.wlen);
     this.wbuf = bigger;
+    this.channel.setBuffers(null, bigger);
   }
 
   flush(): void {
@@ -278,7 +290,9 @@ export class Transport {
       } else if (mark) {
         end = mark.offset;
       }
-      const n = native.sendmsg(this.fd, this.wbuf, this.wsent, end - this.wsent, fds);
+      const n = fds
+        ? native.sendmsg(this.fd, this.wbuf, this.wsent, end - this.wsent, fds)
+        : this.channel.send(this.wsent, end - this.wsent);
       if (n === -native.EAGAIN) return this.waitWritable(true);
       if (n < 0) return this.close(new Error(`sendmsg failed: errno ${-n}`));
       if (fds) this.marks.shift();

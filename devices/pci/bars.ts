@@ -89,9 +89,15 @@ export function toBytes(v: BarValue, size: number): Buffer {
     v.copy(out, 0, 0, Math.min(size, v.length));
     return out;
   }
+  if (typeof v === 'number' && size <= 4 && (v | 0) === v) {
+    // Register widths: the low bytes of the value, wrapped like hardware.
+    const out = Buffer.allocUnsafe(size);
+    for (let i = 0; i < size; i++) out[i] = v >>> (8 * i);
+    return out;
+  }
   const out = Buffer.alloc(size);
   if (typeof v === 'number' && size <= 6 && Number.isSafeInteger(v)) {
-    // Fast path for register widths: wrap to the access width like hardware.
+    // Wider registers: wrap to the access width like hardware.
     const m = 2 ** (8 * size);
     out.writeUIntLE(((v % m) + m) % m, 0, size);
     return out;

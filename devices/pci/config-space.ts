@@ -76,7 +76,11 @@ export class ConfigSpace {
 
   /** Caller has checked the range. Returns a copy. */
   read(off: number, len: number): Buffer {
-    return Buffer.from(this.bytes.subarray(off, off + len));
+    // allocUnsafe takes small sizes from Node's pool: one object, no zeroing.
+    const out = Buffer.allocUnsafe(len);
+    const b = this.bytes;
+    for (let i = 0; i < len; i++) out[i] = b[off + i]!;
+    return out;
   }
 
   /** Caller has checked the range. */
