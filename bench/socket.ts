@@ -56,7 +56,7 @@ interface Metric {
 }
 
 interface ServerKind {
-  key: 'floor' | 'ours';
+  key: 'floor' | 'ours' | 'node';
   label: string;
   argv(sock: string): string[];
   /** A reason this server cannot run at all (e.g. not built yet). */
@@ -193,6 +193,7 @@ export async function benchSocket(): Promise<BenchRow[]> {
     const haveTaskset = haveCommand('taskset', ['-c', cpuA, 'true']);
     const floor: ServerKind = { key: 'floor', label: 'C responder', argv: (sock) => [responder, sock] };
     const ours = oursServer(root, responder);
+    const nodeFloor = nodeResponder(root);
     progress(`server under test: ${ours.unavailable ?? ours.argv('{socket}').join(' ')}`);
     progress(
       `each figure: best of ${repeats} runs of ~${seconds} s, sides interleaved; read ${readTarget}, write ${writeTarget}`,
@@ -268,52 +269,58 @@ export async function benchSocket(): Promise<BenchRow[]> {
       const row: BenchRow = { name: m.name, value: NaN, floor: NaN, ratio: NaN, unit: 'ops/s' };
       if (m.goal !== undefined) row.goal = m.goal;
       if (m.note) row.note = m.note;
-      rows.push(row);
+      // The same metric for the minimal Node responder: what the runtime alone reaches.
+      const nodeRow: BenchRow = {
+        name: `  minimal Node responder`, value: NaN, floor: NaN, ratio: NaN, unit: 'ops/s',
+        note: `${m.name}: bench/node-responder.ts (our addon, no protocol layer, no device) against the same C floor`,
+      };
+      rows.push(row, nodeRow);
       if (m.placement !== 'free' && !haveTaskset) {
         row.error = 'taskset (util-linux) is missing: cannot pin';
+        nodeRow.error = row.error;
         continue;
       }
-      const sides: [ServerKind, 'floor' | 'value'][] = [
-        [floor, 'floor'],
-        [ours, 'value'],
-      ];
+      const sides: ServerKind[] = [floor, ours, nodeFloor];
       const counts = new Map<ServerKind, number>();
-      const errors: string[] = [];
-      const failed = new Set<ServerKind>();
-      for (const [kind] of sides) {
+      const errors = new Map<ServerKind, string>();
+      for (const kind of sides) {
         try {
           counts.set(kind, await calibrate(kind, m));
         } catch (e) {
-          failed.add(kind);
-          errors.push(`${kind.label}: ${(e as Error).message}`);
+          errors.set(kind, `${kind.label}: ${(e as Error).message}`);
         }
       }
       const best = new Map<ServerKind, number[]>();
       for (let rep = 0; rep < repeats; rep++) {
-        for (const [kind] of sides) {
-          if (failed.has(kind)) continue;
+        for (const kind of sides) {
+          if (errors.has(kind)) continue;
           try {
             const r = await measure(kind, m, counts.get(kind)!);
             const list = best.get(kind) ?? [];
             list.push(r.ops_per_s);
             best.set(kind, list);
           } catch (e) {
-            failed.add(kind);
-            errors.push(`${kind.label}: ${(e as Error).message}`);
+            errors.set(kind, `${kind.label}: ${(e as Error).message}`);
           }
         }
       }
-      for (const [kind, field] of sides) {
+      const top = (kind: ServerKind) => {
         const list = best.get(kind);
-        if (list && !failed.has(kind)) row[field] = Math.max(...list);
-      }
+        return list && !errors.has(kind) ? Math.max(...list) : NaN;
+      };
+      row.value = top(ours);
+      nodeRow.value = top(nodeFloor);
+      row.floor = nodeRow.floor = top(floor);
       row.ratio = row.value / row.floor;
-      if (errors.length) row.error = errors.join('\n');
+      nodeRow.ratio = nodeRow.value / nodeRow.floor;
+      const err = (kinds: ServerKind[]) => kinds.map((k) => errors.get(k)).filter(Boolean).join('\n');
+      if (err([floor, ours])) row.error = err([floor, ours]);
+      if (err([floor, nodeFloor])) nodeRow.error = err([floor, nodeFloor]);
       const fmt = (l: number[] | undefined) => (l ? l.map((v) => Math.round(v / 1000) + 'k').join(' ') : 'n/a');
       const spread = (l: number[] | undefined) => (l && l.length > 1 ? 1 - Math.min(...l) / Math.max(...l) : 0);
-      const worst = Math.max(spread(best.get(floor)), spread(best.get(ours)));
+      const worst = Math.max(...sides.map((k) => spread(best.get(k))));
       const noisy = worst > 0.2 ? `; NOISY: runs differ by up to ${Math.round(worst * 100)}%, rerun on a quieter machine` : '';
-      const runs = `runs: floor ${fmt(best.get(floor))}, ours ${fmt(best.get(ours))}${noisy}`;
+      const runs = `runs: floor ${fmt(best.get(floor))}, ours ${fmt(best.get(ours))}, minimal Node ${fmt(best.get(nodeFloor))}${noisy}`;
       row.note = row.note ? `${row.note} [${runs}]` : `[${runs}]`;
       progress(`${m.name}: ${runs}`);
     }
@@ -331,6 +338,18 @@ function cpuPair(): [string, string] {
   const m = /^(\d+),(\d+)$/.exec(v);
   if (!m || m[1] === m[2]) throw new Error(`BENCH_CPUS=${v}: expected two different CPU numbers, e.g. 0,1`);
   return [m[1]!, m[2]!];
+}
+
+/** bench/node-responder.ts: the Node runtime's own floor on our addon. */
+function nodeResponder(root: string): ServerKind {
+  const script = join(root, 'dist', 'bench', 'node-responder.js');
+  const kind: ServerKind = {
+    key: 'node',
+    label: 'minimal Node responder',
+    argv: (sock) => [process.execPath, script, sock],
+  };
+  if (!existsSync(script)) kind.unavailable = `${script} does not exist (run tsc)`;
+  return kind;
 }
 
 function oursServer(root: string, responder: string): ServerKind {
