@@ -30,6 +30,8 @@ export class VfioUserClient {
   private readonly meta = new Int32Array(2 + 16);
   private pendingFds: number[] = [];
   private watcher: native.Watcher | null;
+  /** Bytes the socket did not take yet (sent when it is writable again). */
+  private outq: Array<{ bytes: Buffer; off: number; fds?: number[] }> = [];
   private waiters = new Map<number, { resolve(m: ReplyMessage): void; reject(e: Error): void }>();
   private nextId = 1;
   private closedErr: Error | null = null;
@@ -40,7 +42,10 @@ export class VfioUserClient {
   guest: GuestMemory | null = null;
 
   private constructor(readonly fd: number) {
-    this.watcher = native.watch(fd, native.READABLE, () => this.onReadable());
+    this.watcher = native.watch(fd, native.READABLE, (_status, events) => {
+      if (events & native.WRITABLE) this.flushOut();
+      if (events & native.READABLE) this.onReadable();
+    });
   }
 
   static connect(path: string): VfioUserClient {
@@ -60,13 +65,33 @@ export class VfioUserClient {
 
   /** Raw bytes straight onto the socket (for split and malformed messages). */
   sendRaw(bytes: Buffer, fds?: number[]): void {
-    let off = 0;
-    while (off < bytes.length) {
-      const n = native.sendmsg(this.fd, bytes, off, bytes.length - off, off === 0 ? fds : undefined);
-      if (n === -native.EAGAIN) continue; // tests send small amounts; spin briefly
-      if (n < 0) throw new Error(`sendmsg: errno ${-n}`);
-      off += n;
+    if (this.closedErr) throw this.closedErr;
+    // Queued, never spun on: a server in this same process can only drain
+    // the socket once we return to the event loop.
+    this.outq.push({ bytes, off: 0, ...(fds ? { fds } : {}) });
+    if (this.outq.length === 1) this.flushOut();
+  }
+
+  /** Bytes queued by sendRaw that the socket has not taken yet. */
+  get unsent(): number {
+    let n = 0;
+    for (const q of this.outq) n += q.bytes.length - q.off;
+    return n;
+  }
+
+  private flushOut(): void {
+    while (this.outq.length > 0 && !this.closedErr) {
+      const q = this.outq[0]!;
+      const n = native.sendmsg(this.fd, q.bytes, q.off, q.bytes.length - q.off, q.off === 0 ? q.fds : undefined);
+      if (n === -native.EAGAIN) {
+        if (this.watcher) native.watchSet(this.watcher, native.READABLE | native.WRITABLE);
+        return;
+      }
+      if (n < 0) return this.shutdown(new Error(`sendmsg: errno ${-n}`));
+      q.off += n;
+      if (q.off === q.bytes.length) this.outq.shift();
     }
+    if (this.watcher) native.watchSet(this.watcher, native.READABLE);
   }
 
   /** Encode a message (header + payload) without sending it. */
@@ -131,6 +156,7 @@ export class VfioUserClient {
     if (this.watcher) native.watchClose(this.watcher);
     this.watcher = null;
     native.close(this.fd);
+    this.outq = [];
     for (const fd of this.pendingFds) native.close(fd);
     for (const [, w] of this.waiters) w.reject(err);
     this.waiters.clear();

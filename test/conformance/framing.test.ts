@@ -169,6 +169,23 @@ t.test('2000 requests in one write (more than the initial receive buffer)', asyn
   t.same(log.map((h) => h.msgId), ids, 'in order');
 });
 
+t.test('a burst larger than the socket buffer is queued by the client and drained by the server', async (t) => {
+  // The client must never spin on a full socket: the server runs in this
+  // very thread and can only read once we yield.
+  const { c } = await recorded(t);
+  const before = fx.host.commandCounts.REGION_WRITE ?? 0;
+  const n = 60_000;
+  const one = frame(0, Command.REGION_WRITE, encodeRegionWriteRequest({ offset: REG.OUT0_7, region: BAR2, data: Buffer.from([0x5a]) }), { flags: VFIO_USER_F_NO_REPLY });
+  const burst = Buffer.alloc(one.length * n);
+  for (let i = 0; i < n; i++) one.copy(burst, i * one.length);
+  c.sendRaw(burst);
+  t.ok(c.unsent > 0, `the socket did not take all ${burst.length} bytes at once (${c.unsent} queued)`);
+  const last = await c.request(Command.REGION_READ, readCfg(0, 4));
+  assertReply(t, last, { msgId: last.header.msgId, command: Command.REGION_READ }, accessReply(0, CFG, 4, config.subarray(0, 4)));
+  t.equal(c.unsent, 0, 'everything went out');
+  t.equal((fx.host.commandCounts.REGION_WRITE ?? 0) - before, n, 'the server handled every posted write, in order before the read');
+});
+
 t.test('64 requests pipelined', async (t) => {
   const { c, log } = await recorded(t);
   const order: number[] = [];

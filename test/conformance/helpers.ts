@@ -256,13 +256,8 @@ export function frame(msgId: number, command: number, payload: Buffer = Buffer.a
  * process): on a full socket buffer, yield so that the server can read.
  */
 export async function sendAll(c: VfioUserClient, bytes: Buffer, fds?: number[]): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) {
-    const n = native.sendmsg(c.fd, bytes, off, bytes.length - off, off === 0 ? fds : undefined);
-    if (n === -native.EAGAIN) { await sleep(1); continue; }
-    if (n < 0) throw new Error(`sendmsg: errno ${native.errnoName(n)}`);
-    off += n;
-  }
+  c.sendRaw(bytes, fds);
+  await waitFor(() => c.unsent === 0 || c.closed, 'the socket to take every byte', 20_000);
 }
 
 /** A memfd of `size` bytes filled with a recognisable pattern (byte i = f(i)). */
