@@ -45,6 +45,7 @@ interface Addon {
   mmap(fd: number, offset: number, length: number, prot: number): ArrayBuffer;
   munmap(ab: ArrayBuffer): void;
   fileSize(fd: number): number;
+  fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
   getSeals(fd: number): number;
   addSeals(fd: number, seals: number): void;
   ftruncate(fd: number, size: number): void;
@@ -214,6 +215,20 @@ export const munmap: (ab: ArrayBuffer) => void = addon.munmap;
 
 /** fstat st_size. Throws. */
 export const fileSize: (fd: number) => number = addon.fileSize;
+/** fallocate(2) modes (combine PUNCH_HOLE with KEEP_SIZE, as Linux requires). */
+export const FALLOC_FL_KEEP_SIZE = constant('FALLOC_FL_KEEP_SIZE');
+export const FALLOC_FL_PUNCH_HOLE = constant('FALLOC_FL_PUNCH_HOLE');
+export const FALLOC_FL_ZERO_RANGE = constant('FALLOC_FL_ZERO_RANGE');
+export const EOPNOTSUPP = constant('EOPNOTSUPP');
+
+/**
+ * fallocate(fd, mode, offset, length) on the libuv thread pool (a large
+ * punch or zero range must not stall the event loop). Rejects with an Error
+ * carrying .code/.errno (EOPNOTSUPP where the file system cannot do `mode`);
+ * bad arguments throw at once.
+ */
+export const fallocate: (fd: number, mode: number, offset: number, length: number) => Promise<void> = addon.fallocate;
+
 /** F_GET_SEALS (0 for files that cannot be sealed). Throws (e.g. EBADF). */
 export const getSeals: (fd: number) => number = addon.getSeals;
 /** F_ADD_SEALS. Throws (e.g. EPERM when F_SEAL_SEAL is set). */
