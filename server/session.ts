@@ -22,6 +22,7 @@ import { Errno, VfioUserError, errnoName } from '../protocol/errno.js';
 import * as native from '../native/index.js';
 import type { VfioUserDevice } from '../devices/device.js';
 import { Transport, type IncomingMessage } from './transport.js';
+import { ReplyBudget } from './reply-budget.js';
 import type { DmaMessenger, DmaSpace } from './dma-space.js';
 import { handleCommand, type HandlerContext, type Reply } from './handlers.js';
 import { commandName } from './names.js';
@@ -38,6 +39,15 @@ interface Pending {
 
 /** A client that does not answer our DMA_READ/WRITE within this is broken. */
 const REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * Largest DMA_READ/WRITE we send, and the reply bytes we may be owed at once
+ * (see reply-budget.ts: QEMU's send buffer toward us must never fill).
+ */
+const DMA_CHUNK_MAX = 64 * 1024;
+/** header + {address u64, count u64} in front of DMA_READ data / as the DMA_WRITE reply */
+const DMA_REPLY_OVERHEAD = HEADER_SIZE + 16;
+/** Two whole chunks in flight: about 128 KiB, well under QEMU's ~208 KiB send buffer. */
+const REPLY_BUDGET = 2 * (DMA_CHUNK_MAX + DMA_REPLY_OVERHEAD);
 
 export class Session implements HandlerContext {
   limits: NegotiatedLimits = DEFAULT_LIMITS;
@@ -47,6 +57,7 @@ export class Session implements HandlerContext {
   private busy = false;
   private nextMsgId = 0;
   private readonly pending = new Map<number, Pending>();
+  private readonly budget = new ReplyBudget(REPLY_BUDGET);
   private closed = false;
   /** The fast path's decoded access (reused). */
   private readonly access: RegionAccess = { offset: 0, region: 0, count: 0 };
@@ -69,7 +80,7 @@ export class Session implements HandlerContext {
     }, log, { maxMessageSize: maxMessageSize(DEFAULT_LIMITS), maxFds: DEFAULT_LIMITS.maxMsgFds });
     const session = this;
     this.messenger = {
-      get maxChunk() { return session.limits.peerMaxDataXferSize; },
+      get maxChunk() { return Math.min(session.limits.peerMaxDataXferSize, DMA_CHUNK_MAX); },
       read: (addr, length) => this.dmaRead(addr, length),
       write: (addr, data) => this.dmaWrite(addr, data),
     };
@@ -229,8 +240,22 @@ export class Session implements HandlerContext {
 
   // ---- server → client requests ----
 
-  /** Send a request to the client and resolve with (a copy of) its reply payload. */
-  request(command: number, payload: readonly Buffer[]): Promise<Buffer> {
+  /**
+   * Send a request to the client and resolve with (a copy of) its reply
+   * payload, once the reply budget has room for `replyBytes` (the whole reply
+   * we expect, header included).
+   */
+  async request(command: number, payload: readonly Buffer[], replyBytes: number): Promise<Buffer> {
+    if (this.closed) throw new VfioUserError(Errno.ENOTCONN, 'client disconnected');
+    await this.budget.acquire(replyBytes);
+    try {
+      return await this.send(command, payload);
+    } finally {
+      this.budget.release(replyBytes);
+    }
+  }
+
+  private send(command: number, payload: readonly Buffer[]): Promise<Buffer> {
     if (this.closed) return Promise.reject(new VfioUserError(Errno.ENOTCONN, 'client disconnected'));
     let id = this.nextMsgId;
     while (this.pending.has(id)) id = (id + 1) & 0xffff;
@@ -269,7 +294,7 @@ export class Session implements HandlerContext {
       const n = Math.min(chunk, length - done);
       const at = addr + BigInt(done);
       const req = encodeDmaReadRequest(at, n, this.limits);
-      jobs.push(this.request(Command.DMA_READ, [req]).then((reply) => {
+      jobs.push(this.request(Command.DMA_READ, [req], DMA_REPLY_OVERHEAD + n).then((reply) => {
         decodeDmaReadReply(reply, { addr: at, count: n }).copy(out, done);
       }));
     }
@@ -284,7 +309,7 @@ export class Session implements HandlerContext {
     for (let done = 0; done < buf.length; done += chunk) {
       const piece = buf.subarray(done, Math.min(buf.length, done + chunk));
       const at = addr + BigInt(done);
-      jobs.push(this.request(Command.DMA_WRITE, encodeDmaWriteRequest(at, piece, this.limits)).then((reply) => {
+      jobs.push(this.request(Command.DMA_WRITE, encodeDmaWriteRequest(at, piece, this.limits), DMA_REPLY_OVERHEAD).then((reply) => {
         decodeDmaWriteReply(reply, { addr: at, count: piece.length });
       }));
     }
@@ -301,6 +326,7 @@ export class Session implements HandlerContext {
       p.reject(new VfioUserError(Errno.ENOTCONN, 'client disconnected'));
     }
     this.pending.clear();
+    this.budget.fail(new VfioUserError(Errno.ENOTCONN, 'client disconnected'));
     this.onEnd(error);
   }
 }

@@ -221,6 +221,42 @@ t.test('the server\'s own DMA_READ/DMA_WRITE respect the client\'s max_data_xfer
   t.equal((await c.request(Command.DMA_UNMAP, encodeDmaUnmapRequest({ addr: 0n, size: 0n, flags: 2 }))).errno, 0);
 });
 
+t.test('the DMA_READ data the server is owed at once stays within two 64 KiB chunks', async (t) => {
+  // QEMU drops the rest of a partial write: its socket buffer toward us must
+  // never fill (server/reply-budget.ts). Many device reads at once must wait.
+  const { c } = await negotiatedWith(t, QEMU_CAPS);
+  const base = 0x2000_0000n;
+  const mem = Buffer.alloc(4 << 20);
+  for (let i = 0; i < mem.length; i++) mem[i] = (i * 13 + 5) & 0xff;
+  c.guest = { base, mem };
+  t.equal((await c.request(Command.DMA_MAP, encodeDmaMapRequest({ addr: base, size: BigInt(mem.length) }))).errno, 0);
+  // Answer late, and track what is outstanding when each request arrives.
+  const owed = new Map<number, number>();
+  let maxOwed = 0;
+  let maxChunk = 0;
+  const inner = c as unknown as { dispatch: (h: { msgId: number; command: number; flags: number }, p: Buffer, f: number[]) => void };
+  const orig = inner.dispatch.bind(c);
+  inner.dispatch = (h, p, f) => {
+    if ((h.flags & 0xf) === VFIO_USER_F_TYPE_REPLY || h.command !== Command.DMA_READ) return orig(h, p, f);
+    const count = Number(p.readBigUInt64LE(8));
+    maxChunk = Math.max(maxChunk, count);
+    owed.set(h.msgId, count + 32);
+    let sum = 0;
+    for (const v of owed.values()) sum += v;
+    maxOwed = Math.max(maxOwed, sum);
+    const copy = Buffer.from(p);
+    setTimeout(() => { owed.delete(h.msgId); orig(h, copy, f); }, 2);
+  };
+  const dma = fx.ctx.dma(DEVICE);
+  const reads = Array.from({ length: 8 }, (_, i) => dma.read(base + BigInt(i * 512 * 1024), 512 * 1024));
+  const got = await Promise.all(reads);
+  got.forEach((b, i) => t.ok(b.equals(mem.subarray(i * 512 * 1024, (i + 1) * 512 * 1024)), `read ${i} returned the right 512 KiB`));
+  t.ok(maxChunk > 0 && maxChunk <= 64 * 1024, `no DMA_READ asked for more than 64 KiB (largest ${maxChunk})`);
+  t.ok(maxOwed <= 2 * (64 * 1024 + 32), `never more than two chunks of replies owed (at most ${maxOwed})`);
+  t.ok(maxOwed > 64 * 1024 + 32, `but more than one chunk in flight (${maxOwed})`);
+  t.equal((await c.request(Command.DMA_UNMAP, encodeDmaUnmapRequest({ addr: 0n, size: 0n, flags: 2 }))).errno, 0);
+});
+
 t.test('the negotiated max_dma_maps is enforced: one DMA_MAP more is ENOSPC', async (t) => {
   const fx = await startGpio(t);
   const c = await VfioUserClient.open(fx.sock, { ...QEMU_CAPS, maxDmaMaps: 2 });
