@@ -63,4 +63,18 @@ export interface DeviceDma {
     fn: (segments: Uint8Array[]) => T | Promise<T>,
     pasid?: number,
   ): Promise<T>;
+  /**
+   * withView over many ranges at once (a descriptor chain's buffers): fn
+   * gets the segments of every range, in order, with ranges that are
+   * adjacent in the same mapping merged into one segment (fewer iovecs for a
+   * preadv). One translation pass and one fault for the whole list: rejects
+   * with DmaFault before fn runs if any byte of any range is not accessible.
+   */
+  withViews<T>(
+    iovas: readonly Iova[],
+    lengths: readonly number[],
+    access: number,
+    fn: (segments: Uint8Array[]) => T | Promise<T>,
+    pasid?: number,
+  ): Promise<T>;
 }

@@ -64,42 +64,117 @@ export class DeviceDmaPort implements DeviceDma {
     }
   }
 
-  async withView<T>(
+  withView<T>(
     iova: Iova,
     length: number,
     access: number,
     fn: (segments: Uint8Array[]) => T | Promise<T>,
     pasid?: number,
   ): Promise<T> {
-    if (!(access === DMA_READ || access === DMA_WRITE || access === (DMA_READ | DMA_WRITE))) {
-      throw new DmaFault('invalid', iova, length, pasid, 'access must be DMA_READ and/or DMA_WRITE');
-    }
-    const ioas = this.check(iova, length, pasid);
-    const segs = length === 0 ? [] : this.resolve(ioas, iova, length, access, pasid);
-    for (const s of segs) s.area.hold();
+    return this.withViews([iova], [length], access, fn, pasid);
+  }
+
+  withViews<T>(
+    iovas: readonly Iova[],
+    lengths: readonly number[],
+    access: number,
+    fn: (segments: Uint8Array[]) => T | Promise<T>,
+    pasid?: number,
+  ): Promise<T> {
+    const first = iovas.length > 0 ? iovas[0]! : 0;
     try {
-      const views: Uint8Array[] = [];
-      const bounced: { s: Seg; buf: Buffer }[] = [];
-      for (const s of segs) {
-        const b = s.area.backing;
-        const bytes = b.bytes;
-        const off = s.area.offset + s.pos;
-        if (bytes && !b.readOnlyMemory) views.push(bytes.subarray(off, off + s.n));
-        else if (bytes) views.push(Uint8Array.prototype.slice.call(bytes, off, off + s.n)); // read-only memory: a copy
+      if (!(access === DMA_READ || access === DMA_WRITE || access === (DMA_READ | DMA_WRITE))) {
+        throw new DmaFault('invalid', first, 0, pasid, 'access must be DMA_READ and/or DMA_WRITE');
+      }
+      if (!Array.isArray(iovas) || !Array.isArray(lengths) || lengths.length !== iovas.length) {
+        throw new DmaFault('invalid', first, 0, pasid, 'one length per IOVA');
+      }
+      if (iovas.length > 0) this.checkRange(first, lengths[0]!, pasid);
+      const ioas = this.ioasOf(first, lengths[0] ?? 0, pasid);
+      // Translated (and held, inside viewsOf) before anything awaits: an
+      // unmap from here on waits for fn to finish.
+      return this.viewsOf(ioas, this.scatter(ioas, iovas, lengths, access, pasid), access, fn, pasid);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // The scatter list of many ranges, adjacent pieces of one area merged.
+  private scatter(ioas: Ioas, iovas: readonly Iova[], lengths: readonly number[], access: number, pasid: number | undefined): Seg[] {
+    const segs: Seg[] = [];
+    let last: Seg | undefined;
+    for (let i = 0; i < iovas.length; i++) {
+      const iova = iovas[i]!;
+      const len = lengths[i]!;
+      this.checkRange(iova, len, pasid);
+      if (len === 0) continue;
+      // Fast path: the whole range in one area (numbers only; bigint below),
+      // most often the area of the previous range (no tree walk then; it has
+      // the rights, and nothing can unmap it during this synchronous loop).
+      const a =
+        typeof iova === 'number'
+          ? last !== undefined && iova >= last.area.start && iova + len <= last.area.end
+            ? last.area
+            : ioas.translate(iova, len, access)
+          : null;
+      const parts = a ? null : this.resolve(ioas, iova, len, access, pasid);
+      for (let k = 0, n = parts ? parts.length : 1; k < n; k++) {
+        const area = parts ? parts[k]!.area : a!;
+        const pos = parts ? parts[k]!.pos : (iova as number) - area.start;
+        const cnt = parts ? parts[k]!.n : len;
+        if (last !== undefined && last.area === area && last.pos + last.n === pos) last.n += cnt;
+        else segs.push((last = { area, pos, n: cnt }));
+      }
+    }
+    return segs;
+  }
+
+  // Holds the areas of segs until fn settles; fn gets one view per seg.
+  private async viewsOf<T>(
+    ioas: Ioas,
+    segs: Seg[],
+    access: number,
+    fn: (segments: Uint8Array[]) => T | Promise<T>,
+    pasid: number | undefined,
+  ): Promise<T> {
+    // One hold per run of segments in the same area (a guest request is
+    // usually hundreds of pages of one RAM area).
+    const held: Area[] = [];
+    for (const s of segs) if (held.length === 0 || held[held.length - 1] !== s.area) (held[held.length] = s.area).hold();
+    try {
+      const views: Uint8Array[] = new Array<Uint8Array>(segs.length);
+      let bounced: { s: Seg; buf: Buffer }[] | null = null;
+      let area: Area | null = null;
+      let bytes: Uint8Array | null = null;
+      let ab: ArrayBufferLike | null = null; // bytes.buffer when direct (a C++ call: once per area)
+      let base = 0;
+      for (let i = 0; i < segs.length; i++) {
+        const s = segs[i]!;
+        if (s.area !== area) {
+          area = s.area;
+          bytes = area.backing.bytes;
+          ab = bytes !== null && !area.backing.readOnlyMemory ? bytes.buffer : null;
+          base = bytes !== null ? bytes.byteOffset + area.offset : 0;
+        }
+        const off = area.offset + s.pos;
+        // new Uint8Array(buffer, ...) costs half of subarray() per view.
+        if (ab) views[i] = new Uint8Array(ab, base + s.pos, s.n);
+        else if (bytes) views[i] = Uint8Array.prototype.slice.call(bytes, off, off + s.n); // read-only memory: a copy
         else {
+          const b = area.backing;
           const buf = access & DMA_READ ? await this.io(() => b.read(off, s.n), s, pasid) : Buffer.alloc(s.n);
-          views.push(buf);
-          bounced.push({ s, buf });
+          views[i] = buf;
+          (bounced ??= []).push({ s, buf });
         }
       }
       if (access & DMA_WRITE && ioas.dirtyTracking) for (const s of segs) markDirty(s.area, s.pos, s.n);
       const r = await fn(views);
-      if (access & DMA_WRITE) {
+      if (access & DMA_WRITE && bounced) {
         for (const { s, buf } of bounced) await this.io(() => s.area.backing.write(s.area.offset + s.pos, buf), s, pasid);
       }
       return r;
     } finally {
-      for (const s of segs) s.area.release();
+      for (const a of held) a.release();
     }
   }
 
@@ -131,6 +206,11 @@ export class DeviceDmaPort implements DeviceDma {
 
   // Validates the request and finds the IOAS for the PASID.
   private check(iova: Iova, length: number, pasid: number | undefined): Ioas {
+    this.checkRange(iova, length, pasid);
+    return this.ioasOf(iova, length, pasid);
+  }
+
+  private checkRange(iova: Iova, length: number, pasid: number | undefined): void {
     if (!Number.isSafeInteger(length) || length < 0) throw new DmaFault('invalid', iova, 0, pasid, 'bad length');
     if (typeof iova === 'number') {
       if (!Number.isSafeInteger(iova) || iova < 0) throw new DmaFault('invalid', iova, length, pasid, 'iova must be a safe integer (use bigint)');
@@ -138,6 +218,9 @@ export class DeviceDmaPort implements DeviceDma {
     } else if (typeof iova !== 'bigint' || iova < 0n || iova > U64_MAX || iova + BigInt(length) > U64_MAX + 1n) {
       throw new DmaFault('invalid', typeof iova === 'bigint' ? iova : 0n, length, pasid, 'iova out of range');
     }
+  }
+
+  private ioasOf(iova: Iova, length: number, pasid: number | undefined): Ioas {
     const ioas = this.target.ioasFor(pasid);
     if (!ioas) {
       const who = pasid === undefined ? this.target.name : `${this.target.name} pasid ${pasid}`;

@@ -296,21 +296,43 @@ export class PciDevice implements VfioUserDevice {
 }
 
 /**
- * A DeviceDma whose every method (read, write, withView, ...) first checks
- * Command.BUS_MASTER: a function with bus mastering off must not touch
- * memory. Every DeviceDma method takes (iova, length-or-data, ...).
+ * A DeviceDma whose every method first checks Command.BUS_MASTER: a function
+ * with bus mastering off must not touch memory. A plain class (not a Proxy
+ * making a closure per call): a request makes several DMA calls.
  */
+class BusMasterDma implements DeviceDma {
+  constructor(
+    private readonly dma: DeviceDma,
+    private readonly enabled: () => boolean,
+  ) {}
+
+  read(iova: Iova, length: number, pasid?: number): Promise<Buffer> {
+    return this.enabled() ? this.dma.read(iova, length, pasid) : refused(iova, length);
+  }
+
+  write(iova: Iova, data: Uint8Array, pasid?: number): Promise<void> {
+    return this.enabled() ? this.dma.write(iova, data, pasid) : refused(iova, data.length);
+  }
+
+  withView<T>(iova: Iova, length: number, access: number, fn: (segments: Uint8Array[]) => T | Promise<T>, pasid?: number): Promise<T> {
+    return this.enabled() ? this.dma.withView(iova, length, access, fn, pasid) : refused(iova, length);
+  }
+
+  withViews<T>(
+    iovas: readonly Iova[],
+    lengths: readonly number[],
+    access: number,
+    fn: (segments: Uint8Array[]) => T | Promise<T>,
+    pasid?: number,
+  ): Promise<T> {
+    return this.enabled() ? this.dma.withViews(iovas, lengths, access, fn, pasid) : refused(iovas[0] ?? 0, lengths[0] ?? 0);
+  }
+}
+
+function refused(iova: Iova, length: number): Promise<never> {
+  return Promise.reject(new DmaFault('permission', iova, length, undefined, 'bus mastering disabled'));
+}
+
 function busMasterGuard(dma: DeviceDma, enabled: () => boolean): DeviceDma {
-  return new Proxy(dma, {
-    get(target, prop) {
-      const v: unknown = Reflect.get(target, prop, target);
-      if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => {
-        if (enabled()) return v.apply(target, args);
-        const second = args[1] as number | Uint8Array | undefined;
-        const length = typeof second === 'number' ? second : (second?.length ?? 0);
-        return Promise.reject(new DmaFault('permission', args[0] as Iova, length, undefined, 'bus mastering disabled'));
-      };
-    },
-  });
+  return new BusMasterDma(dma, enabled);
 }

@@ -3,7 +3,7 @@
 // A request header may straddle descriptors, a status byte may share the
 // last data descriptor: device models address bytes, not descriptors.
 import { DMA_READ, DMA_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
-import { iovaAdd, withViews } from './dma-util.js';
+import { iovaAdd } from './dma-util.js';
 import type { DescChain } from './virtqueue.js';
 
 export type ChainSpace = 'readable' | 'writable';
@@ -76,5 +76,5 @@ export function withChainViews<T>(
   } catch (e) {
     return Promise.reject(e);
   }
-  return withViews(dma, r.addrs, r.lens, space === 'readable' ? DMA_READ : DMA_WRITE, fn);
+  return dma.withViews(r.addrs, r.lens, space === 'readable' ? DMA_READ : DMA_WRITE, fn);
 }

@@ -1,7 +1,7 @@
 // Small helpers over DeviceDma for ring and buffer access: IOVA arithmetic
 // (numbers while exact, bigint above 2^53), little-endian u16 access, a
 // store with a full fence (the store→load ordering event-index suppression
-// depends on), and zero-copy views over several guest ranges at once.
+// depends on). Views over many ranges at once: DeviceDma.withViews.
 import { DMA_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -54,57 +54,4 @@ export function storeU16Fenced(dma: DeviceDma, addr: Iova, value: number): Promi
       for (const seg of segs) for (let j = 0; j < seg.length; j++, i++) seg[j] = (value >> (8 * i)) & 0xff;
     }
   });
-}
-
-/**
- * Zero-copy views over several guest ranges at once: fn gets the segments of
- * every range in order (a scatter list). The views are held (and valid) until
- * fn's promise settles. Rejects with DmaFault before fn runs if any range is
- * not accessible.
- */
-export function withViews<T>(
-  dma: DeviceDma,
-  addrs: readonly Iova[],
-  lens: readonly number[],
-  access: number,
-  fn: (segments: Uint8Array[]) => T | Promise<T>,
-): Promise<T> {
-  const n = addrs.length;
-  if (n === 1) return dma.withView(addrs[0]!, lens[0]!, access, fn);
-  if (n === 0) {
-    try {
-      return Promise.resolve(fn([]));
-    } catch (e) {
-      return Promise.reject(e);
-    }
-  }
-  // Every range's withView runs at once; each callback parks on `done` (its
-  // views stay held) until the last one arrives, which runs fn over them all.
-  // A guest request has ~256 scattered pages: one level of promises instead
-  // of 256 nested ones.
-  const parts: Uint8Array[][] = new Array<Uint8Array[]>(n);
-  let arrived = 0;
-  let release!: () => void;
-  const done = new Promise<void>((r) => (release = r));
-  let result: Promise<T> | undefined;
-  const calls: Promise<void>[] = new Array<Promise<void>>(n);
-  for (let i = 0; i < n; i++) {
-    calls[i] = dma
-      .withView(addrs[i]!, lens[i]!, access, (segs) => {
-        parts[i] = segs;
-        if (++arrived === n) {
-          const all: Uint8Array[] = [];
-          for (const p of parts) for (const s of p) all.push(s);
-          result = (async () => fn(all))();
-          result.then(release, release);
-        }
-        return done;
-      })
-      .catch((e: unknown) => {
-        release(); // a range faulted before fn: let the others go
-        throw e;
-      });
-  }
-  // Settles after every view is released (bounced memory written back).
-  return Promise.all(calls).then(() => result!);
 }

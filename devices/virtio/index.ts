@@ -1,7 +1,7 @@
 // The virtio 1.x modern PCI transport and the split virtqueue; device types
 // (virtio-rng, virtio-blk, ...) declare a VirtioDeviceSpec.
 export * from './constants.js';
-export { iovaAdd, iovaFrom, iovaOf, readU16, storeU16Fenced, withViews } from './dma-util.js';
+export { iovaAdd, iovaFrom, iovaOf, readU16, storeU16Fenced } from './dma-util.js';
 export { DescChain, MAX_INDIRECT, RingError, Virtqueue, needEvent, type QueueStats, type VirtqueueHost } from './virtqueue.js';
 export {
   Layout,

@@ -322,6 +322,16 @@ t.test('bus mastering off: DMA refused, the device asks for a reset', async (t) 
   drv.notify(0);
   await until(() => (drv.status & Status.DEVICE_NEEDS_RESET) !== 0, 'NEEDS_RESET');
   t.pass('no crash, no DMA');
+  // Every door is guarded, the batched one too; bus mastering back on opens it.
+  const buf = g.mem.alloc(8);
+  const dma = drv.dev.dma!;
+  let ran = false;
+  await t.rejects(dma.withViews([buf, buf + 4], [4, 4], 2, () => void (ran = true)), { name: 'DmaFault', reason: 'permission' });
+  await t.rejects(dma.withView(buf, 4, 2, () => void (ran = true)), { name: 'DmaFault', reason: 'permission' });
+  t.notOk(ran, 'no view was handed out');
+  cfgWrite(drv.dev, 0x04, 2, cfgRead(drv.dev, 0x04, 2) | 0x4);
+  await dma.withViews([buf, buf + 4], [4, 4], 2, (v) => v.forEach((s) => s.fill(7)));
+  t.same([...g.mem.read(buf, 8)], Array(8).fill(7), 'bus master on: the views are guest memory');
 });
 
 t.test('VIRTIO_PCI_CAP_PCI_CFG: BAR4 through config space', async (t) => {

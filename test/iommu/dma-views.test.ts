@@ -1,0 +1,157 @@
+// DeviceDma.withViews: many ranges translated in one call (a descriptor
+// chain's buffers), adjacent pieces of one mapping merged, one fault for a
+// bad range (before fn runs, nothing left held), and unmap safety.
+import t from 'tap';
+import { MemoryBacking } from '../../iommu/backing.js';
+import { MessageBacking, type DmaMessenger } from '../../iommu/backing-message.js';
+import { IommuContext } from '../../iommu/context.js';
+import { DMA_READ, DMA_WRITE, DmaFault, type Iova } from '../../iommu/device-dma.js';
+import { PAGE } from './helpers.js';
+
+const P = BigInt(PAGE);
+const BASE = 0x200000;
+
+function setup() {
+  const ctx = new IommuContext();
+  const mem = new MemoryBacking(16 * PAGE);
+  for (let i = 0; i < mem.size; i++) mem.bytes![i] = (i * 3) & 0xff;
+  const dev = ctx.addDevice('dev');
+  return { ctx, mem, dev, dma: dev.dma, ioas: ctx.compatIoas };
+}
+
+async function fault(p: Promise<unknown>): Promise<DmaFault> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof DmaFault) return e;
+    throw e;
+  }
+  throw new Error('expected a DmaFault');
+}
+
+/** Where a view points in the backing (views alias the memory). */
+const where = (mem: MemoryBacking, v: Uint8Array) => ({ at: v.byteOffset - mem.bytes!.byteOffset, n: v.length });
+
+t.test('adjacent ranges merge into one view; gaps, other areas and order are kept', async (t) => {
+  const { mem, dma, ioas } = setup();
+  // [BASE, +4 pages) -> backing pages 0..3; [BASE+4 pages, +2) -> backing pages 8..9
+  ioas.map({ backing: mem, offset: 0, length: 4n * P, prot: 3, iova: BigInt(BASE) });
+  ioas.map({ backing: mem, offset: 8 * PAGE, length: 2n * P, prot: 3, iova: BigInt(BASE + 4 * PAGE) });
+  const iovas: Iova[] = [BASE, BASE + PAGE, BASE + 3 * PAGE, BASE + 3 * PAGE + 100, BigInt(BASE + 4 * PAGE), BASE + 2 * PAGE];
+  const lens = [PAGE, 512, 100, PAGE - 100, PAGE, 8];
+  const segs = await dma.withViews(iovas, lens, DMA_READ, (v) => v.map((s) => where(mem, s)));
+  t.same(segs, [
+    { at: 0, n: PAGE + 512 }, // two adjacent ranges: one view
+    { at: 3 * PAGE, n: PAGE }, // a gap before, then two adjacent pieces of one page
+    { at: 8 * PAGE, n: PAGE }, // the next area (another backing offset): its own view
+    { at: 2 * PAGE, n: 8 }, // out of order: not merged backwards
+  ]);
+  const bytes = await dma.withViews([BASE + 10, BASE + 20], [4, 4], DMA_READ, (v) => Buffer.concat(v.map((s) => Buffer.from(s))));
+  t.same([...bytes], [10, 11, 12, 13, 20, 21, 22, 23].map((i) => (i * 3) & 0xff), 'the views hold the memory');
+  t.same(await dma.withViews([BASE + PAGE - 2], [4], DMA_READ, (v) => v.length), 1, 'one mapping, one view');
+  t.same(await dma.withViews([BASE + 4 * PAGE - 2], [4], DMA_READ, (v) => v.map((s) => s.length)), [2, 2], 'a range across two mappings: two views');
+  t.same(await dma.withViews([], [], DMA_READ, (v) => v.length), 0, 'no ranges: fn([])');
+  t.same(await dma.withViews([BASE, 0x7000_0000], [8, 0], DMA_READ, (v) => v.map((s) => s.length)), [8], 'a zero-length range is skipped, even unmapped');
+});
+
+t.test('writes reach the memory; dirty logging covers every range', async (t) => {
+  const { mem, dma, ioas } = setup();
+  ioas.map({ backing: mem, length: 8n * P, prot: 3, iova: BigInt(BASE) });
+  ioas.dirtyStart();
+  await dma.withViews([BASE + PAGE, BASE + 5 * PAGE + 7], [3, 2], DMA_WRITE, (v) => {
+    for (const s of v) s.fill(0xee);
+  });
+  t.same([...mem.bytes!.subarray(PAGE, PAGE + 4)], [0xee, 0xee, 0xee, (PAGE + 3) * 3 & 0xff]);
+  t.same([...mem.bytes!.subarray(5 * PAGE + 7, 5 * PAGE + 9)], [0xee, 0xee]);
+  t.equal(ioas.dirtyReport(BigInt(BASE), 8n * P)[0], 0b100010, 'pages 1 and 5 dirty');
+});
+
+t.test('a bad range anywhere in the list: DmaFault before fn, nothing held', async (t) => {
+  const { mem, dma, ioas } = setup();
+  ioas.map({ backing: mem, length: 4n * P, prot: 3, iova: BigInt(BASE) });
+  ioas.map({ backing: mem, offset: 4 * PAGE, length: P, prot: DMA_READ, iova: BigInt(BASE + 8 * PAGE) });
+  let ran = 0;
+  const fn = () => void ran++;
+  const cases: { name: string; iovas: Iova[]; lens: number[]; access?: number; reason: string; iova?: bigint }[] = [
+    { name: 'unmapped (last of many)', iovas: [BASE, BASE + PAGE, BASE + 5 * PAGE], lens: [PAGE, PAGE, 16], reason: 'unmapped', iova: BigInt(BASE + 5 * PAGE) },
+    { name: 'runs past the mapping', iovas: [BASE, BASE + 3 * PAGE], lens: [16, 2 * PAGE], reason: 'unmapped', iova: BigInt(BASE + 4 * PAGE) },
+    { name: 'read-only mapping, DMA_WRITE', iovas: [BASE, BASE + 8 * PAGE], lens: [16, 16], access: DMA_WRITE, reason: 'permission' },
+    { name: 'negative length', iovas: [BASE, BASE + 16], lens: [16, -1], reason: 'invalid' },
+    { name: 'fractional length', iovas: [BASE], lens: [1.5], reason: 'invalid' },
+    { name: 'unsafe number IOVA', iovas: [BASE, 2 ** 60], lens: [1, 1], reason: 'invalid' },
+    { name: 'negative IOVA', iovas: [-4096], lens: [1], reason: 'invalid' },
+    { name: 'IOVA past 2^64', iovas: [BASE, (1n << 64n) - 1n], lens: [1, 2], reason: 'invalid' },
+    { name: 'a string as IOVA', iovas: ['0x1000' as unknown as Iova], lens: [1], reason: 'invalid' },
+    { name: 'fewer lengths than IOVAs', iovas: [BASE, BASE + 16], lens: [16], reason: 'invalid' },
+    { name: 'bad access', iovas: [BASE], lens: [16], access: 4, reason: 'invalid' },
+  ];
+  for (const c of cases) {
+    const f = await fault(dma.withViews(c.iovas, c.lens, c.access ?? DMA_READ, fn));
+    t.equal(f.reason, c.reason, c.name);
+    t.equal(f.errno, 14, `${c.name}: EFAULT`);
+    if (c.iova !== undefined) t.equal(f.iova, c.iova, `${c.name}: names the first missing byte`);
+  }
+  t.equal(ran, 0, 'fn never ran');
+  const u = ioas.unmap(BigInt(BASE), 4n * P);
+  t.equal(u.length, 4n * P);
+  let drained = false;
+  void u.drained.then(() => (drained = true));
+  await new Promise((r) => setImmediate(r));
+  t.equal(drained, true, 'no hold was left behind by the faults');
+  const detached = new IommuContext().addDevice('lonely', { attach: false });
+  t.equal((await fault(detached.dma.withViews([BASE], [1], DMA_READ, fn))).reason, 'not-attached');
+});
+
+t.test('unmap while the views are in use: memory kept until fn settles', async (t) => {
+  const { mem, dma, ioas } = setup();
+  ioas.map({ backing: mem, length: 2n * P, prot: 3, iova: BigInt(BASE) });
+  ioas.map({ backing: mem, offset: 4 * PAGE, length: 2n * P, prot: 3, iova: BigInt(BASE + 4 * PAGE) });
+  mem.release(); // the areas hold the only references now
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const stale: Uint8Array[] = [];
+  const inFlight = dma.withViews([BASE, BASE + PAGE, BASE + 4 * PAGE], [PAGE, PAGE, 16], DMA_WRITE, async (v) => {
+    stale.push(...v);
+    await gate;
+    for (const s of v) s[0] = 42; // still valid: nothing is unmapped for real yet
+    return v.length;
+  });
+  await new Promise((r) => setImmediate(r));
+  const u1 = ioas.unmap(BigInt(BASE), 2n * P);
+  const u2 = ioas.unmap(BigInt(BASE + 4 * PAGE), 2n * P);
+  let drained = false;
+  void Promise.all([u1.drained, u2.drained]).then(() => (drained = true));
+  await new Promise((r) => setImmediate(r));
+  t.equal(drained, false, 'the unmaps wait for the views');
+  t.equal(mem.disposed, false);
+  release();
+  t.equal(await inFlight, 2, 'two views (the first two ranges merged)');
+  await Promise.all([u1.drained, u2.drained]);
+  t.equal(mem.disposed, true, 'memory released after the last user');
+  t.same(stale.map((s) => s.length), [0, 0], 'stale views are detached: they reach nothing');
+});
+
+t.test('memory reached by messages: bounced per view, written back for DMA_WRITE', async (t) => {
+  const { dma, ioas } = setup();
+  const remote = Buffer.alloc(4 * PAGE);
+  const log: string[] = [];
+  const messenger: DmaMessenger = {
+    maxChunk: 1 << 20,
+    async read(addr, len) {
+      log.push(`R${addr}+${len}`);
+      return Buffer.from(remote.subarray(Number(addr), Number(addr) + len));
+    },
+    async write(addr, data) {
+      log.push(`W${addr}+${data.length}`);
+      remote.set(data, Number(addr));
+    },
+  };
+  const b = new MessageBacking(messenger, 0n, 4 * PAGE);
+  ioas.map({ backing: b, length: 4n * P, prot: 3, iova: BigInt(BASE) });
+  b.release();
+  await dma.withViews([BASE + 8, BASE + 12, BASE + PAGE], [4, 4, 2], DMA_READ | DMA_WRITE, (v) => {
+    for (const s of v) s.fill(9);
+  });
+  t.same(log, ['R8+8', 'R4096+2', 'W8+8', 'W4096+2'], 'merged, read before, written back after');
+  t.same([...remote.subarray(7, 17)], [0, 9, 9, 9, 9, 9, 9, 9, 9, 0]);
+});
