@@ -92,6 +92,8 @@ export interface BuiltinVirtioBlkOptions {
   /** Put the device behind the guest's vIOMMU (needed with `viommu`, as our devices are). */
   iommuPlatform?: boolean;
   queues?: number;
+  /** Skip QEMU's image lock, so that two drives (used one at a time) can share one image. */
+  noLocking?: boolean;
 }
 
 /**
@@ -102,6 +104,7 @@ export function builtinVirtioBlkArgs(image: string, o: BuiltinVirtioBlkOptions =
   const id = o.id ?? 'qblk0';
   const drive = [`file=${image.replace(/,/g, ',,')}`, 'if=none', `id=${id}`, 'format=raw', `cache=${o.cache ?? 'writeback'}`];
   if (o.readonly) drive.push('readonly=on');
+  if (o.noLocking) drive.push('file.locking=off');
   const dev = ['virtio-blk-pci', `drive=${id}`, 'disable-legacy=on'];
   if (o.iommuPlatform) dev.push('iommu_platform=on');
   if (o.queues) dev.push(`num-queues=${o.queues}`);
