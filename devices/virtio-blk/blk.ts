@@ -34,7 +34,7 @@ import {
   OUTHDR_SIZE,
   SECTOR,
 } from './constants.js';
-import { fdatasync, readFull, writeFull, writeZeros } from './file-io.js';
+import { fdatasync, punchHole, readFull, writeFull, zeroRange } from './file-io.js';
 
 export interface VirtioBlkOptions {
   /** Raw image file. */
@@ -272,7 +272,7 @@ export class VirtioBlk {
     if (nseg > (discard ? MAX_DISCARD_SEG : MAX_WRITE_ZEROES_SEG)) throw unsupp(`${what} with ${nseg} segments`);
     const segs = await chainRead(this.transport.dma!, chain, OUTHDR_SIZE, bytes);
     const maxSectors = discard ? MAX_DISCARD_SECTORS : MAX_WRITE_ZEROES_SECTORS;
-    const ranges: [number, number][] = [];
+    const ranges: [number, number, boolean][] = [];
     for (let i = 0; i < nseg; i++) {
       const o = i * DWZ_SEGMENT_SIZE;
       const sector = segs.readBigUInt64LE(o);
@@ -281,15 +281,17 @@ export class VirtioBlk {
       if (flags & ~DWZ_FLAG_UNMAP) throw unsupp(`${what} with unknown flags 0x${flags.toString(16)}`);
       if (discard && flags & DWZ_FLAG_UNMAP) throw unsupp('DISCARD with the UNMAP flag');
       if (num > maxSectors) throw ioerr(`${what} of ${num} sectors (max ${maxSectors})`);
-      ranges.push([this.range(sector, num * SECTOR), num * SECTOR]);
+      ranges.push([this.range(sector, num * SECTOR), num * SECTOR, (flags & DWZ_FLAG_UNMAP) !== 0]);
     }
     if (discard) {
-      // A hint: the data stays (Node has no fallocate(PUNCH_HOLE)).
+      // The space goes back to the host file system where it can; elsewhere
+      // DISCARD stays the hint the spec allows it to be.
       this.stats.discards++;
+      for (const [pos, len] of ranges) if (len > 0 && !(await punchHole(this.fd, pos, len))) break;
       return;
     }
     this.stats.writeZeroes++;
-    for (const [pos, len] of ranges) await writeZeros(this.fd, pos, len);
+    for (const [pos, len, unmap] of ranges) if (len > 0) await zeroRange(this.fd, pos, len, unmap);
     if (!this.writeback) await fdatasync(this.fd);
     this.stats.bytesWritten += ranges.reduce((s, r) => s + r[1], 0);
   }

@@ -2,6 +2,7 @@
 // from/to the caller's views: preadv/pwritev until every byte is done (the
 // kernel may do less per call, libuv caps one call at IOV_MAX buffers).
 import fs from 'node:fs';
+import * as native from '../../native/index.js';
 
 function preadv(fd: number, bufs: readonly Uint8Array[], pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.readv(fd, bufs, pos, (err, n) => (err ? reject(err) : resolve(n))));
@@ -77,4 +78,34 @@ export async function writeZeros(fd: number, pos: number, len: number): Promise<
     pos += w;
     len -= w;
   }
+}
+
+/**
+ * fallocate(mode) over [pos, pos+len) on the thread pool. False when the file
+ * system cannot do it (EOPNOTSUPP): the caller falls back or treats it as a
+ * hint; other errors throw.
+ */
+async function tryFallocate(fd: number, mode: number, pos: number, len: number): Promise<boolean> {
+  try {
+    await native.fallocate(fd, mode | native.FALLOC_FL_KEEP_SIZE, pos, len);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EOPNOTSUPP') return false;
+    throw e;
+  }
+}
+
+/** Give [pos, pos+len) back to the file system; it then reads as zeros. False where that is not possible. */
+export function punchHole(fd: number, pos: number, len: number): Promise<boolean> {
+  return tryFallocate(fd, native.FALLOC_FL_PUNCH_HOLE, pos, len);
+}
+
+/**
+ * Make [pos, pos+len) read as zeros: a hole when `unmap` allows it, else
+ * zeroed blocks (FALLOC_FL_ZERO_RANGE), else written zeros.
+ */
+export async function zeroRange(fd: number, pos: number, len: number, unmap: boolean): Promise<void> {
+  if (unmap && (await punchHole(fd, pos, len))) return;
+  if (await tryFallocate(fd, native.FALLOC_FL_ZERO_RANGE, pos, len)) return;
+  await writeZeros(fd, pos, len);
 }

@@ -273,6 +273,32 @@ t.test('WRITE_ZEROES and DISCARD', async (t) => {
   t.equal((await run(e, { type: BlkType.WRITE_ZEROES, out: seg16(0, 0x10001) })).status, BlkStatus.IOERR, 'more than max_write_zeroes_sectors → IOERR');
 });
 
+t.test('DISCARD gives the space back to the file system; WRITE_ZEROES with UNMAP leaves a hole that reads as zeros', async (t) => {
+  const e = make();
+  const fd = fs.openSync(e.image, 'r');
+  t.teardown(() => fs.closeSync(fd));
+  // 1 MiB of data at sector 2048 (1 MiB in), through the device.
+  for (let i = 0; i < 8; i++) {
+    t.equal((await run(e, { type: BlkType.OUT, sector: 2048 + i * 256, out: Buffer.alloc(128 * 1024, 0x5c) })).status, BlkStatus.OK);
+  }
+  t.equal((await run(e, { type: BlkType.FLUSH })).status, BlkStatus.OK);
+  const full = fs.fstatSync(fd).blocks;
+  const d = await run(e, { type: BlkType.DISCARD, out: seg16(2048, 1024) });
+  t.equal(d.status, BlkStatus.OK);
+  const afterDiscard = fs.fstatSync(fd).blocks;
+  t.ok(afterDiscard <= full - 512 * 2 + 16, `512 KiB freed by DISCARD (${full} -> ${afterDiscard} blocks of 512 B)`);
+  const img = fs.readFileSync(e.image);
+  t.ok(img.subarray(1 * MiB, 1.5 * MiB).every((b) => b === 0), 'the discarded range reads as zeros');
+  t.ok(img.subarray(1.5 * MiB, 2 * MiB).every((b) => b === 0x5c), 'the rest keeps its data');
+
+  const z = await run(e, { type: BlkType.WRITE_ZEROES, out: seg16(3072, 512, 1) });
+  t.equal(z.status, BlkStatus.OK);
+  t.ok(fs.fstatSync(fd).blocks < afterDiscard, 'WRITE_ZEROES with UNMAP freed its blocks too');
+  const img2 = fs.readFileSync(e.image);
+  t.ok(img2.subarray(1.5 * MiB, 1.75 * MiB).every((b) => b === 0), 'and they read as zeros');
+  t.ok(img2.subarray(1.75 * MiB, 2 * MiB).every((b) => b === 0x5c), 'past it the data stays');
+});
+
 t.test('read-only disk: OUT, DISCARD, WRITE_ZEROES fail with IOERR; IN works; the image is untouched', async (t) => {
   const image = imagePath();
   const content = randomBytes(8192);
