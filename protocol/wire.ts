@@ -4,7 +4,7 @@ import { fail } from './errno.js';
 
 export const U64_LIMIT = 1n << 64n; // one past the largest u64
 export const U64_MAX = U64_LIMIT - 1n;
-const SAFE_HI = 0x1fffff; // high u32 of Number.MAX_SAFE_INTEGER
+export const SAFE_HI = 0x1fffff; // high u32 of Number.MAX_SAFE_INTEGER
 
 /** `payload` must be exactly `n` bytes (fixed-layout requests). */
 export function exactLength(payload: Buffer, n: number, what: string): void {

@@ -112,7 +112,8 @@ export class Session implements HandlerContext {
     if (!write && command !== Command.REGION_READ) return false;
     const a = this.access;
     if (!peekRegionAccess(buf, at + HEADER_SIZE, size - HEADER_SIZE, write, this.limits, a)) return false;
-    this.counts[write ? 'REGION_WRITE' : 'REGION_READ'] = (this.counts[write ? 'REGION_WRITE' : 'REGION_READ'] ?? 0) + 1;
+    const name = write ? 'REGION_WRITE' : 'REGION_READ';
+    this.counts[name] = (this.counts[name] ?? 0) + 1;
     const msgId = u16At(buf, at);
     const quiet = (flags & VFIO_USER_F_NO_REPLY) !== 0;
     let result: Buffer | void | Promise<Buffer | void>;

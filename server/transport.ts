@@ -72,8 +72,7 @@ export class Transport {
     private limits: TransportLimits,
   ) {
     this.meta = new Int32Array(2 + limits.maxFds);
-    this.channel = native.channel(fd, this.meta);
-    this.channel.setBuffers(this.rbuf, this.wbuf);
+    this.channel = this.openChannel();
     this.watcher = native.watch(fd, native.READABLE, (status, events) => this.onPoll(status, events));
   }
 
@@ -82,11 +81,17 @@ export class Transport {
   setLimits(limits: TransportLimits): void {
     this.limits = limits;
     if (this.meta.length !== 2 + limits.maxFds) {
+      // meta's length is the fds one read may carry: a new meta, a new channel.
       this.meta = new Int32Array(2 + limits.maxFds);
       this.channel.close();
-      this.channel = native.channel(this.fd, this.meta);
-      this.channel.setBuffers(this.rbuf, this.wbuf);
+      this.channel = this.openChannel();
     }
+  }
+
+  private openChannel(): native.Channel {
+    const ch = native.channel(this.fd, this.meta);
+    ch.setBuffers(this.rbuf, this.wbuf);
+    return ch;
   }
 
   /** Queue one message; it goes out at the end of the current dispatch round. */

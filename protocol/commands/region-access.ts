@@ -13,7 +13,7 @@
 // against the region's size (assertInRegion helps).
 import { fail } from '../errno.js';
 import type { NegotiatedLimits } from '../limits.js';
-import { exactLength, minLength, noFds, readSafeU64, writeU64 } from '../wire.js';
+import { SAFE_HI, exactLength, minLength, noFds, readSafeU64, writeU64 } from '../wire.js';
 import { HEADER_SIZE, putU32At, u32At, writeHeaderFields } from '../header.js';
 import { VFIO_USER_F_TYPE_REPLY } from '../constants.js';
 
@@ -87,8 +87,6 @@ export function encodeRegionWriteReply(req: RegionAccess, written = req.count): 
 // doorbell), so the session serves them straight from its receive buffer into
 // its send buffer. These two functions are that path's codec; they accept only
 // what the decoders above accept, and leave every error to them.
-
-const SAFE_HI = 0x1fffff; // high u32 of Number.MAX_SAFE_INTEGER
 
 /**
  * Reads the access fields of a REGION_READ (`write` false) or REGION_WRITE

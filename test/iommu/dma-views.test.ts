@@ -5,8 +5,8 @@ import t from 'tap';
 import { MemoryBacking } from '../../iommu/backing.js';
 import { MessageBacking, type DmaMessenger } from '../../iommu/backing-message.js';
 import { IommuContext } from '../../iommu/context.js';
-import { DMA_READ, DMA_WRITE, DmaFault, type Iova } from '../../iommu/device-dma.js';
-import { PAGE } from './helpers.js';
+import { DMA_READ, DMA_WRITE, type Iova } from '../../iommu/device-dma.js';
+import { PAGE, fault } from './helpers.js';
 
 const P = BigInt(PAGE);
 const BASE = 0x200000;
@@ -17,16 +17,6 @@ function setup() {
   for (let i = 0; i < mem.size; i++) mem.bytes![i] = (i * 3) & 0xff;
   const dev = ctx.addDevice('dev');
   return { ctx, mem, dev, dma: dev.dma, ioas: ctx.compatIoas };
-}
-
-async function fault(p: Promise<unknown>): Promise<DmaFault> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof DmaFault) return e;
-    throw e;
-  }
-  throw new Error('expected a DmaFault');
 }
 
 /** Where a view points in the backing (views alias the memory). */

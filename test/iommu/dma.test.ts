@@ -5,7 +5,7 @@ import { MemoryBacking } from '../../iommu/backing.js';
 import { MessageBacking, type DmaMessenger } from '../../iommu/backing-message.js';
 import { IommuContext } from '../../iommu/context.js';
 import { DMA_READ, DMA_WRITE, DmaFault } from '../../iommu/device-dma.js';
-import { PAGE, errnoOfAsync } from './helpers.js';
+import { PAGE, errnoOfAsync, fault } from './helpers.js';
 
 const P = BigInt(PAGE);
 const BASE = 0x200000;
@@ -17,16 +17,6 @@ function setup() {
   const dev = ctx.addDevice('dev');
   const ioas = ctx.compatIoas;
   return { ctx, mem, dev, dma: dev.dma, ioas };
-}
-
-async function fault(p: Promise<unknown>): Promise<DmaFault> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof DmaFault) return e;
-    throw e;
-  }
-  throw new Error('expected a DmaFault');
 }
 
 t.test('read and write through a mapping', async (t) => {
