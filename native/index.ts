@@ -46,6 +46,8 @@ interface Addon {
   munmap(ab: ArrayBuffer): void;
   fileSize(fd: number): number;
   fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
+  preadvFull(fd: number, buffers: ArrayBuffer[], spans: Float64Array, count: number, position: number, tryInline: boolean): number | Promise<number>;
+  pwritevFull(fd: number, buffers: ArrayBuffer[], spans: Float64Array, count: number, position: number, tryInline: boolean): number | Promise<number>;
   getSeals(fd: number): number;
   addSeals(fd: number, seals: number): void;
   ftruncate(fd: number, size: number): void;
@@ -228,6 +230,53 @@ export const EOPNOTSUPP = constant('EOPNOTSUPP');
  * bad arguments throw at once.
  */
 export const fallocate: (fd: number, mode: number, offset: number, length: number) => Promise<void> = addon.fallocate;
+
+/**
+ * Positioned scatter read into `views` (at most 65536) until they are full
+ * or the file ends: the bytes read. With `tryInline`, one preadv2(RWF_NOWAIT) first copies what the page
+ * cache holds on this thread (it never waits for the disk); when that
+ * finishes the request the result is a number, otherwise the rest runs on
+ * the libuv thread pool and the result is a promise. I/O errors reject
+ * (.code/.errno); bad arguments throw. The views' memory must stay valid
+ * until the promise settles (the call keeps the ArrayBuffers alive).
+ */
+export function preadvFull(fd: number, views: readonly ArrayBufferView[], position: number, tryInline: boolean): number | Promise<number> {
+  const buffers = packSpans(views);
+  return addon.preadvFull(fd, buffers, spans, views.length, position, tryInline);
+}
+
+/** The same for a gathered write of every byte of `views` (a write that makes no progress rejects with EIO). */
+export function pwritevFull(fd: number, views: readonly ArrayBufferView[], position: number, tryInline: boolean): number | Promise<number> {
+  const buffers = packSpans(views);
+  return addon.pwritevFull(fd, buffers, spans, views.length, position, tryInline);
+}
+
+// The views as (buffer index, byte offset, byte length) triples: the addon
+// reads one Float64Array instead of fetching every view object. Reused: the
+// addon copies it into its iovec before it returns.
+let spans = new Float64Array(3 * 256);
+
+function packSpans(views: readonly ArrayBufferView[]): ArrayBuffer[] {
+  if (!Array.isArray(views)) throw new TypeError('views must be an array of ArrayBufferViews');
+  if (spans.length < 3 * views.length) spans = new Float64Array(3 * views.length);
+  const buffers: ArrayBuffer[] = [];
+  let last: ArrayBufferLike | null = null;
+  let index = -1;
+  for (let i = 0; i < views.length; i++) {
+    const v = views[i]!;
+    if (!ArrayBuffer.isView(v)) throw new TypeError('views must be an array of ArrayBufferViews');
+    const b = v.buffer;
+    if (b !== last) {
+      index = buffers.indexOf(b as ArrayBuffer);
+      if (index < 0) index = buffers.push(b as ArrayBuffer) - 1;
+      last = b;
+    }
+    spans[3 * i] = index;
+    spans[3 * i + 1] = v.byteOffset;
+    spans[3 * i + 2] = v.byteLength;
+  }
+  return buffers;
+}
 
 /** F_GET_SEALS (0 for files that cannot be sealed). Throws (e.g. EBADF). */
 export const getSeals: (fd: number) => number = addon.getSeals;

@@ -3,8 +3,9 @@
  * node:net cannot give: UNIX sockets with SCM_RIGHTS fds, libuv readiness on
  * raw fds, mmap'd ArrayBuffers that can be unmapped safely, memfd/eventfd.
  *
- * Every call is synchronous and non-blocking (except connectUnix). I/O calls
- * return -errno; setup calls throw an Error with .code/.errno/.syscall.
+ * Every call is synchronous and non-blocking, except connectUnix and the
+ * file calls that finish on the libuv thread pool (fallocate, preadvFull,
+ * pwritevFull: they return promises). Socket I/O calls return -errno; setup calls throw an Error with .code/.errno/.syscall.
  * Framing, fd matching, queues and mapping reference counts live in TS.
  */
 #ifndef _GNU_SOURCE
@@ -24,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
 #include <node_api.h>
@@ -975,6 +977,196 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/* preadvFull(fd, buffers, spans, count, position, tryInline)
+ * pwritevFull(...) -> bytes (number) when done inline, else Promise<bytes>.
+ * Positioned scatter/gather I/O between a file and `count` byte ranges of
+ * ArrayBuffers (the guest buffers of one virtio request) until every byte
+ * is done; a read stops early only at end of file. Range i is
+ * buffers[spans[3i]] bytes [spans[3i+1], +spans[3i+2]), each checked against
+ * its buffer. Ranges, not views: fetching hundreds of views through
+ * napi_get_element costs more than the copy of a small request (index.ts
+ * packs views into spans).
+ *
+ * With tryInline, one preadv2/pwritev2(RWF_NOWAIT) runs first on the calling
+ * thread: it copies only what is in the page cache and returns EAGAIN instead
+ * of waiting for the disk (what io_uring does before it punts to a worker).
+ * A cached request then completes without two thread hand-offs; anything
+ * left goes to the libuv thread pool, where the call may block. Errors
+ * always come as a rejected promise (with .code/.errno); bad arguments throw. */
+#ifndef RWF_NOWAIT
+#define RWF_NOWAIT 0x00000008
+#endif
+#define MAX_SPANS 65536
+
+struct rw_work {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref buffers; /* keeps the memory alive while the pool uses it */
+  int fd, write, err;
+  off_t pos;
+  size_t done, total, niov, first; /* iov[first..niov) is what is left */
+  struct iovec iov[];
+};
+
+/* Skip n bytes of w->iov from w->first on. */
+static void rw_advance(struct rw_work *w, size_t n) {
+  w->done += n;
+  w->pos += (off_t)n;
+  while (n > 0 && w->first < w->niov) {
+    struct iovec *v = &w->iov[w->first];
+    if (n < v->iov_len) {
+      v->iov_base = (char *)v->iov_base + n;
+      v->iov_len -= n;
+      return;
+    }
+    n -= v->iov_len;
+    w->first++;
+  }
+  while (w->first < w->niov && w->iov[w->first].iov_len == 0) w->first++;
+}
+
+/* One syscall on what is left (at most IOV_MAX buffers): bytes or -errno. */
+static ssize_t rw_once(struct rw_work *w, int flags) {
+  size_t cnt = w->niov - w->first;
+  ssize_t r;
+  if (cnt > IOV_MAX) cnt = IOV_MAX;
+  if (w->write) r = RETRY(pwritev2(w->fd, &w->iov[w->first], (int)cnt, w->pos, flags));
+  else r = RETRY(preadv2(w->fd, &w->iov[w->first], (int)cnt, w->pos, flags));
+  return r < 0 ? -errno : r;
+}
+
+/* Until done, EOF (reads), or an error. */
+static void rw_execute(napi_env env, void *data) {
+  struct rw_work *w = data;
+  (void)env;
+  while (w->done < w->total) {
+    ssize_t r = rw_once(w, 0);
+    if (r < 0) {
+      w->err = (int)-r;
+      return;
+    }
+    if (r == 0) {
+      if (w->write) w->err = EIO; /* a regular file never takes 0 bytes */
+      return;
+    }
+    rw_advance(w, (size_t)r);
+  }
+}
+
+static void rw_free(napi_env env, struct rw_work *w) {
+  if (w->buffers) napi_delete_reference(env, w->buffers);
+  free(w);
+}
+
+static void rw_complete(napi_env env, napi_status status, void *data) {
+  struct rw_work *w = data;
+  napi_value v;
+  if (status == napi_ok && w->err == 0 && napi_create_double(env, (double)w->done, &v) == napi_ok) {
+    napi_resolve_deferred(env, w->deferred, v);
+  } else {
+    v = errno_error(env, w->write ? "pwritev" : "preadv", status == napi_ok ? w->err : ECANCELED, NULL);
+    if (v) napi_reject_deferred(env, w->deferred, v);
+  }
+  napi_delete_async_work(env, w->work);
+  rw_free(env, w);
+}
+
+static napi_value rw_call(napi_env env, napi_callback_info info, int write) {
+  const char *fn = write ? "pwritevFull" : "preadvFull";
+  ARGS(6);
+  int fd;
+  int64_t count, pos;
+  bool is_array = false, is_ta = false, try_inline = false;
+  uint32_t nbuf, i;
+  struct { uint8_t *p; size_t len; } *bufs;
+  size_t slen;
+  napi_typedarray_type type;
+  double *spans;
+  struct rw_work *w;
+  napi_value promise, name;
+  if (arg_fd(env, fn, argv[0], &fd)) return NULL;
+  if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array) return type_error(env, fn, "buffers must be an array of ArrayBuffer");
+  if (napi_is_typedarray(env, argv[2], &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, argv[2], &type, &slen, (void **)&spans, NULL, NULL) != napi_ok || type != napi_float64_array)
+    return type_error(env, fn, "spans must be a Float64Array");
+  if (arg_int(env, fn, argv[3], "count", 0, MAX_SPANS, &count)) return NULL;
+  if ((size_t)count * 3 > slen) return range_error(env, fn, "spans holds fewer than count ranges");
+  if (arg_int(env, fn, argv[4], "position", 0, SAFE_MAX, &pos)) return NULL;
+  if (napi_get_value_bool(env, argv[5], &try_inline) != napi_ok) return type_error(env, fn, "tryInline must be a boolean");
+  NAPI(napi_get_array_length(env, argv[1], &nbuf));
+  if (nbuf > MAX_SPANS) return range_error(env, fn, "more than 65536 buffers");
+  bufs = malloc((nbuf ? nbuf : 1) * sizeof *bufs);
+  if (!bufs) return throw_errno(env, fn, ENOMEM, NULL);
+  for (i = 0; i < nbuf; i++) {
+    napi_value e;
+    bool is_ab = false;
+    void *p = NULL;
+    if (napi_get_element(env, argv[1], i, &e) != napi_ok) return free(bufs), throw_napi(env);
+    if (napi_is_arraybuffer(env, e, &is_ab) != napi_ok || !is_ab || napi_get_arraybuffer_info(env, e, &p, &bufs[i].len) != napi_ok) {
+      free(bufs);
+      return type_error(env, fn, "buffers must be an array of ArrayBuffer");
+    }
+    bufs[i].p = p;
+  }
+  w = calloc(1, sizeof *w + (size_t)count * sizeof w->iov[0]);
+  if (!w) return free(bufs), throw_errno(env, fn, ENOMEM, NULL);
+  w->fd = fd;
+  w->write = write;
+  w->pos = (off_t)pos;
+  w->niov = (size_t)count;
+  for (i = 0; i < (uint32_t)count; i++) {
+    double b = spans[3 * i], off = spans[3 * i + 1], len = spans[3 * i + 2];
+    /* Each range inside its buffer (a detached buffer has length 0). */
+    if (!(b >= 0 && b < nbuf && b == (uint32_t)b && off >= 0 && len >= 0 && off == (double)(size_t)off &&
+          len == (double)(size_t)len && off + len <= (double)bufs[(uint32_t)b].len)) {
+      free(bufs);
+      rw_free(env, w);
+      return range_error(env, fn, "a span lies outside its buffer");
+    }
+    w->iov[i].iov_base = bufs[(uint32_t)b].p + (size_t)off;
+    w->iov[i].iov_len = (size_t)len;
+    w->total += (size_t)len;
+  }
+  free(bufs);
+  if ((double)pos + (double)w->total > SAFE_MAX) return rw_free(env, w), range_error(env, fn, "position + length overflows");
+  rw_advance(w, 0); /* skip empty ranges */
+  if (try_inline) {
+    while (w->done < w->total) {
+      ssize_t r = rw_once(w, RWF_NOWAIT);
+      if (r <= 0) {
+        /* EOF ends a read; a write, EAGAIN, EOPNOTSUPP or an error goes to
+         * the pool, which repeats the call and reports what happens. */
+        if (r == 0 && !write) w->total = w->done;
+        break;
+      }
+      rw_advance(w, (size_t)r);
+    }
+    if (w->done == w->total) {
+      napi_value v;
+      double done = (double)w->done;
+      rw_free(env, w);
+      NAPI(napi_create_double(env, done, &v));
+      return v;
+    }
+  }
+  if (napi_create_reference(env, argv[1], 1, &w->buffers) != napi_ok ||
+      napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, fn, NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, rw_execute, rw_complete, w, &w->work) != napi_ok) {
+    rw_free(env, w);
+    return throw_napi(env);
+  }
+  if (napi_queue_async_work(env, w->work) != napi_ok) {
+    napi_delete_async_work(env, w->work);
+    rw_free(env, w);
+    return throw_napi(env);
+  }
+  return promise;
+}
+
+static napi_value js_preadv_full(napi_env env, napi_callback_info info) { return rw_call(env, info, 0); }
+static napi_value js_pwritev_full(napi_env env, napi_callback_info info) { return rw_call(env, info, 1); }
+
 static napi_value js_get_seals(napi_env env, napi_callback_info info) {
   ARGS(1);
   int fd, r;
@@ -1099,7 +1291,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "recvmsg", js_recvmsg }, { "sendmsg", js_sendmsg }, { "channel", js_channel },
     { "watch", js_watch }, { "watchSet", js_watch_set }, { "watchClose", js_watch_close },
     { "mmap", js_mmap }, { "munmap", js_munmap },
-    { "fileSize", js_file_size }, { "fallocate", js_fallocate }, { "getSeals", js_get_seals }, { "addSeals", js_add_seals },
+    { "fileSize", js_file_size }, { "fallocate", js_fallocate },
+    { "preadvFull", js_preadv_full }, { "pwritevFull", js_pwritev_full }, { "getSeals", js_get_seals }, { "addSeals", js_add_seals },
     { "ftruncate", js_ftruncate }, { "memfdCreate", js_memfd_create },
     { "eventfd", js_eventfd }, { "eventfdWrite", js_eventfd_write }, { "eventfdRead", js_eventfd_read },
     { "close", js_close }, { "fdCount", js_fd_count }, { "errnoName", js_errno_name },
