@@ -77,4 +77,16 @@ export interface DeviceDma {
     fn: (segments: Uint8Array[]) => T | Promise<T>,
     pasid?: number,
   ): Promise<T>;
+  /**
+   * The synchronous fast path for small, hot accesses (ring fields, request
+   * headers, status bytes): a view of [iova, iova+length) when the range is
+   * inside one mapping of memory mapped into this process, with `access`.
+   * No promise, no hold: the view is valid only until the current
+   * synchronous code ends (an unmap runs on a later turn), so read or write
+   * it at once and never keep it across an await. Writing through it counts
+   * for dirty tracking. null means "take the general path" (read, write,
+   * withView), which also reports any fault: memory reached by messages,
+   * read-only memory for a write, a range across mappings, a bad address.
+   */
+  mappedView(iova: Iova, length: number, access: number, pasid?: number): Uint8Array | null;
 }

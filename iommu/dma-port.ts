@@ -15,6 +15,8 @@ export interface DmaTarget {
   ioasFor(pasid?: number): Ioas | null;
 }
 
+const isThenable = <T>(v: T | Promise<T>): v is Promise<T> => typeof (v as { then?: unknown } | null)?.then === 'function';
+
 interface Seg {
   area: Area;
   pos: number;
@@ -99,6 +101,20 @@ export class DeviceDmaPort implements DeviceDma {
     }
   }
 
+  mappedView(iova: Iova, length: number, access: number, pasid?: number): Uint8Array | null {
+    // Numbers only (a bigint IOVA is above 2^53: never guest RAM in practice).
+    if (typeof iova !== 'number' || !Number.isSafeInteger(iova) || iova < 0 || !Number.isSafeInteger(length) || length <= 0) return null;
+    if (access !== DMA_READ && access !== DMA_WRITE && access !== (DMA_READ | DMA_WRITE)) return null;
+    const ioas = this.target.ioasFor(pasid);
+    const a = ioas ? ioas.translate(iova, length, access) : null;
+    const b = a ? a.backing.bytes : null;
+    if (!a || !b || (access & DMA_WRITE && a.backing.readOnlyMemory)) return null;
+    const pos = iova - a.start;
+    if (access & DMA_WRITE && ioas!.dirtyTracking) markDirty(a, pos, length);
+    const off = b.byteOffset + a.offset + pos;
+    return new Uint8Array(b.buffer, off, length);
+  }
+
   // The scatter list of many ranges, adjacent pieces of one area merged.
   private scatter(ioas: Ioas, iovas: readonly Iova[], lengths: readonly number[], access: number, pasid: number | undefined): Seg[] {
     const segs: Seg[] = [];
@@ -168,7 +184,9 @@ export class DeviceDmaPort implements DeviceDma {
         }
       }
       if (access & DMA_WRITE && ioas.dirtyTracking) for (const s of segs) markDirty(s.area, s.pos, s.n);
-      const r = await fn(views);
+      // No await when fn finished synchronously: one turn less per request.
+      const r0 = fn(views);
+      const r = isThenable(r0) ? await r0 : r0;
       if (access & DMA_WRITE && bounced) {
         for (const { s, buf } of bounced) await this.io(() => s.area.backing.write(s.area.offset + s.pos, buf), s, pasid);
       }

@@ -327,6 +327,11 @@ class BusMasterDma implements DeviceDma {
   ): Promise<T> {
     return this.enabled() ? this.dma.withViews(iovas, lengths, access, fn, pasid) : refused(iovas[0] ?? 0, lengths[0] ?? 0);
   }
+
+  mappedView(iova: Iova, length: number, access: number, pasid?: number): Uint8Array | null {
+    // Off: null sends the caller to the general path, which refuses.
+    return this.enabled() ? this.dma.mappedView(iova, length, access, pasid) : null;
+  }
 }
 
 function refused(iova: Iova, length: number): Promise<never> {

@@ -20,7 +20,7 @@ import type { Logger } from '../device.js';
 import type { FdOps } from '../pci/fd-ops.js';
 import type { PciDevice } from '../pci/pci-device.js';
 import { bit, VirtioId } from '../virtio/constants.js';
-import { chainRead, chainWrite, withChainViews } from '../virtio/chain-io.js';
+import { chainRead, chainView, chainWrite, withChainViews } from '../virtio/chain-io.js';
 import { VirtioPciTransport } from '../virtio/transport.js';
 import type { DescChain } from '../virtio/virtqueue.js';
 import {
@@ -195,7 +195,10 @@ export class VirtioBlk {
     }
     if (chain.stale) return; // reset under us: the buffers are not ours any more
     try {
-      await chainWrite(dma, chain, chain.writable - 1, STATUS_BYTES[status]!);
+      const at = chain.writable - 1;
+      const v = chainView(dma, chain, 'writable', at, 1);
+      if (v) v[0] = status;
+      else await chainWrite(dma, chain, at, STATUS_BYTES[status]!);
     } catch (e) {
       this.transport.log.warn(`virtio-blk: queue ${chain.queue.index}: cannot write the status of request ${chain.head}: ${String(e)}`);
       return chain.complete(0);
@@ -208,11 +211,15 @@ export class VirtioBlk {
   private async execute(chain: DescChain): Promise<void> {
     const dma = this.transport.dma!;
     if (chain.readable < OUTHDR_SIZE) throw ioerr(`header of ${chain.readable} bytes`);
-    const hdr = await chainRead(dma, chain, 0, OUTHDR_SIZE).catch((e: Error) => {
-      throw ioerr(`cannot read the header: ${e.message}`);
-    });
-    const type = hdr.readUInt32LE(0);
-    const sector = hdr.readBigUInt64LE(8);
+    const raw =
+      chainView(dma, chain, 'readable', 0, OUTHDR_SIZE) ??
+      (await chainRead(dma, chain, 0, OUTHDR_SIZE).catch((e: Error) => {
+        throw ioerr(`cannot read the header: ${e.message}`);
+      }));
+    // struct virtio_blk_outhdr: le32 type, le32 reserved, le64 sector.
+    const hdr = new DataView(raw.buffer, raw.byteOffset, OUTHDR_SIZE);
+    const type = hdr.getUint32(0, true);
+    const sector = hdr.getBigUint64(8, true);
     if (this.fd < 0) throw ioerr('the image is closed');
     if (chain.stale) throw ioerr('the queue was reset');
     switch (type) {

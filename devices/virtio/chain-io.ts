@@ -35,6 +35,28 @@ export function chainRanges(chain: DescChain, space: ChainSpace, offset: number,
   return { addrs, lens };
 }
 
+/**
+ * Bytes [offset, offset+len) of a space in place, synchronously, when they
+ * lie in one descriptor of mapped memory (a request header, a status byte);
+ * null: use chainRead / chainWrite. The rules of DeviceDma.mappedView hold:
+ * use the view at once, never across an await.
+ */
+export function chainView(dma: DeviceDma, chain: DescChain, space: ChainSpace, offset: number, len: number): Uint8Array | null {
+  const A = space === 'readable' ? chain.rAddr : chain.wAddr;
+  const L = space === 'readable' ? chain.rLen : chain.wLen;
+  if (!(offset >= 0 && len > 0)) return null;
+  let skip = offset;
+  for (let i = 0; i < L.length; i++) {
+    const l = L[i]!;
+    if (skip < l) {
+      if (skip + len > l) return null;
+      return dma.mappedView(skip === 0 ? A[i]! : iovaAdd(A[i]!, skip), len, space === 'readable' ? DMA_READ : DMA_WRITE);
+    }
+    skip -= l;
+  }
+  return null;
+}
+
 /** Copy bytes [offset, offset+len) of the readable space. */
 export async function chainRead(dma: DeviceDma, chain: DescChain, offset: number, len: number): Promise<Buffer> {
   const { addrs, lens } = chainRanges(chain, 'readable', offset, len);

@@ -2,7 +2,7 @@
 // (numbers while exact, bigint above 2^53), little-endian u16 access, a
 // store with a full fence (the store→load ordering event-index suppression
 // depends on). Views over many ranges at once: DeviceDma.withViews.
-import { DMA_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
+import { DMA_READ, DMA_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const TWO32 = 0x1_0000_0000;
@@ -30,6 +30,12 @@ export function iovaHex(a: Iova): string {
   return `0x${a.toString(16)}`;
 }
 
+/** A u16 of mapped guest memory, read synchronously; null: use readU16. */
+export function mapped16(dma: DeviceDma, addr: Iova): number | null {
+  const v = dma.mappedView(addr, 2, DMA_READ);
+  return v ? v[0]! | (v[1]! << 8) : null;
+}
+
 export async function readU16(dma: DeviceDma, addr: Iova): Promise<number> {
   const b = await dma.read(addr, 2);
   return b[0]! | (b[1]! << 8);
@@ -46,7 +52,7 @@ export function storeU16Fenced(dma: DeviceDma, addr: Iova, value: number): Promi
   return dma.withView(addr, 2, DMA_WRITE, (segs) => {
     const s = segs[0]!;
     if (segs.length === 1 && (s.byteOffset & 1) === 0) {
-      Atomics.store(new Uint16Array(s.buffer, s.byteOffset, 1), 0, value);
+      fencedStore(s, value);
     } else {
       // Two segments (a page boundary inside a u16) cannot happen for an
       // aligned ring; write byte by byte anyway.
@@ -54,4 +60,16 @@ export function storeU16Fenced(dma: DeviceDma, addr: Iova, value: number): Promi
       for (const seg of segs) for (let j = 0; j < seg.length; j++, i++) seg[j] = (value >> (8 * i)) & 0xff;
     }
   });
+}
+
+/** storeU16Fenced done synchronously in mapped, aligned memory; false: use storeU16Fenced. */
+export function store16Fenced(dma: DeviceDma, addr: Iova, value: number): boolean {
+  const v = dma.mappedView(addr, 2, DMA_WRITE);
+  if (!v || (v.byteOffset & 1) !== 0) return false;
+  fencedStore(v, value);
+  return true;
+}
+
+function fencedStore(v: Uint8Array, value: number): void {
+  Atomics.store(new Uint16Array(v.buffer, v.byteOffset, 1), 0, value);
 }

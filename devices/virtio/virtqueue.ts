@@ -19,9 +19,9 @@
 // range, a loop, nested indirect, a bad indirect length, an unreadable ring)
 // is a RingError: the host puts the device in DEVICE_NEEDS_RESET. A reset
 // bumps the queue's epoch, which drops everything still in flight.
-import type { DeviceDma, Iova } from '../../iommu/device-dma.js';
+import { DMA_READ, DMA_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
 import { Desc, NO_VECTOR, VRING_AVAIL_F_NO_INTERRUPT } from './constants.js';
-import { iovaAdd, iovaFrom, iovaHex, iovaOf, readU16, storeU16Fenced } from './dma-util.js';
+import { iovaAdd, iovaFrom, iovaHex, iovaOf, mapped16, readU16, store16Fenced, storeU16Fenced } from './dma-util.js';
 
 /** The driver broke the ring: the device needs a reset. */
 export class RingError extends Error {
@@ -224,15 +224,17 @@ export class Virtqueue {
     for (;;) {
       const dma = this.host.dma;
       if (!dma) return;
-      let availIdx = await this.ringRead16(dma, iovaAdd(this.avail, 2), 'avail->idx');
+      const idxAddr = iovaAdd(this.avail, 2);
+      let availIdx = mapped16(dma, idxAddr) ?? (await this.ringRead16(dma, idxAddr, 'avail->idx'));
       if (epoch !== this.epochNo) return;
       let n = (availIdx - this.lastAvail) & 0xffff;
       if (n === 0) {
         if (!this.eventIdx) return;
         // Going idle: ask for a notification at the next buffer, then look
         // once more (the driver may have added one before seeing avail_event).
-        await this.ringStore16(dma, iovaAdd(this.used, 4 + 8 * this.size), this.lastAvail, 'avail_event');
-        availIdx = await this.ringRead16(dma, iovaAdd(this.avail, 2), 'avail->idx');
+        const eventAddr = iovaAdd(this.used, 4 + 8 * this.size);
+        if (!store16Fenced(dma, eventAddr, this.lastAvail)) await this.ringStore16(dma, eventAddr, this.lastAvail, 'avail_event');
+        availIdx = mapped16(dma, idxAddr) ?? (await this.ringRead16(dma, idxAddr, 'avail->idx'));
         if (epoch !== this.epochNo) return;
         n = (availIdx - this.lastAvail) & 0xffff;
         if (n === 0) return;
@@ -241,7 +243,7 @@ export class Virtqueue {
         throw new RingError(`queue ${this.index}: avail->idx ${availIdx} is ${n} entries past ${this.lastAvail} (size ${this.size})`);
       }
       this.stats.batches++;
-      const heads = await this.readHeads(dma, n);
+      const heads = this.headsNow(dma, n) ?? (await this.readHeads(dma, n));
       if (epoch !== this.epochNo) return;
       let table: Buffer | null = null;
       const loadTable = async (): Promise<Buffer> => (table ??= await this.ringRead(dma, this.desc, this.size * Desc.SIZE, 'descriptor table'));
@@ -260,6 +262,14 @@ export class Virtqueue {
         if (epoch !== this.epochNo || !this.host.canProcess()) return;
       }
     }
+  }
+
+  /** The avail ring entries, copied at once from mapped memory when they do not wrap; null: use readHeads. */
+  private headsNow(dma: DeviceDma, n: number): Buffer | null {
+    const start = this.lastAvail % this.size;
+    if (start + n > this.size) return null;
+    const v = dma.mappedView(iovaAdd(this.avail, 4 + 2 * start), 2 * n, DMA_READ);
+    return v ? Buffer.from(v) : null;
   }
 
   /** The avail ring entries [lastAvail, lastAvail + n) (at most two reads). */
@@ -291,7 +301,9 @@ export class Virtqueue {
     let i = head;
     let count = 0;
     // The head alone first: most chains are one descriptor (an indirect one).
-    let d = descView(table ?? (await this.ringRead(dma, iovaAdd(this.desc, Desc.SIZE * head), Desc.SIZE, 'descriptor')));
+    // Read in place when mapped: every field is read once, before any await.
+    const headAddr = iovaAdd(this.desc, Desc.SIZE * head);
+    let d = descView(table ?? dma.mappedView(headAddr, Desc.SIZE, DMA_READ) ?? (await this.ringRead(dma, headAddr, Desc.SIZE, 'descriptor')));
     let base = table ? Desc.SIZE * head : 0;
     for (;;) {
       if (++count > size) throw new RingError(`queue ${q}: descriptor loop in chain ${head}`);
@@ -323,7 +335,8 @@ export class Virtqueue {
     }
     const n = len / Desc.SIZE;
     if (n > MAX_INDIRECT) throw new RingError(`queue ${q}: indirect table of ${n} descriptors (max ${MAX_INDIRECT})`);
-    const t = descView(await this.ringRead(dma, addr, len, 'indirect table'));
+    // In place when mapped (the walk below is synchronous), else a copy.
+    const t = descView(dma.mappedView(addr, len, DMA_READ) ?? (await this.ringRead(dma, addr, len, 'indirect table')));
     chain.indirect = true;
     let i = 0;
     let count = 0;
@@ -371,18 +384,21 @@ export class Virtqueue {
         this.spareUsed = list;
         const n = list.length >> 1;
         const old = this.usedIdx;
-        await this.writeUsed(dma, list, n, epoch);
+        const elems = this.usedElems(list, n);
         list.length = 0;
+        if (!this.writeUsedNow(dma, elems, n)) await this.writeUsed(dma, elems, n, epoch);
         if (epoch !== this.epochNo) return;
         const idx = (old + n) & 0xffff;
-        await this.ringStore16(dma, iovaAdd(this.used, 2), idx, 'used->idx');
+        const idxAddr = iovaAdd(this.used, 2);
+        if (!store16Fenced(dma, idxAddr, idx)) await this.ringStore16(dma, idxAddr, idx, 'used->idx');
         if (epoch !== this.epochNo) return;
         this.usedIdx = idx;
         this.inFlight -= n;
         this.stats.flushes++;
         // The driver fell more than a whole window behind what we signalled.
         if (((idx - this.signalledUsed) << 16 >> 16) < ((idx - old) & 0xffff)) this.signalledValid = false;
-        if (await this.shouldNotify(dma, epoch)) {
+        const notify = this.shouldNotify(dma, epoch);
+        if (typeof notify === 'boolean' ? notify : await notify) {
           this.stats.interrupts++;
           this.host.notify(this);
         } else this.stats.suppressed++;
@@ -394,33 +410,52 @@ export class Virtqueue {
     }
   }
 
-  /** used->ring[usedIdx .. +n) = the pending elements (at most two writes). */
-  private async writeUsed(dma: DeviceDma, list: number[], n: number, epoch: number): Promise<void> {
+  /** The (head, len) pairs as struct virtq_used_elem bytes (le32 id, le32 len). */
+  private usedElems(list: number[], n: number): Buffer {
     if (this.usedBuf.length < 8 * n) this.usedBuf = Buffer.alloc(8 * n);
     const b = this.usedBuf;
     for (let k = 0; k < n; k++) {
       b.writeUInt32LE(list[2 * k]!, 8 * k);
       b.writeUInt32LE(list[2 * k + 1]!, 8 * k + 4);
     }
+    return b.subarray(0, 8 * n);
+  }
+
+  /** used->ring[usedIdx .. +n) written at once in mapped memory when it does not wrap; false: use writeUsed. */
+  private writeUsedNow(dma: DeviceDma, elems: Buffer, n: number): boolean {
+    const start = this.usedIdx % this.size;
+    if (start + n > this.size) return false;
+    const v = dma.mappedView(iovaAdd(this.used, 4 + 8 * start), 8 * n, DMA_WRITE);
+    if (v) v.set(elems);
+    return v !== null;
+  }
+
+  /** used->ring[usedIdx .. +n) = the pending elements (at most two writes). */
+  private async writeUsed(dma: DeviceDma, elems: Buffer, n: number, epoch: number): Promise<void> {
     const ring = iovaAdd(this.used, 4);
     const start = this.usedIdx % this.size;
     const first = Math.min(n, this.size - start);
-    await this.ringWrite(dma, iovaAdd(ring, 8 * start), b.subarray(0, 8 * first), 'used ring');
-    if (first < n && epoch === this.epochNo) await this.ringWrite(dma, ring, b.subarray(8 * first, 8 * n), 'used ring');
+    await this.ringWrite(dma, iovaAdd(ring, 8 * start), elems.subarray(0, 8 * first), 'used ring');
+    if (first < n && epoch === this.epochNo) await this.ringWrite(dma, ring, elems.subarray(8 * first, 8 * n), 'used ring');
   }
 
-  private async shouldNotify(dma: DeviceDma, epoch: number): Promise<boolean> {
+  /** Interrupt or not (a boolean at once when the ring is mapped). */
+  private shouldNotify(dma: DeviceDma, epoch: number): boolean | Promise<boolean> {
     if (!this.eventIdx) {
-      const flags = await this.ringRead16(dma, this.avail, 'avail->flags');
-      return epoch === this.epochNo && (flags & VRING_AVAIL_F_NO_INTERRUPT) === 0;
+      const flags = mapped16(dma, this.avail);
+      const decide = (f: number) => (f & VRING_AVAIL_F_NO_INTERRUPT) === 0;
+      if (flags !== null) return decide(flags);
+      return this.ringRead16(dma, this.avail, 'avail->flags').then((f) => epoch === this.epochNo && decide(f));
     }
     const valid = this.signalledValid;
     this.signalledValid = true;
     const old = this.signalledUsed;
     const now = (this.signalledUsed = this.usedIdx);
     if (!valid) return true;
-    const usedEvent = await this.ringRead16(dma, iovaAdd(this.avail, 4 + 2 * this.size), 'used_event');
-    return epoch === this.epochNo && needEvent(usedEvent, now, old);
+    const eventAddr = iovaAdd(this.avail, 4 + 2 * this.size);
+    const usedEvent = mapped16(dma, eventAddr);
+    if (usedEvent !== null) return needEvent(usedEvent, now, old);
+    return this.ringRead16(dma, eventAddr, 'used_event').then((e) => epoch === this.epochNo && needEvent(e, now, old));
   }
 
   // ---- ring access: faults become RingErrors ----
@@ -467,7 +502,7 @@ export function needEvent(event: number, newIdx: number, oldIdx: number): boolea
  * Descriptors are read through a DataView: several times faster than
  * Buffer.readUInt32LE in this loop (a request has ~250 of them).
  */
-function descView(b: Buffer): DataView {
+function descView(b: Uint8Array): DataView {
   return new DataView(b.buffer, b.byteOffset, b.length);
 }
 

@@ -145,3 +145,36 @@ t.test('memory reached by messages: bounced per view, written back for DMA_WRITE
   t.same(log, ['R8+8', 'R4096+2', 'W8+8', 'W4096+2'], 'merged, read before, written back after');
   t.same([...remote.subarray(7, 17)], [0, 9, 9, 9, 9, 9, 9, 9, 9, 0]);
 });
+
+t.test('mappedView: in-place bytes of directly mapped memory, null for everything else', async (t) => {
+  const { mem, dma, ioas } = setup();
+  ioas.map({ backing: mem, offset: 0, length: 4n * P, prot: 3, iova: BigInt(BASE) });
+  ioas.map({ backing: mem, offset: 8 * PAGE, length: P, prot: 1, iova: BigInt(BASE + 4 * PAGE) });
+  const v = dma.mappedView(BASE + 10, 4, DMA_READ)!;
+  t.same([...v], [10, 11, 12, 13].map((i) => (i * 3) & 0xff), 'the bytes at the IOVA');
+  t.same(where(mem, v), { at: 10, n: 4 }, 'a view of the memory itself, not a copy');
+  ioas.dirtyStart();
+  dma.mappedView(BASE + 2 * PAGE + 1, 2, DMA_WRITE)!.fill(0xab);
+  t.same([...mem.bytes!.subarray(2 * PAGE, 2 * PAGE + 4)], [(2 * PAGE * 3) & 0xff, 0xab, 0xab, ((2 * PAGE + 3) * 3) & 0xff], 'writes land in place');
+  t.equal(ioas.dirtyReport(BigInt(BASE), 4n * P)[0], 0b100, 'a writable view counts as a write for dirty tracking');
+  t.ok(dma.mappedView(BASE + 4 * PAGE, 8, DMA_READ), 'a read-only mapping can be read');
+
+  // Everything else: null, and the general path says what is wrong.
+  t.equal(dma.mappedView(BASE + 4 * PAGE, 8, DMA_WRITE), null, 'no WRITE right');
+  t.equal((await fault(dma.write(BASE + 4 * PAGE, Buffer.alloc(8)))).reason, 'permission');
+  t.equal(dma.mappedView(BASE + 4 * PAGE - 2, 4, DMA_READ), null, 'a range across two mappings');
+  t.equal(dma.mappedView(0x7000_0000, 4, DMA_READ), null, 'unmapped');
+  t.equal((await fault(dma.read(0x7000_0000, 4))).reason, 'unmapped');
+  t.equal(dma.mappedView(BigInt(BASE), 4, DMA_READ), null, 'a bigint IOVA');
+  for (const len of [0, -1, 1.5, NaN, 2 ** 60]) t.equal(dma.mappedView(BASE, len, DMA_READ), null, `length ${len}`);
+  for (const iova of [-1, 0.5, 2 ** 60, NaN]) t.equal(dma.mappedView(iova, 4, DMA_READ), null, `iova ${iova}`);
+  for (const access of [0, 4, DMA_READ | 8]) t.equal(dma.mappedView(BASE, 4, access), null, `access ${access}`);
+
+  const messenger: DmaMessenger = { maxChunk: PAGE, read: async (_a, len) => Buffer.alloc(len), write: async () => {} };
+  const b = new MessageBacking(messenger, 0n, PAGE);
+  ioas.map({ backing: b, length: P, prot: 3, iova: 0x900000n });
+  b.release();
+  t.equal(dma.mappedView(0x900000, 4, DMA_READ), null, 'memory reached by messages');
+  const { ctx } = setup();
+  t.equal(ctx.addDevice('lonely').dma.mappedView(BASE, 4, DMA_READ), null, 'a device attached to nothing');
+});
