@@ -10,10 +10,11 @@
 // checks. Each chain goes to the device's handler; the device completes it
 // (possibly much later, many in flight) with `complete(chain, len)`.
 //
-// Used side: completions are coalesced per event-loop turn (setImmediate):
-// one write of the new used elements, one fenced store of used->idx, then one
-// interrupt decision for the whole batch (EVENT_IDX: used_event; otherwise
-// VRING_AVAIL_F_NO_INTERRUPT).
+// Used side: completions are coalesced per event-loop turn (setImmediate),
+// or published at the end of the current one when nothing else is in
+// flight: one write of the new used elements, one fenced store of used->idx,
+// then one interrupt decision for the whole batch (EVENT_IDX: used_event;
+// otherwise VRING_AVAIL_F_NO_INTERRUPT).
 //
 // A malformed ring (avail idx too far ahead, a head or next index out of
 // range, a loop, nested indirect, a bad indirect length, an unreadable ring)
@@ -366,7 +367,11 @@ export class Virtqueue {
     this.pendingUsed.push(chain.head, len >>> 0);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(this.flushCb);
+      // Nothing else outstanding and no drain handing out more: nothing to
+      // batch with, so publish once this turn's code is done. Otherwise wait
+      // for the completions that arrive in this event-loop turn.
+      if (!this.running && this.pendingUsed.length >> 1 >= this.inFlight) queueMicrotask(this.flushCb);
+      else setImmediate(this.flushCb);
     }
   }
 
