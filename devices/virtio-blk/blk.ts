@@ -3,7 +3,10 @@
 // Requests: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES; anything else is
 // VIRTIO_BLK_S_UNSUPP. Data moves with preadv/pwritev straight between the
 // file and guest memory (DeviceDma views: the mapped guest RAM itself, or
-// bounce buffers when the memory is reached by DMA_READ/WRITE messages).
+// bounce buffers when the memory is reached by DMA_READ/WRITE messages):
+// what the page cache holds is copied at once on the event loop (it never
+// waits for the disk), the rest on the libuv thread pool (file-io.ts). The
+// header and status byte are read and written in place when mapped.
 // A failed request (bad sector, DMA fault, I/O error, write to a read-only
 // disk) completes with VIRTIO_BLK_S_IOERR; the device keeps going.
 //
