@@ -44,6 +44,18 @@ export class DmaFault extends VfioUserError {
   }
 }
 
+/**
+ * A scatter list as byte ranges of ArrayBuffers: range i is
+ * buffers[spans[3i]] bytes [spans[3i+1], +spans[3i+2]). What withSpans hands
+ * out instead of one view object per range (for native I/O on hundreds of
+ * guest pages; native/index.ts preadvSpans takes it as it is).
+ */
+export interface SpanList {
+  readonly buffers: ArrayBufferLike[];
+  readonly spans: Float64Array;
+  readonly count: number;
+}
+
 export interface DeviceDma {
   /** Copy `length` bytes at `iova` out of guest memory. Rejects with DmaFault. */
   read(iova: Iova, length: number, pasid?: number): Promise<Buffer>;
@@ -75,6 +87,18 @@ export interface DeviceDma {
     lengths: readonly number[],
     access: number,
     fn: (segments: Uint8Array[]) => T | Promise<T>,
+    pasid?: number,
+  ): Promise<T>;
+  /**
+   * withViews with the segments as a SpanList instead of views: the same
+   * translation, merging, holds, bouncing, dirty logging and faults, and
+   * the same rule (valid until fn returns or its promise settles).
+   */
+  withSpans<T>(
+    iovas: readonly Iova[],
+    lengths: readonly number[],
+    access: number,
+    fn: (list: SpanList) => T | Promise<T>,
     pasid?: number,
   ): Promise<T>;
   /**

@@ -4,7 +4,7 @@
 // defers the real munmap and its drained promise waits for us).
 import { VfioUserError } from '../protocol/errno.js';
 import type { Area } from './area.js';
-import { DMA_READ, DMA_WRITE, DmaFault, type DeviceDma, type Iova } from './device-dma.js';
+import { DMA_READ, DMA_WRITE, DmaFault, type DeviceDma, type Iova, type SpanList } from './device-dma.js';
 import { markDirty } from './dirty.js';
 import type { Ioas } from './ioas.js';
 import { TWO_POW_64, U64_MAX } from './u64.js';
@@ -16,6 +16,15 @@ export interface DmaTarget {
 }
 
 const isThenable = <T>(v: T | Promise<T>): v is Promise<T> => typeof (v as { then?: unknown } | null)?.then === 'function';
+
+/** One view per span (what withViews hands out). */
+function viewsOf(list: SpanList): Uint8Array[] {
+  const { buffers, spans, count } = list;
+  const views = new Array<Uint8Array>(count);
+  // new Uint8Array(buffer, ...) costs half of subarray() per view.
+  for (let i = 0; i < count; i++) views[i] = new Uint8Array(buffers[spans[3 * i]!]!, spans[3 * i + 1]!, spans[3 * i + 2]!);
+  return views;
+}
 
 interface Seg {
   area: Area;
@@ -83,6 +92,16 @@ export class DeviceDmaPort implements DeviceDma {
     fn: (segments: Uint8Array[]) => T | Promise<T>,
     pasid?: number,
   ): Promise<T> {
+    return this.withSpans(iovas, lengths, access, (list) => fn(viewsOf(list)), pasid);
+  }
+
+  withSpans<T>(
+    iovas: readonly Iova[],
+    lengths: readonly number[],
+    access: number,
+    fn: (list: SpanList) => T | Promise<T>,
+    pasid?: number,
+  ): Promise<T> {
     const first = iovas.length > 0 ? iovas[0]! : 0;
     try {
       if (!(access === DMA_READ || access === DMA_WRITE || access === (DMA_READ | DMA_WRITE))) {
@@ -93,9 +112,9 @@ export class DeviceDmaPort implements DeviceDma {
       }
       if (iovas.length > 0) this.checkRange(first, lengths[0]!, pasid);
       const ioas = this.ioasOf(first, lengths[0] ?? 0, pasid);
-      // Translated (and held, inside viewsOf) before anything awaits: an
+      // Translated (and held, inside spansOf) before anything awaits: an
       // unmap from here on waits for fn to finish.
-      return this.viewsOf(ioas, this.scatter(ioas, iovas, lengths, access, pasid), access, fn, pasid);
+      return this.spansOf(ioas, this.scatter(ioas, iovas, lengths, access, pasid), access, fn, pasid);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -145,12 +164,13 @@ export class DeviceDmaPort implements DeviceDma {
     return segs;
   }
 
-  // Holds the areas of segs until fn settles; fn gets one view per seg.
-  private async viewsOf<T>(
+  // Holds the areas of segs until fn settles; fn gets them as spans of
+  // ArrayBuffers: the mapped memory itself, or bounce buffers.
+  private async spansOf<T>(
     ioas: Ioas,
     segs: Seg[],
     access: number,
-    fn: (segments: Uint8Array[]) => T | Promise<T>,
+    fn: (list: SpanList) => T | Promise<T>,
     pasid: number | undefined,
   ): Promise<T> {
     // One hold per run of segments in the same area (a guest request is
@@ -158,34 +178,46 @@ export class DeviceDmaPort implements DeviceDma {
     const held: Area[] = [];
     for (const s of segs) if (held.length === 0 || held[held.length - 1] !== s.area) (held[held.length] = s.area).hold();
     try {
-      const views: Uint8Array[] = new Array<Uint8Array>(segs.length);
+      const spans = new Float64Array(3 * segs.length);
+      const buffers: ArrayBufferLike[] = [];
+      const indexOf = (b: ArrayBufferLike): number => {
+        const i = buffers.lastIndexOf(b);
+        return i >= 0 ? i : buffers.push(b) - 1;
+      };
       let bounced: { s: Seg; buf: Buffer }[] | null = null;
       let area: Area | null = null;
       let bytes: Uint8Array | null = null;
-      let ab: ArrayBufferLike | null = null; // bytes.buffer when direct (a C++ call: once per area)
+      let direct = -1; // buffers index of the area's memory when it is used in place
       let base = 0;
       for (let i = 0; i < segs.length; i++) {
         const s = segs[i]!;
         if (s.area !== area) {
           area = s.area;
           bytes = area.backing.bytes;
-          ab = bytes !== null && !area.backing.readOnlyMemory ? bytes.buffer : null;
+          direct = bytes !== null && !area.backing.readOnlyMemory ? indexOf(bytes.buffer) : -1;
           base = bytes !== null ? bytes.byteOffset + area.offset : 0;
         }
-        const off = area.offset + s.pos;
-        // new Uint8Array(buffer, ...) costs half of subarray() per view.
-        if (ab) views[i] = new Uint8Array(ab, base + s.pos, s.n);
-        else if (bytes) views[i] = Uint8Array.prototype.slice.call(bytes, off, off + s.n); // read-only memory: a copy
-        else {
-          const b = area.backing;
-          const buf = access & DMA_READ ? await this.io(() => b.read(off, s.n), s, pasid) : Buffer.alloc(s.n);
-          views[i] = buf;
-          (bounced ??= []).push({ s, buf });
+        if (direct >= 0) {
+          spans[3 * i] = direct;
+          spans[3 * i + 1] = base + s.pos;
+        } else {
+          const off = area.offset + s.pos;
+          let buf: Buffer | Uint8Array;
+          if (bytes) buf = Uint8Array.prototype.slice.call(bytes, off, off + s.n); // read-only memory: a copy
+          else {
+            const b = area.backing;
+            const bb = access & DMA_READ ? await this.io(() => b.read(off, s.n), s, pasid) : Buffer.alloc(s.n);
+            (bounced ??= []).push({ s, buf: bb });
+            buf = bb;
+          }
+          spans[3 * i] = indexOf(buf.buffer);
+          spans[3 * i + 1] = buf.byteOffset;
         }
+        spans[3 * i + 2] = s.n;
       }
       if (access & DMA_WRITE && ioas.dirtyTracking) for (const s of segs) markDirty(s.area, s.pos, s.n);
       // No await when fn finished synchronously: one turn less per request.
-      const r0 = fn(views);
+      const r0 = fn({ buffers, spans, count: segs.length });
       const r = isThenable(r0) ? await r0 : r0;
       if (access & DMA_WRITE && bounced) {
         for (const { s, buf } of bounced) await this.io(() => s.area.backing.write(s.area.offset + s.pos, buf), s, pasid);

@@ -251,6 +251,23 @@ export function pwritevFull(fd: number, views: readonly ArrayBufferView[], posit
   return addon.pwritevFull(fd, buffers, spans, views.length, position, tryInline);
 }
 
+/** A scatter list as DeviceDma.withSpans hands it out (iommu/device-dma.ts SpanList). */
+export interface Spans {
+  readonly buffers: ArrayBufferLike[];
+  readonly spans: Float64Array;
+  readonly count: number;
+}
+
+/** preadvFull on a span list as it is (no view objects; the buffers must be ArrayBuffers). */
+export function preadvSpans(fd: number, list: Spans, position: number, tryInline: boolean): number | Promise<number> {
+  return addon.preadvFull(fd, list.buffers as ArrayBuffer[], list.spans, list.count, position, tryInline);
+}
+
+/** pwritevFull on a span list as it is. */
+export function pwritevSpans(fd: number, list: Spans, position: number, tryInline: boolean): number | Promise<number> {
+  return addon.pwritevFull(fd, list.buffers as ArrayBuffer[], list.spans, list.count, position, tryInline);
+}
+
 // The views as (buffer index, byte offset, byte length) triples: the addon
 // reads one Float64Array instead of fetching every view object. Reused: the
 // addon copies it into its iovec before it returns.

@@ -3,7 +3,7 @@
 // space (8, VGA, is absent); IRQ indices INTx, MSI, MSI-X, ERR, REQ.
 // Device models drive interrupts through setIntx/raiseIrq/msiNotify/
 // msixNotify and reach guest memory through `dma` (bus mastering enforced).
-import { DmaFault, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
+import { DmaFault, type DeviceDma, type Iova, type SpanList } from '../../iommu/device-dma.js';
 import type {
   DeviceClient,
   IrqInfo,
@@ -326,6 +326,16 @@ class BusMasterDma implements DeviceDma {
     pasid?: number,
   ): Promise<T> {
     return this.enabled() ? this.dma.withViews(iovas, lengths, access, fn, pasid) : refused(iovas[0] ?? 0, lengths[0] ?? 0);
+  }
+
+  withSpans<T>(
+    iovas: readonly Iova[],
+    lengths: readonly number[],
+    access: number,
+    fn: (list: SpanList) => T | Promise<T>,
+    pasid?: number,
+  ): Promise<T> {
+    return this.enabled() ? this.dma.withSpans(iovas, lengths, access, fn, pasid) : refused(iovas[0] ?? 0, lengths[0] ?? 0);
   }
 
   mappedView(iova: Iova, length: number, access: number, pasid?: number): Uint8Array | null {

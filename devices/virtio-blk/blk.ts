@@ -23,7 +23,7 @@ import type { Logger } from '../device.js';
 import type { FdOps } from '../pci/fd-ops.js';
 import type { PciDevice } from '../pci/pci-device.js';
 import { bit, VirtioId } from '../virtio/constants.js';
-import { chainRead, chainView, chainWrite, withChainViews } from '../virtio/chain-io.js';
+import { chainRead, chainView, chainWrite, withChainSpans } from '../virtio/chain-io.js';
 import { VirtioPciTransport } from '../virtio/transport.js';
 import type { DescChain } from '../virtio/virtqueue.js';
 import {
@@ -230,7 +230,7 @@ export class VirtioBlk {
         const len = chain.writable - 1;
         const pos = this.range(sector, len);
         this.stats.reads++;
-        await withChainViews(dma, chain, 'writable', 0, len, (segs) => readFull(this.fd, segs, pos));
+        await withChainSpans(dma, chain, 'writable', 0, len, (list) => readFull(this.fd, list, pos));
         this.stats.bytesRead += len;
         return;
       }
@@ -239,7 +239,7 @@ export class VirtioBlk {
         const len = chain.readable - OUTHDR_SIZE;
         const pos = this.range(sector, len);
         this.stats.writes++;
-        await withChainViews(dma, chain, 'readable', OUTHDR_SIZE, len, (segs) => writeFull(this.fd, segs, pos));
+        await withChainSpans(dma, chain, 'readable', OUTHDR_SIZE, len, (list) => writeFull(this.fd, list, pos));
         if (!this.writeback) await fdatasync(this.fd);
         this.stats.bytesWritten += len;
         return;

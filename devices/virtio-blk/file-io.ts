@@ -4,6 +4,7 @@
 // the rest on the libuv thread pool), fdatasync, and the fallocate-based
 // DISCARD / WRITE_ZEROES helpers.
 import fs from 'node:fs';
+import type { SpanList } from '../../iommu/device-dma.js';
 import * as native from '../../native/index.js';
 
 // Inline page-cache copies can be turned off (VUT_BLK_INLINE_IO=0) to compare.
@@ -18,29 +19,30 @@ function pwrite(fd: number, buf: Uint8Array, pos: number): Promise<number> {
 }
 
 /**
- * Fill `bufs` from the file at `pos`; bytes past the end of file read as
- * zeros. Returns nothing when it completed inline, else a promise.
+ * Fill the span list from the file at `pos`; bytes past the end of file read
+ * as zeros. Returns nothing when it completed inline, else a promise.
  */
-export function readFull(fd: number, bufs: Uint8Array[], pos: number): void | Promise<void> {
-  const r = native.preadvFull(fd, bufs, pos, INLINE);
-  if (typeof r === 'number') return zeroTail(bufs, r);
-  return r.then((n) => zeroTail(bufs, n));
+export function readFull(fd: number, list: SpanList, pos: number): void | Promise<void> {
+  const r = native.preadvSpans(fd, list, pos, INLINE);
+  if (typeof r === 'number') return zeroTail(list, r);
+  return r.then((n) => zeroTail(list, n));
 }
 
-/** Zero what is past the first `n` bytes of `bufs` (the file ended there). */
-function zeroTail(bufs: Uint8Array[], n: number): void {
-  for (const b of bufs) {
-    if (n >= b.length) n -= b.length;
+/** Zero what is past the first `n` bytes of the list (the file ended there). */
+function zeroTail({ buffers, spans, count }: SpanList, n: number): void {
+  for (let i = 0; i < count; i++) {
+    const len = spans[3 * i + 2]!;
+    if (n >= len) n -= len;
     else {
-      b.fill(0, n);
+      new Uint8Array(buffers[spans[3 * i]!]!, spans[3 * i + 1]!, len).fill(0, n);
       n = 0;
     }
   }
 }
 
-/** Write all of `bufs` to the file at `pos`: nothing when done inline, else a promise. */
-export function writeFull(fd: number, bufs: Uint8Array[], pos: number): void | Promise<void> {
-  const r = native.pwritevFull(fd, bufs, pos, INLINE);
+/** Write all of the span list to the file at `pos`: nothing when done inline, else a promise. */
+export function writeFull(fd: number, list: SpanList, pos: number): void | Promise<void> {
+  const r = native.pwritevSpans(fd, list, pos, INLINE);
   if (typeof r !== 'number') return r.then(() => undefined);
 }
 

@@ -2,7 +2,7 @@
 // device-readable bytes (in chain order) and the device-writable bytes.
 // A request header may straddle descriptors, a status byte may share the
 // last data descriptor: device models address bytes, not descriptors.
-import { DMA_READ, DMA_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
+import { DMA_READ, DMA_WRITE, type DeviceDma, type Iova, type SpanList } from '../../iommu/device-dma.js';
 import { iovaAdd } from './dma-util.js';
 import type { DescChain } from './virtqueue.js';
 
@@ -92,11 +92,33 @@ export function withChainViews<T>(
   len: number,
   fn: (segments: Uint8Array[]) => T | Promise<T>,
 ): Promise<T> {
+  return withRanges(chain, space, offset, len, (addrs, lens, access) => dma.withViews(addrs, lens, access, fn));
+}
+
+/** withChainViews as a span list (DeviceDma.withSpans): for native I/O on the whole request. */
+export function withChainSpans<T>(
+  dma: DeviceDma,
+  chain: DescChain,
+  space: ChainSpace,
+  offset: number,
+  len: number,
+  fn: (list: SpanList) => T | Promise<T>,
+): Promise<T> {
+  return withRanges(chain, space, offset, len, (addrs, lens, access) => dma.withSpans(addrs, lens, access, fn));
+}
+
+function withRanges<T>(
+  chain: DescChain,
+  space: ChainSpace,
+  offset: number,
+  len: number,
+  go: (addrs: Iova[], lens: number[], access: number) => Promise<T>,
+): Promise<T> {
   let r: { addrs: Iova[]; lens: number[] };
   try {
     r = chainRanges(chain, space, offset, len);
   } catch (e) {
     return Promise.reject(e);
   }
-  return dma.withViews(r.addrs, r.lens, space === 'readable' ? DMA_READ : DMA_WRITE, fn);
+  return go(r.addrs, r.lens, space === 'readable' ? DMA_READ : DMA_WRITE);
 }

@@ -12,4 +12,4 @@ export {
   type VirtioDeviceSpec,
   type VirtioTransportOptions,
 } from './transport.js';
-export { chainRead, chainWrite, withChainViews } from './chain-io.js';
+export { chainRead, chainView, chainWrite, withChainSpans, withChainViews } from './chain-io.js';

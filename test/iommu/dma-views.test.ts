@@ -178,3 +178,44 @@ t.test('mappedView: in-place bytes of directly mapped memory, null for everythin
   const { ctx } = setup();
   t.equal(ctx.addDevice('lonely').dma.mappedView(BASE, 4, DMA_READ), null, 'a device attached to nothing');
 });
+
+t.test('withSpans: the same scatter list as spans of ArrayBuffers (no view objects)', async (t) => {
+  const { mem, dma, ioas } = setup();
+  ioas.map({ backing: mem, offset: 0, length: 4n * P, prot: 3, iova: BigInt(BASE) });
+  ioas.map({ backing: mem, offset: 8 * PAGE, length: 2n * P, prot: 1, iova: BigInt(BASE + 4 * PAGE) });
+  const base = mem.bytes!.byteOffset;
+  const got = await dma.withSpans([BASE, BASE + PAGE, BASE + 3 * PAGE], [PAGE, 512, 100], DMA_READ, (l) => ({
+    n: l.count,
+    same: l.buffers.length === 1 && l.buffers[0] === mem.bytes!.buffer,
+    spans: [...l.spans.subarray(0, 3 * l.count)],
+  }));
+  t.same(got, { n: 2, same: true, spans: [0, base, PAGE + 512, 0, base + 3 * PAGE, 100] }, 'merged, in place: one buffer, two spans');
+
+  // Memory reached by messages is bounced; mixed sources keep their order.
+  const remote = new Uint8Array(2 * PAGE).fill(5);
+  const messenger: DmaMessenger = {
+    maxChunk: PAGE,
+    read: async (addr, len) => Buffer.from(remote.subarray(Number(addr), Number(addr) + len)),
+    write: async (addr, data) => void remote.set(data, Number(addr)),
+  };
+  const b = new MessageBacking(messenger, 0n, 2 * PAGE);
+  ioas.map({ backing: b, length: 2n * P, prot: 3, iova: 0x900000n });
+  b.release();
+  await dma.withSpans([BASE + 8, 0x900000 + 16], [4, 8], DMA_READ | DMA_WRITE, (l) => {
+    t.equal(l.count, 2);
+    t.equal(l.buffers[l.spans[0]!], mem.bytes!.buffer, 'mapped memory in place');
+    t.not(l.buffers[l.spans[3]!], mem.bytes!.buffer, 'message memory bounced');
+    const bounce = new Uint8Array(l.buffers[l.spans[3]!]!, l.spans[4]!, l.spans[5]!);
+    t.same([...bounce], [5, 5, 5, 5, 5, 5, 5, 5], 'bounce read before fn');
+    bounce.fill(7);
+  });
+  t.same([...remote.subarray(15, 25)], [5, 7, 7, 7, 7, 7, 7, 7, 7, 5], 'and written back after');
+
+  const f = await fault(dma.withSpans([BASE, BASE + 4 * PAGE], [8, 8], DMA_WRITE, () => t.fail('fn must not run')));
+  t.equal(f.reason, 'permission', 'one bad range: a fault before fn');
+  const u = ioas.unmap(BigInt(BASE), 4n * P);
+  let drained = false;
+  void u.drained.then(() => (drained = true));
+  await new Promise((r) => setImmediate(r));
+  t.equal(drained, true, 'nothing left held');
+});

@@ -141,3 +141,26 @@ t.test('bad arguments throw at once', async (t) => {
   t.equal(await settle(n.preadvFull(fd, [detached, new Uint8Array(4)], 0, true)), 4, 'a detached view is empty, not a crash');
   t.equal(n.preadvFull(fd, v, 0, true) !== undefined, true, 'still works afterwards');
 });
+
+t.test('preadvSpans / pwritevSpans take a span list as it is, and check every span', async (t) => {
+  const data = pattern(64 * KiB, 11);
+  const { fd, file: f } = file(t, data);
+  const a = new ArrayBuffer(16 * KiB);
+  const b = new ArrayBuffer(16 * KiB);
+  const spans = new Float64Array([1, 4 * KiB, 4 * KiB, 0, 0, 2 * KiB, 1, 0, 1 * KiB]);
+  t.equal(await settle(n.preadvSpans(fd, { buffers: [a, b], spans, count: 3 }, 1000, true)), 7 * KiB);
+  const got = Buffer.concat([Buffer.from(b, 4 * KiB, 4 * KiB), Buffer.from(a, 0, 2 * KiB), Buffer.from(b, 0, 1 * KiB)]);
+  t.ok(got.equals(data.subarray(1000, 1000 + 7 * KiB)), 'spans filled in list order');
+  t.equal(await settle(n.pwritevSpans(fd, { buffers: [a, b], spans, count: 2 }, 0, false)), 6 * KiB, 'count limits the spans used');
+  t.ok(fs.readFileSync(f).subarray(0, 6 * KiB).equals(got.subarray(0, 6 * KiB)));
+
+  const bad = (s: number[], what: string, count = 1, buffers: ArrayBufferLike[] = [a]) =>
+    t.throws(() => n.preadvSpans(fd, { buffers, spans: new Float64Array(s), count }, 0, true), RangeError, what);
+  bad([0, 16 * KiB - 1, 2], 'a span past the end of its buffer');
+  bad([1, 0, 1], 'a buffer index out of range');
+  bad([0, 0.5, 1], 'a fractional offset');
+  bad([0, -1, 1], 'a negative offset');
+  bad([0, 0, 1], 'count larger than the spans hold', 2);
+  t.throws(() => n.preadvSpans(fd, { buffers: [new SharedArrayBuffer(8)], spans: new Float64Array([0, 0, 1]), count: 1 }, 0, true), TypeError, 'ArrayBuffers only');
+  t.throws(() => n.preadvSpans(fd, { buffers: [a], spans: new Uint32Array(3) as never, count: 1 }, 0, true), TypeError, 'spans must be a Float64Array');
+});

@@ -212,6 +212,20 @@ t.test('the last sector is readable; one past is IOERR, and huge sectors too', a
   t.equal((await run(e, { type: BlkType.IN, sector: 0, inLen: 512 })).status, BlkStatus.OK, 'still working');
 });
 
+t.test('an image shrunk behind our back reads as zeros past its end', async (t) => {
+  const e = make();
+  const data = randomBytes(8 * 512);
+  t.equal((await run(e, { type: BlkType.OUT, sector: 0, out: data })).status, BlkStatus.OK);
+  fs.truncateSync(e.image, 3 * 512 + 100); // somebody else truncated it mid-sector
+  const at = e.g.mem.alloc(8 * 512);
+  e.g.mem.write(at, Buffer.alloc(8 * 512, 0xee)); // not zeros already
+  const r = await run(e, { type: BlkType.IN, sector: 0, inLen: 8 * 512, inAddr: at, segment: 1024, indirect: true });
+  t.equal(r.status, BlkStatus.OK, 'capacity is what the guest was told: the read succeeds');
+  const got = e.g.mem.read(at, 8 * 512);
+  t.ok(got.subarray(0, 3 * 512 + 100).equals(data.subarray(0, 3 * 512 + 100)), 'the bytes that are left');
+  t.ok(got.subarray(3 * 512 + 100).every((b) => b === 0), 'zeros after them, across descriptors');
+});
+
 t.test('FLUSH waits for fdatasync', async (t) => {
   const e = make();
   const real = fs.fdatasync;
