@@ -2,7 +2,9 @@
 // access goes through DeviceDma (mapped memory, DMA_READ/WRITE messages, a
 // guest vIOMMU: it is all the same here), and nothing in it ever blocks a
 // register access: a doorbell only sets a flag and starts (or extends) an
-// asynchronous drain of the available ring.
+// asynchronous drain of the available ring. Ring memory that is mapped into
+// this process is read and written in place, without awaiting
+// (DeviceDma.mappedView); anything else takes the asynchronous path.
 //
 // Available side: read avail->idx, then the new ring entries, then each head
 // descriptor (the whole table once per batch when a chain continues with
