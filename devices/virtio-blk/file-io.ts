@@ -1,5 +1,5 @@
 // File I/O for virtio-blk: positioned scatter/gather straight between the
-// image and the guest's buffers (native preadvFull/pwritevFull: one iovec
+// image and the guest's buffers (native preadvSpans/pwritevSpans: one iovec
 // built once, a page-cache hit copied inline without waiting for the disk,
 // the rest on the libuv thread pool), fdatasync, and the fallocate-based
 // DISCARD / WRITE_ZEROES helpers.

@@ -8,11 +8,16 @@ import type { DescChain } from './virtqueue.js';
 
 export type ChainSpace = 'readable' | 'writable';
 
+/** A space's descriptors (addresses, lengths), total bytes and DMA access. */
+function spaceOf(chain: DescChain, space: ChainSpace): { A: Iova[]; L: number[]; total: number; access: number } {
+  return space === 'readable'
+    ? { A: chain.rAddr, L: chain.rLen, total: chain.readable, access: DMA_READ }
+    : { A: chain.wAddr, L: chain.wLen, total: chain.writable, access: DMA_WRITE };
+}
+
 /** The guest ranges holding bytes [offset, offset+len) of one space. */
 export function chainRanges(chain: DescChain, space: ChainSpace, offset: number, len: number): { addrs: Iova[]; lens: number[] } {
-  const A = space === 'readable' ? chain.rAddr : chain.wAddr;
-  const L = space === 'readable' ? chain.rLen : chain.wLen;
-  const total = space === 'readable' ? chain.readable : chain.writable;
+  const { A, L, total } = spaceOf(chain, space);
   if (offset < 0 || len < 0 || offset + len > total) {
     throw new RangeError(`bytes [${offset}, +${len}) outside the ${total} ${space} bytes of chain ${chain.head}`);
   }
@@ -53,15 +58,14 @@ export function chainRanges(chain: DescChain, space: ChainSpace, offset: number,
  * use the view at once, never across an await.
  */
 export function chainView(dma: DeviceDma, chain: DescChain, space: ChainSpace, offset: number, len: number): Uint8Array | null {
-  const A = space === 'readable' ? chain.rAddr : chain.wAddr;
-  const L = space === 'readable' ? chain.rLen : chain.wLen;
+  const { A, L, access } = spaceOf(chain, space);
   if (!(offset >= 0 && len > 0)) return null;
   let skip = offset;
   for (let i = 0; i < L.length; i++) {
     const l = L[i]!;
     if (skip < l) {
       if (skip + len > l) return null;
-      return dma.mappedView(skip === 0 ? A[i]! : iovaAdd(A[i]!, skip), len, space === 'readable' ? DMA_READ : DMA_WRITE);
+      return dma.mappedView(skip === 0 ? A[i]! : iovaAdd(A[i]!, skip), len, access);
     }
     skip -= l;
   }
@@ -131,5 +135,5 @@ function withRanges<T>(
   } catch (e) {
     return Promise.reject(e);
   }
-  return go(r.addrs, r.lens, space === 'readable' ? DMA_READ : DMA_WRITE);
+  return go(r.addrs, r.lens, spaceOf(chain, space).access);
 }
