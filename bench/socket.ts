@@ -108,7 +108,7 @@ function metrics(full: boolean): Metric[] {
       args: ['-m', 'pingpong'],
       placement: 'free',
       calibN: 2_000,
-      note: 'informational: mostly the VM cross-CPU wake-up latency (shared/FACTS.md), noisy as the scheduler sometimes co-locates the two',
+      note: 'informational: mostly the VM cross-CPU wake-up latency, noisy as the scheduler sometimes co-locates the two',
     },
     {
       key: 'inflight32-split',

@@ -59,7 +59,7 @@
 
 #define POSTED_BATCH 256u
 
-/* What QEMU 11.1 offers (see shared/DESIGN.md). */
+/* What QEMU 11.1 offers (see docs/ARCHITECTURE.md). */
 static const char version_json[] =
     "{\"capabilities\":{\"max_msg_fds\":16,\"max_data_xfer_size\":1048576,"
     "\"pgsizes\":4096,\"max_dma_maps\":65535,\"write_multiple\":true}}";
