@@ -72,6 +72,11 @@ export interface VfioUserDevice {
   setIrqs(req: SetIrqsRequest): void;
   /** VFIO_USER_DEVICE_RESET. */
   reset(): void | Promise<void>;
+  /**
+   * Signal the REQ eventfd the client gave (VFIO_PCI_REQ_IRQ_INDEX): ask it
+   * to release the device. The server calls it on shutdown. True if signalled.
+   */
+  requestRelease?(): boolean;
   /** A client connected (after VERSION). */
   attachClient(client: DeviceClient): void;
   /** The client went away: close IRQ fds, stop DMA, keep device state. */

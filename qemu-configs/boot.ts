@@ -45,6 +45,9 @@ export interface BootResult extends QemuRunResult, GuestReport {
   args: string[];
 }
 
+/** What QEMU warns when a vfio device offers no ERR interrupt: it then runs without error recovery. */
+export const NO_ERROR_RECOVERY = 'Could not enable error recovery';
+
 const KVM_FAILURE = /KVM internal error|kvm run failed|failed to initialize kvm|Could not access KVM/i;
 
 export async function bootGuest(opts: BootOptions): Promise<BootResult> {

@@ -13,7 +13,7 @@ export {
   type Accel,
   type MachineOptions,
 } from './qemu-args.js';
-export { bootGuest, describeBoot, type BootOptions, type BootResult } from './boot.js';
+export { bootGuest, describeBoot, NO_ERROR_RECOVERY, type BootOptions, type BootResult } from './boot.js';
 export { runQemu, type QemuRunOptions, type QemuRunResult } from './qemu-process.js';
 export { parseGuestOutput, SCRIPT_PRELUDE, type GuestReport } from './results.js';
 export { cpioArchive, concatInitramfs, type CpioEntry } from './cpio.js';

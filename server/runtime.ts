@@ -7,7 +7,7 @@ import { IommuContext } from '../iommu/context.js';
 import { ClientDmaSpace } from '../iommu/client-dma.js';
 import type { ServerConfig } from './config.js';
 import { rootLog, setLogLevel, type Log } from './log.js';
-import { VfioUserServer, type DeviceHost } from './server.js';
+import { VfioUserServer, releaseTimeoutOf, type DeviceHost, type ShutdownOptions } from './server.js';
 import { ControlServer } from './control.js';
 
 export interface RunningServer {
@@ -17,8 +17,12 @@ export interface RunningServer {
   /** The control socket, when the config names one. */
   readonly control: ControlServer | null;
   host(name: string): DeviceHost;
-  /** Stops listening, drops clients, removes the socket files. */
-  close(): Promise<void>;
+  /**
+   * Stops listening and removes the socket files, asks connected clients to
+   * release their devices (REQ) and waits a bounded time for them to leave,
+   * then drops the rest. A second call waits for the first.
+   */
+  close(opts?: ShutdownOptions): Promise<void>;
 }
 
 export async function startServer(cfg: ServerConfig, log: Log = rootLog): Promise<RunningServer> {
@@ -49,6 +53,7 @@ export async function startServer(cfg: ServerConfig, log: Log = rootLog): Promis
       throw err;
     }
   }
+  let closing: Promise<void> | null = null;
   return {
     server,
     models,
@@ -59,9 +64,16 @@ export async function startServer(cfg: ServerConfig, log: Log = rootLog): Promis
       if (!h) throw new Error(`no device '${name}'`);
       return h;
     },
-    async close() {
-      server.close();
-      await control?.close();
+    close(opts) {
+      if (!closing) {
+        try {
+          releaseTimeoutOf(opts); // refused before anything stops: the caller may call again
+        } catch (e) {
+          return Promise.reject(e);
+        }
+        closing = server.shutdown(opts).finally(() => control?.close());
+      }
+      return closing;
     },
   };
 }

@@ -1,6 +1,8 @@
 // The server: one listener per device socket, one client session at a time
 // per device. When a client leaves, its DMA mappings go and its IRQ fds are
 // closed, the device keeps its state, and the next client is accepted.
+// An orderly shutdown first asks each client to release its device (the REQ
+// interrupt, QEMU's unplug request) and gives it a bounded time to leave.
 import { EventEmitter } from 'node:events';
 import type { VfioUserDevice } from '../devices/device.js';
 import { Listener } from './listener.js';
@@ -17,6 +19,29 @@ export interface DeviceEndpoint {
 
 /** Makes the per-client DMA space of a device (iommu/client-dma.ts: the IOMMU model's type1 view). */
 export type DmaSpaceFactory = (deviceName: string) => DmaSpace;
+
+/** How an orderly shutdown treats connected clients. */
+export interface ShutdownOptions {
+  /**
+   * Milliseconds a client with a REQ eventfd gets to disconnect on its own
+   * after REQ is signalled (default DEFAULT_RELEASE_TIMEOUT_MS; 0: do not ask).
+   */
+  releaseTimeoutMs?: number;
+}
+
+/** The default time a client gets to release its device on shutdown. */
+export const DEFAULT_RELEASE_TIMEOUT_MS = 1000;
+/** The longest release time accepted (a timer's range is 2^31-1 ms; a minute is plenty). */
+export const MAX_RELEASE_TIMEOUT_MS = 60_000;
+
+/** The release time `opts` asks for; RangeError unless an integer in [0, MAX_RELEASE_TIMEOUT_MS]. */
+export function releaseTimeoutOf(opts: ShutdownOptions = {}): number {
+  const ms = opts.releaseTimeoutMs ?? DEFAULT_RELEASE_TIMEOUT_MS;
+  if (!Number.isInteger(ms) || ms < 0 || ms > MAX_RELEASE_TIMEOUT_MS) {
+    throw new RangeError(`releaseTimeoutMs must be an integer in [0, ${MAX_RELEASE_TIMEOUT_MS}], got ${ms}`);
+  }
+  return ms;
+}
 
 export interface DeviceHostEvents {
   connect: [];
@@ -62,6 +87,41 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
     this.emit('connect');
   }
 
+  /** Stop accepting clients and remove the socket file; the current client stays. */
+  stopListening(): void {
+    this.listener.close();
+  }
+
+  /**
+   * Asks the connected client to release the device (signals its REQ
+   * eventfd) and waits until it disconnects or `timeoutMs` passes. Resolves
+   * true if the client left on its own, false if it was not asked (no
+   * client, no REQ eventfd, timeoutMs 0) or did not leave in time.
+   */
+  requestRelease(timeoutMs: number): Promise<boolean> {
+    if (!this.session || timeoutMs <= 0) return Promise.resolve(false);
+    let signalled = false;
+    try {
+      signalled = this.device.requestRelease?.() ?? false;
+    } catch (e) {
+      this.log.warn(`release request failed: ${String(e)}`);
+    }
+    if (!signalled) return Promise.resolve(false);
+    this.log.info(`asked the client to release the device; waiting up to ${timeoutMs} ms`);
+    return new Promise((resolve) => {
+      const left = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.off('disconnect', left);
+        this.log.info('the client kept the device; closing its connection');
+        resolve(false);
+      }, timeoutMs);
+      this.once('disconnect', left);
+    });
+  }
+
   close(): void {
     this.session?.close();
     this.listener.close();
@@ -87,7 +147,20 @@ export class VfioUserServer {
     return this.hosts.get(name);
   }
 
-  /** Closes every client and listener and removes the socket files. */
+  /**
+   * Orderly stop: stop accepting, ask every connected client to release its
+   * device (REQ) and give them up to `releaseTimeoutMs` (all at once, not
+   * one after the other) to disconnect, then close() what is left.
+   */
+  async shutdown(opts: ShutdownOptions = {}): Promise<void> {
+    const ms = releaseTimeoutOf(opts); // a bad option is refused before anything stops
+    const hosts = [...this.hosts.values()];
+    for (const h of hosts) h.stopListening();
+    await Promise.all(hosts.map((h) => h.requestRelease(ms)));
+    this.close();
+  }
+
+  /** Closes every client and listener at once and removes the socket files. */
   close(): void {
     for (const h of this.hosts.values()) h.close();
     this.hosts.clear();

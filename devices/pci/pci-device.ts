@@ -83,13 +83,18 @@ export class PciDevice implements VfioUserDevice {
     const msiCount = this.caps.msi?.vectors ?? 0;
     const msixCount = this.caps.msix?.vectors ?? 0;
     const ev = V.VFIO_IRQ_INFO_EVENTFD;
+    // ERR and REQ: one eventfd each, flagged as Linux vfio-pci flags them.
+    // QEMU enables error recovery only when ERR has count 1 (and warns
+    // otherwise), so ERR is offered on conventional functions too: here it
+    // reports a failed device model, not a PCIe AER event.
+    const single = ev | V.VFIO_IRQ_INFO_NORESIZE;
     const infos: IrqInfo[] = [
       { count: pin ? 1 : 0, flags: ev | V.VFIO_IRQ_INFO_MASKABLE | V.VFIO_IRQ_INFO_AUTOMASKED },
       { count: msiCount, flags: ev | V.VFIO_IRQ_INFO_MASKABLE | V.VFIO_IRQ_INFO_NORESIZE },
       // No NORESIZE: vectors can be (de)assigned one by one while enabled.
       { count: msixCount, flags: ev | V.VFIO_IRQ_INFO_MASKABLE },
-      { count: (spec.errIrq ?? express) ? 1 : 0, flags: ev },
-      { count: (spec.reqIrq ?? true) ? 1 : 0, flags: ev },
+      { count: (spec.errIrq ?? true) ? 1 : 0, flags: single },
+      { count: (spec.reqIrq ?? true) ? 1 : 0, flags: single },
     ];
     this.irqs = new IrqState(infos, options.fdOps ?? nativeFdOps, () => this.log, {
       unmasked: (index) => this.router.reevaluate(index),
@@ -175,12 +180,20 @@ export class PciDevice implements VfioUserDevice {
     return this.router.msixNotify(vector);
   }
 
-  /** Ask the client to release the device (REQ index). */
+  /**
+   * Ask the client to release the device: signals the REQ eventfd. QEMU
+   * answers with an unplug request for the device (the guest ejects it where
+   * the bus supports hot-unplug). False when the client gave no REQ eventfd.
+   */
   requestRelease(): boolean {
     return this.irqs.signal(V.VFIO_PCI_REQ_IRQ_INDEX, 0);
   }
 
-  /** Report an uncorrectable error to the client (ERR index). */
+  /**
+   * Report an unrecoverable device error: signals the ERR eventfd. QEMU
+   * stops the VM (run state internal-error) so the failure is contained and
+   * can be inspected. False when the client gave no ERR eventfd.
+   */
   reportError(): boolean {
     return this.irqs.signal(V.VFIO_PCI_ERR_IRQ_INDEX, 0);
   }

@@ -117,7 +117,7 @@ export interface PciDeviceSpec {
   interruptPin?: number;
   /** In order; laid out from 0x40 unless an offset is given. */
   capabilities?: CapabilitySpec[];
-  /** Offer the ERR IRQ index (default: when the device is PCI Express). */
+  /** Offer the ERR IRQ index, for reportError() (default true; QEMU warns when it is missing). */
   errIrq?: boolean;
   /** Offer the REQ (release request) IRQ index (default true). */
   reqIrq?: boolean;

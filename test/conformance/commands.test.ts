@@ -95,8 +95,8 @@ t.test('DEVICE_GET_REGION_IO_FDS: no sub-regions', async (t) => {
 
 t.test('DEVICE_GET_IRQ_INFO for every index', async (t) => {
   const c = await openClient(t, fx);
-  // [flags, count]: INTx EVENTFD|MASKABLE|AUTOMASKED, MSI/MSI-X absent, ERR absent (not PCIe), REQ 1.
-  const expected: Array<[number, number]> = [[7, 1], [11, 0], [3, 0], [1, 0], [1, 1]];
+  // [flags, count]: INTx EVENTFD|MASKABLE|AUTOMASKED, MSI/MSI-X absent, ERR and REQ EVENTFD|NORESIZE 1.
+  const expected: Array<[number, number]> = [[7, 1], [11, 0], [3, 0], [9, 1], [9, 1]];
   for (let i = 0; i < 5; i++) {
     const r = await send(c, Command.DEVICE_GET_IRQ_INFO, encodeIrqInfoRequest(i));
     assertReply(t, r.reply, r, u32s(16, expected[i]![0], i, expected[i]![1]), `IRQ index ${i}`);

@@ -216,7 +216,7 @@ const rows: Row[] = [
   { name: 'SET_IRQS start + count wraps u32', command: Command.DEVICE_SET_IRQS, payload: setIrqs(VFIO_IRQ_SET_DATA_EVENTFD | TRIGGER, 0, 0xffffffff, 2), errno: EINVAL },
   { name: 'SET_IRQS INTx start 1 (only vector 0 exists)', command: Command.DEVICE_SET_IRQS, payload: setIrqs(VFIO_IRQ_SET_DATA_EVENTFD | TRIGGER, 0, 1, 1), fds: ['eventfd'], errno: EINVAL },
   { name: 'SET_IRQS MSI vector on a device without MSI', command: Command.DEVICE_SET_IRQS, payload: setIrqs(VFIO_IRQ_SET_DATA_EVENTFD | TRIGGER, 1, 0, 1), fds: ['eventfd'], errno: EINVAL },
-  { name: 'SET_IRQS ERR vector on a device without ERR', command: Command.DEVICE_SET_IRQS, payload: setIrqs(VFIO_IRQ_SET_DATA_EVENTFD | TRIGGER, 3, 0, 1), fds: ['eventfd'], errno: EINVAL },
+  { name: 'SET_IRQS ERR start 1 (only vector 0 exists)', command: Command.DEVICE_SET_IRQS, payload: setIrqs(VFIO_IRQ_SET_DATA_EVENTFD | TRIGGER, 3, 1, 1), fds: ['eventfd'], errno: EINVAL },
   { name: 'SET_IRQS DATA_EVENTFD count 1 with two fds', command: Command.DEVICE_SET_IRQS, payload: setIrqs(VFIO_IRQ_SET_DATA_EVENTFD | TRIGGER, 0, 0, 1), fds: ['eventfd', 'eventfd'], errno: EINVAL },
   { name: 'SET_IRQS DATA_BOOL with an fd', command: Command.DEVICE_SET_IRQS, payload: setIrqs(VFIO_IRQ_SET_DATA_BOOL | TRIGGER, 0, 0, 1, Uint8Array.of(1)), fds: ['eventfd'], errno: EINVAL },
   { name: 'SET_IRQS DATA_NONE with an fd', command: Command.DEVICE_SET_IRQS, payload: setIrqs(VFIO_IRQ_SET_DATA_NONE | TRIGGER, 0, 0, 1), fds: ['eventfd'], errno: EINVAL },

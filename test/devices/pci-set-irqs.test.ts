@@ -9,14 +9,16 @@ t.test('GET_IRQ_INFO per index', async (t) => {
   t.same(dev.irqInfo(IDX.INTX), { count: 1, flags: 0x7 }, 'INTx: eventfd, maskable, automasked');
   t.same(dev.irqInfo(IDX.MSI), { count: 4, flags: 0xb }, 'MSI: count from the cap, noresize');
   t.same(dev.irqInfo(IDX.MSIX), { count: 8, flags: 0x3 }, 'MSI-X: count from the cap');
-  t.same(dev.irqInfo(IDX.ERR), { count: 1, flags: 0x1 }, 'ERR on PCIe');
-  t.same(dev.irqInfo(IDX.REQ), { count: 1, flags: 0x1 });
+  t.same(dev.irqInfo(IDX.ERR), { count: 1, flags: 0x9 }, 'ERR: one eventfd, noresize (as Linux)');
+  t.same(dev.irqInfo(IDX.REQ), { count: 1, flags: 0x9 }, 'REQ: one eventfd, noresize (as Linux)');
   t.throws(() => dev.irqInfo(5), EINVAL);
-  const plain = fullDevice({ interruptPin: 0, capabilities: [], reqIrq: false }).dev;
+  const conventional = fullDevice({ capabilities: [] }).dev;
+  t.same(conventional.irqInfo(IDX.ERR), { count: 1, flags: 0x9 }, 'ERR on a conventional function too (QEMU warns without it)');
+  const plain = fullDevice({ interruptPin: 0, capabilities: [], errIrq: false, reqIrq: false }).dev;
   t.same(
     [0, 1, 2, 3, 4].map((i) => plain.irqInfo(i).count),
     [0, 0, 0, 0, 0],
-    'no pin, no caps, conventional, no REQ',
+    'no pin, no caps, no ERR, no REQ',
   );
 });
 

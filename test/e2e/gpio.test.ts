@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { provision } from '../../qemu-configs/provision.js';
-import { bootGuest, describeBoot } from '../../qemu-configs/boot.js';
+import { bootGuest, describeBoot, NO_ERROR_RECOVERY } from '../../qemu-configs/boot.js';
 import { GPIO_FLIP_PROMPT, gpioGuestScript, hex16 } from '../../qemu-configs/guest-scripts/gpio.js';
 import { startServer } from '../../server/runtime.js';
 import type { Idio16 } from '../../devices/gpio-idio16/index.js';
@@ -46,4 +46,5 @@ t.test('Linux pci-idio-16 binds to our GPIO device and moves values both ways', 
   t.equal(r.results.in0, `${INPUTS & 1}->${(INPUTS & 1) ^ 1}`, 'the guest saw the input the host flipped');
   t.ok(Number(r.results.irqs) >= 1, `the input change raised INTx in the guest (${r.results.irqs} interrupts)`);
   t.equal(rt.host('gpio0').connections, 1, 'QEMU connected once');
+  t.notOk(r.stderr.includes(NO_ERROR_RECOVERY), `QEMU enabled error recovery (ERR interrupt); stderr: ${r.stderr.trim() || '(empty)'}`);
 });

@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { provision, type Provisioned } from '../../qemu-configs/provision.js';
-import { bootGuest, describeBoot, type BootResult } from '../../qemu-configs/boot.js';
+import { bootGuest, describeBoot, NO_ERROR_RECOVERY, type BootResult } from '../../qemu-configs/boot.js';
 import { MARK, virtioBlkGuestScript } from '../../qemu-configs/guest-scripts/virtio.js';
 import { startServer, type RunningServer } from '../../server/runtime.js';
 import { setLogLevel, setLogSink } from '../../server/log.js';
@@ -198,6 +198,7 @@ async function blkRoundTrip(t: Test, v: Variant): Promise<void> {
 function checkRun(t: Test, v: Variant, r: BootResult, stats: DmaStats, counts: Record<string, number>, image: string): void {
   const res = r.results;
   t.ok(r.done && r.exitCode === 0, `the guest ran its script to the end (${r.accel}, script exit ${r.exitCode})`);
+  t.notOk(r.stderr.includes(NO_ERROR_RECOVERY), 'QEMU enabled error recovery (ERR interrupt)');
   if (!res.pattern_sha256) return; // nothing to check: the console and the server log say why
   t.equal(res.blk_ids, '0x1af4:0x1042', 'the guest sees a modern virtio-blk (1af4:1042)');
   t.equal(res.blk_pci_driver, 'virtio-pci', 'virtio-pci bound to the PCI function');
