@@ -11,7 +11,7 @@ import { decodeDeviceGetInfoRequest, encodeDeviceGetInfoReply } from '../protoco
 import { decodeRegionInfoRequest, encodeRegionInfoReply } from '../protocol/commands/region-info.js';
 import { decodeRegionIoFdsRequest, encodeRegionIoFdsReply } from '../protocol/commands/region-io-fds.js';
 import { decodeIrqInfoRequest, encodeIrqInfoReply } from '../protocol/commands/irq-info.js';
-import { decodeSetIrqsRequest, setIrqsEventfds } from '../protocol/commands/set-irqs.js';
+import { checkSetIrqsRange, decodeSetIrqsRequest, setIrqsEventfds } from '../protocol/commands/set-irqs.js';
 import {
   decodeRegionReadRequest, decodeRegionWriteRequest, encodeRegionReadReply, encodeRegionWriteReply,
   type RegionAccess,
@@ -91,10 +91,13 @@ const handlers: Partial<Record<number, Handler>> = {
 
   [Command.DEVICE_SET_IRQS]: (s, payload, fds) => {
     const req = decodeSetIrqsRequest(payload, s.limits, fds.count);
+    // Before anything is sized by `count` (the device loops over the range).
+    const irqCount = s.device.irqInfo(req.index).count;
+    checkSetIrqsRange(req, irqCount);
     let eventfds: number[] | undefined;
     if (req.dataType === VFIO_IRQ_SET_DATA_EVENTFD) {
       const taken = Array.from({ length: req.fdCount }, (_, i) => fds.take(i));
-      eventfds = setIrqsEventfds(req, taken);
+      eventfds = setIrqsEventfds(req, taken, irqCount);
     }
     s.device.setIrqs({
       flags: req.flags, index: req.index, start: req.start, count: req.count,
