@@ -166,14 +166,14 @@ function writeInOrder(device: VfioUserDevice, writes: ReadonlyArray<RegionAccess
 }
 
 /**
- * Commands whose request starts with a u32 argsz. For the ones with a reply
- * payload it is the largest payload the client takes; their codecs keep the
+ * Commands whose request starts with a u32 argsz that is the largest reply
+ * payload the client takes (DMA_MAP's, SET_IRQS' and MIG_DATA_WRITE's is the
+ * request's own size, and their replies are empty). Their codecs keep the
  * reply within it (EINVAL, or a cut reply that tells the size needed).
  */
 const ARGSZ_COMMANDS: ReadonlySet<number> = new Set([
-  Command.DMA_MAP, Command.DMA_UNMAP, Command.DEVICE_GET_INFO, Command.DEVICE_GET_REGION_INFO,
-  Command.DEVICE_GET_REGION_IO_FDS, Command.DEVICE_GET_IRQ_INFO, Command.DEVICE_SET_IRQS,
-  Command.DEVICE_FEATURE, Command.MIG_DATA_READ, Command.MIG_DATA_WRITE,
+  Command.DMA_UNMAP, Command.DEVICE_GET_INFO, Command.DEVICE_GET_REGION_INFO, Command.DEVICE_GET_REGION_IO_FDS,
+  Command.DEVICE_GET_IRQ_INFO, Command.DEVICE_FEATURE, Command.MIG_DATA_READ,
 ]);
 
 /** A reply larger than the request's argsz would overrun the client's buffer: refuse it. */
