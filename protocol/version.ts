@@ -9,7 +9,8 @@
 //                      "pgsizes": N, "max_dma_maps": N, "write_multiple": bool,
 //                      "migration": {...}, "twin_socket": {...}}}
 //
-// Every malformed request is EINVAL (as libvfio-user). Capability values:
+// Every malformed request is EINVAL (as libvfio-user), and so is a payload
+// above CONTROL_PAYLOAD_MAX (8 KiB) bytes. Capability values:
 // what we accept is ours (SERVER_CAPS, within QEMU's bounds); what we may
 // send is capped by what the client offered. The reply only names
 // capabilities the client proposed (the spec's subset rule) and never
@@ -19,6 +20,7 @@ import {
   MAX_DMA_MAPS_LIMIT, MAX_MSG_FDS_LIMIT, MIN_DATA_XFER_SIZE, VFIO_USER_MAJOR, VFIO_USER_MINOR,
 } from './constants.js';
 import { fail } from './errno.js';
+import { CONTROL_PAYLOAD_MAX } from './header.js';
 import type { NegotiatedLimits } from './limits.js';
 import { minLength, noFds } from './wire.js';
 
@@ -139,6 +141,11 @@ export function decodeVersionReply(payload: Buffer): VersionMessage {
 
 function decodeVersion(payload: Buffer, what: string): VersionMessage {
   minLength(payload, VERSION_FIXED, what);
+  // Before VERSION a message may be max_data_xfer_size long; parsing that much
+  // JSON would stall the loop for every client that connects.
+  if (payload.length > CONTROL_PAYLOAD_MAX) {
+    throw fail('EINVAL', `${what}: ${payload.length} bytes > ${CONTROL_PAYLOAD_MAX}`);
+  }
   const major = payload.readUInt16LE(0);
   const minor = payload.readUInt16LE(2);
   if (payload.length === VERSION_FIXED) return { major, minor, caps: null };

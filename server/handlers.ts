@@ -8,10 +8,12 @@ import { decodeVersionRequest, encodeVersionReply, negotiateVersion } from '../p
 import { decodeDmaMapRequest } from '../protocol/commands/dma-map.js';
 import { decodeDmaUnmapRequest, encodeDmaUnmapReply } from '../protocol/commands/dma-unmap.js';
 import { decodeDeviceGetInfoRequest, encodeDeviceGetInfoReply } from '../protocol/commands/device-get-info.js';
-import { decodeRegionInfoRequest, encodeRegionInfoReply } from '../protocol/commands/region-info.js';
+import {
+  decodeRegionInfoRequest, encodeRegionInfoReply, regionInfoReplySize, type RegionInfo,
+} from '../protocol/commands/region-info.js';
 import { decodeRegionIoFdsRequest, encodeRegionIoFdsReply } from '../protocol/commands/region-io-fds.js';
 import { decodeIrqInfoRequest, encodeIrqInfoReply } from '../protocol/commands/irq-info.js';
-import { decodeSetIrqsRequest, setIrqsEventfds } from '../protocol/commands/set-irqs.js';
+import { checkSetIrqsRange, decodeSetIrqsRequest, setIrqsEventfds } from '../protocol/commands/set-irqs.js';
 import {
   decodeRegionReadRequest, decodeRegionWriteRequest, encodeRegionReadReply, encodeRegionWriteReply,
   type RegionAccess,
@@ -70,11 +72,15 @@ const handlers: Partial<Record<number, Handler>> = {
   [Command.DEVICE_GET_REGION_INFO]: (s, payload, fds) => {
     const req = decodeRegionInfoRequest(payload, s.limits, fds.count);
     const info = s.device.regionInfo(req.index);
-    const reply = encodeRegionInfoReply(req, {
+    const full: RegionInfo = {
       index: req.index, flags: info.flags, size: info.size, offset: 0,
       ...(info.mmap ? { sparseAreas: info.mmap.areas } : {}),
-    });
-    return { payload: reply, ...(info.mmap ? { fds: [info.mmap.fd] } : {}) };
+    };
+    const reply = encodeRegionInfoReply(req, full);
+    // The fd goes with the whole reply only: a cut one makes the client ask
+    // again with the argsz it says (as libvfio-user).
+    const whole = reply.length === regionInfoReplySize(full);
+    return { payload: reply, ...(info.mmap && whole ? { fds: [info.mmap.fd] } : {}) };
   },
 
   [Command.DEVICE_GET_REGION_IO_FDS]: (s, payload, fds) => {
@@ -91,10 +97,13 @@ const handlers: Partial<Record<number, Handler>> = {
 
   [Command.DEVICE_SET_IRQS]: (s, payload, fds) => {
     const req = decodeSetIrqsRequest(payload, s.limits, fds.count);
+    // Before anything is sized by `count` (the device loops over the range).
+    const irqCount = s.device.irqInfo(req.index).count;
+    checkSetIrqsRange(req, irqCount);
     let eventfds: number[] | undefined;
     if (req.dataType === VFIO_IRQ_SET_DATA_EVENTFD) {
       const taken = Array.from({ length: req.fdCount }, (_, i) => fds.take(i));
-      eventfds = setIrqsEventfds(req, taken);
+      eventfds = setIrqsEventfds(req, taken, irqCount);
     }
     s.device.setIrqs({
       flags: req.flags, index: req.index, start: req.start, count: req.count,
@@ -156,8 +165,32 @@ function writeInOrder(device: VfioUserDevice, writes: ReadonlyArray<RegionAccess
   return { payload: encodeRegionWriteMultiReply(writes.length) };
 }
 
+/**
+ * Commands whose request starts with a u32 argsz that is the largest reply
+ * payload the client takes (DMA_MAP's, SET_IRQS' and MIG_DATA_WRITE's is the
+ * request's own size, and their replies are empty). Their codecs keep the
+ * reply within it (EINVAL, or a cut reply that tells the size needed).
+ */
+const ARGSZ_COMMANDS: ReadonlySet<number> = new Set([
+  Command.DMA_UNMAP, Command.DEVICE_GET_INFO, Command.DEVICE_GET_REGION_INFO, Command.DEVICE_GET_REGION_IO_FDS,
+  Command.DEVICE_GET_IRQ_INFO, Command.DEVICE_FEATURE, Command.MIG_DATA_READ,
+]);
+
+/** A reply larger than the request's argsz would overrun the client's buffer: refuse it. */
+function withinArgsz(r: Reply, argsz: number, command: number): Reply {
+  const p = r?.payload;
+  let size = 0;
+  if (p !== undefined) for (const part of Buffer.isBuffer(p) ? [p] : p) size += part.length;
+  if (size > argsz) throw fail('EINVAL', `command ${command}: reply of ${size} bytes > argsz ${argsz}`);
+  return r;
+}
+
 export function handleCommand(s: HandlerContext, h: Header, payload: Buffer, fds: FdBag): Reply | Promise<Reply> {
   const handler = handlers[h.command];
   if (!handler) throw fail('EINVAL', `unsupported command ${h.command}`);
-  return handler(s, payload, fds, h);
+  const reply = handler(s, payload, fds, h);
+  if (!ARGSZ_COMMANDS.has(h.command)) return reply;
+  // The handler's decoder has checked that the payload holds argsz.
+  const argsz = payload.readUInt32LE(0);
+  return reply instanceof Promise ? reply.then((r) => withinArgsz(r, argsz, h.command)) : withinArgsz(reply, argsz, h.command);
 }

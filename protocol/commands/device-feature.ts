@@ -7,7 +7,8 @@
 //               GET and SET together only with PROBE
 //   8 n data    per feature and operation (none for PROBE)
 // Reply: the request echoed for SET and PROBE; for GET the feature's data,
-// with argsz = 8 + its length.
+// with argsz = 8 + its length. The reply never exceeds the request's argsz:
+// a smaller argsz is EINVAL (as libvfio-user), for every operation.
 // Feature data:
 //   MIGRATION (1)          GET reply:  0 8 flags (VFIO_MIGRATION_STOP_COPY|P2P|PRE_COPY)
 //   MIG_DEVICE_STATE (2)   SET request / GET reply: 0 4 device_state, 4 4 data_fd (unused)
@@ -77,6 +78,8 @@ export function decodeDeviceFeatureRequest(payload: Buffer, limits: NegotiatedLi
     throw fail('EINVAL', `DEVICE_FEATURE: feature ${feature} does not support ${get ? 'GET' : 'SET'}`);
   }
   argszAtLeast(argsz, FEATURE_HDR, 'DEVICE_FEATURE');
+  // SET and PROBE echo the request: it must fit the reply (libvfio-user: EINVAL).
+  if (set || probe) argszAtLeast(argsz, payload.length, 'DEVICE_FEATURE');
   const data = payload.subarray(FEATURE_HDR);
   const req: DeviceFeatureRequest = { argsz, flags, feature, op: probe ? 'probe' : get ? 'get' : 'set', get, set, data };
   if (probe) return req;
@@ -92,7 +95,6 @@ export function decodeDeviceFeatureRequest(payload: Buffer, limits: NegotiatedLi
         argszAtLeast(argsz, FEATURE_HDR + 8, what);
       } else {
         exactLength(payload, FEATURE_HDR + 8, what);
-        argszAtLeast(argsz, FEATURE_HDR + 8, what);
         const state = data.readUInt32LE(0);
         if (state >= MIG_STATE_COUNT || state === MigState.ERROR) throw fail('EINVAL', `${what}: bad device_state ${state}`);
         req.migState = state;
@@ -100,7 +102,6 @@ export function decodeDeviceFeatureRequest(payload: Buffer, limits: NegotiatedLi
       break;
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_START:
       req.logging = decodeLoggingStart(payload, what);
-      argszAtLeast(argsz, payload.length, what);
       break;
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP:
       exactLength(payload, FEATURE_HDR, what);

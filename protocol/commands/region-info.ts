@@ -17,8 +17,9 @@
 // VFIO_REGION_INFO_CAP_TYPE (version 1), 16 bytes: 8 4 type, 12 4 subtype
 // If the capabilities do not fit argsz, the reply stops after 32 bytes,
 // without the CAPS flag, with argsz telling the size needed (QEMU retries).
-// An MMAP region's reply carries its fd; QEMU accepts at most ONE fd here
-// (libvfio-user sends one per sparse area, which QEMU would refuse).
+// An MMAP region's whole reply carries its fd, a cut one none (the client
+// asks again); QEMU accepts at most ONE fd here (libvfio-user sends one per
+// sparse area, which QEMU would refuse).
 import { VFIO_REGION_INFO_CAP_SPARSE_MMAP, VFIO_REGION_INFO_CAP_TYPE, VFIO_REGION_INFO_FLAG_CAPS } from '../constants.js';
 import { fail } from '../errno.js';
 import type { NegotiatedLimits } from '../limits.js';

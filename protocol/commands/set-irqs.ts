@@ -13,6 +13,8 @@
 // fds: DATA_EVENTFD carries `count` eventfds, or none to unassign
 // [start, start+count) (QEMU sends a run of -1 entries that way, in chunks
 // of at most max_msg_fds). Other data types carry no fds.
+// `start + count` is only checked against u32 here; checkSetIrqsRange checks
+// it against the device's IRQ count for the index.
 // Reply: no payload.
 import {
   VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_TYPE_MASK,
@@ -91,10 +93,24 @@ export function decodeSetIrqsRequest(payload: Buffer, _limits: NegotiatedLimits,
 }
 
 /**
- * The per-sub-index eventfds for a DATA_EVENTFD request: the message's fds
- * in order, or -1 for each when none came (unassign).
+ * [start, start+count) must lie within the `irqCount` interrupts the device
+ * has at `req.index` (its irqInfo(index).count). The decoder cannot know that
+ * count, so the handler calls this before anything is sized by `count`.
  */
-export function setIrqsEventfds(req: SetIrqsRequest, fds: readonly number[]): number[] {
+export function checkSetIrqsRange(req: SetIrqsRequest, irqCount: number): void {
+  if (req.start + req.count > irqCount) {
+    throw fail('EINVAL', `DEVICE_SET_IRQS: [${req.start}, +${req.count}) outside index ${req.index} (${irqCount} IRQs)`);
+  }
+}
+
+/**
+ * The per-sub-index eventfds for a DATA_EVENTFD request: the message's fds
+ * in order, or -1 for each when none came (unassign). `irqCount` is the
+ * device's count for the index: the range is checked against it before the
+ * -1 run is built.
+ */
+export function setIrqsEventfds(req: SetIrqsRequest, fds: readonly number[], irqCount: number): number[] {
+  checkSetIrqsRange(req, irqCount);
   return req.fdCount === 0 ? new Array<number>(req.count).fill(-1) : fds.slice(0, req.fdCount);
 }
 

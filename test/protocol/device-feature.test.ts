@@ -85,6 +85,9 @@ t.test('validation', async (t) => {
     ['START ranges overlap', req(START, SET, dmaLoggingStartData(4096n, [{ iova: 0n, length: 0x2000n }, { iova: 0x1000n, length: 0x1000n }]))],
     ['START num_ranges beyond the data', req(START, SET, dmaLoggingStartData(4096n, [{ iova: 0n, length: 1n }]).subarray(0, 24))],
     ['START argsz < payload', req(START, SET, dmaLoggingStartData(4096n, []), 8)],
+    ['PROBE argsz < payload (the echo would not fit)', req(START, PROBE | SET, Buffer.alloc(64), 8)],
+    ['PROBE argsz one short', req(STATE, PROBE | GET, Buffer.alloc(8), 15)],
+    ['state SET argsz < payload', req(STATE, SET, migStateData(MigState.STOP), 15)],
     ['REPORT page_size 3', req(REPORT, GET, dmaLoggingReportData(0n, 0x1000n, 3n), 4096)],
     ['REPORT length 0', req(REPORT, GET, dmaLoggingReportData(0n, 0n, 4096n), 4096)],
     ['REPORT overflow', req(REPORT, GET, dmaLoggingReportData(0xffff_ffff_ffff_f000n, 0x2000n, 4096n), 4096)],
@@ -95,4 +98,8 @@ t.test('validation', async (t) => {
   for (const [name, p, nfds] of cases) t.equal(errnoOf(() => dec(p, nfds ?? 0)), 'EINVAL', name);
   const many = Array.from({ length: 257 }, (_, i) => ({ iova: BigInt(i) * 0x1000n, length: 0x1000n }));
   t.equal(errnoOf(() => dec(req(START, SET, dmaLoggingStartData(4096n, many)))), 'E2BIG', '257 ranges');
+  const huge = dmaLoggingStartData(4096n, []);
+  huge.writeUInt32LE(0xffffffff, 8);
+  t.equal(errnoOf(() => dec(req(START, SET, huge))), 'E2BIG', 'num_ranges 0xFFFFFFFF: refused before any range is read');
+  t.equal(dec(req(START, PROBE | SET, Buffer.alloc(64), 72)).op, 'probe', 'PROBE with data fits an argsz of its size');
 });

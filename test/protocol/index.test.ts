@@ -9,6 +9,7 @@ t.test('protocol/index exports', async (t) => {
     'decodeDmaMapRequest', 'decodeDmaUnmapRequest', 'encodeDmaUnmapReply', 'decodeDeviceGetInfoRequest',
     'encodeDeviceGetInfoReply', 'decodeRegionInfoRequest', 'encodeRegionInfoReply', 'decodeRegionIoFdsRequest',
     'encodeRegionIoFdsReply', 'decodeIrqInfoRequest', 'encodeIrqInfoReply', 'decodeSetIrqsRequest', 'setIrqsEventfds',
+    'checkSetIrqsRange',
     'decodeRegionReadRequest', 'encodeRegionReadReply', 'decodeRegionWriteRequest', 'encodeRegionWriteReply',
     'encodeDmaReadRequest', 'decodeDmaReadReply', 'encodeDmaWriteRequest', 'decodeDmaWriteReply',
     'decodeDeviceResetRequest', 'decodeRegionWriteMultiRequest', 'encodeRegionWriteMultiReply',

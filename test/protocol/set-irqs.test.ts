@@ -1,5 +1,7 @@
 import t from 'tap';
-import { decodeSetIrqsRequest, encodeSetIrqsReply, encodeSetIrqsRequest, setIrqsEventfds } from '../../protocol/commands/set-irqs.js';
+import {
+  checkSetIrqsRange, decodeSetIrqsRequest, encodeSetIrqsReply, encodeSetIrqsRequest, setIrqsEventfds,
+} from '../../protocol/commands/set-irqs.js';
 import {
   VFIO_IRQ_SET_ACTION_MASK as MASK, VFIO_IRQ_SET_ACTION_TRIGGER as TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK as UNMASK,
   VFIO_IRQ_SET_DATA_BOOL as BOOL, VFIO_IRQ_SET_DATA_EVENTFD as EVENTFD, VFIO_IRQ_SET_DATA_NONE as NONE,
@@ -14,14 +16,31 @@ t.test('DATA_EVENTFD with one fd per vector', async (t) => {
   t.equal(p.length, 20, 'QEMU sends exactly struct vfio_irq_set');
   const req = decodeSetIrqsRequest(p, L, 3);
   t.same(req, { argsz: 20, flags: EVENTFD | TRIGGER, dataType: EVENTFD, action: TRIGGER, index: MSIX, start: 4, count: 3, fdCount: 3 });
-  t.same(setIrqsEventfds(req, [10, 11, 12]), [10, 11, 12]);
+  t.same(setIrqsEventfds(req, [10, 11, 12], 8), [10, 11, 12]);
   t.equal(encodeSetIrqsReply().length, 0);
 });
 
 t.test('DATA_EVENTFD without fds unassigns', async (t) => {
   const req = decodeSetIrqsRequest(encodeSetIrqsRequest({ flags: EVENTFD | TRIGGER, index: MSIX, start: 0, count: 2 }), L, 0);
   t.equal(req.fdCount, 0);
-  t.same(setIrqsEventfds(req, []), [-1, -1]);
+  t.same(setIrqsEventfds(req, [], 2), [-1, -1]);
+});
+
+t.test('the range is checked against the device\'s IRQ count before the -1 run is built', async (t) => {
+  const huge = decodeSetIrqsRequest(
+    encodeSetIrqsRequest({ flags: EVENTFD | TRIGGER, index: VFIO_PCI_INTX_IRQ_INDEX, start: 0, count: 0xffffffff }), L, 0);
+  t.equal(huge.count, 0xffffffff, 'the decoder alone cannot refuse it (it knows no device)');
+  const before = process.memoryUsage().heapUsed;
+  t.equal(errnoOf(() => setIrqsEventfds(huge, [], 1)), 'EINVAL', 'count 0xFFFFFFFF against 1 INTx');
+  t.ok(process.memoryUsage().heapUsed - before < 1 << 20, 'nothing proportional to count was allocated');
+  const range = (start: number, count: number): ReturnType<typeof decodeSetIrqsRequest> =>
+    decodeSetIrqsRequest(encodeSetIrqsRequest({ flags: NONE | TRIGGER, index: MSIX, start, count }), L, 0);
+  t.equal(errnoOf(() => checkSetIrqsRange(range(0, 8), 8)), 'no error', '[0, 8) of 8');
+  t.equal(errnoOf(() => checkSetIrqsRange(range(7, 1), 8)), 'no error', '[7, 8) of 8');
+  t.equal(errnoOf(() => checkSetIrqsRange(range(0, 0), 0)), 'no error', 'disable an index without IRQs');
+  t.equal(errnoOf(() => checkSetIrqsRange(range(8, 1), 8)), 'EINVAL', '[8, 9) of 8');
+  t.equal(errnoOf(() => checkSetIrqsRange(range(0, 9), 8)), 'EINVAL', '[0, 9) of 8');
+  t.equal(errnoOf(() => checkSetIrqsRange(range(0xfffffffe, 1), 8)), 'EINVAL', 'start near 2^32');
 });
 
 t.test('DATA_BOOL: the bools are a view into the payload', async (t) => {

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { DEFAULT_LIMITS } from '../../protocol/limits.js';
+import { CONTROL_PAYLOAD_MAX } from '../../protocol/header.js';
 import {
   SERVER_CAPS, decodeVersionReply, decodeVersionRequest, encodeVersionReply, encodeVersionRequest, negotiateVersion,
   type VersionCaps,
@@ -129,4 +130,17 @@ t.test('the reply fits the buffer QEMU allots for it (the size of its request)',
     const reply = encodeVersionReply(negotiateVersion(decodeVersionRequest(req, L, 0)).reply);
     t.ok(reply.length <= req.length, `${reply.length} <= ${req.length}`);
   }
+});
+
+t.test('a VERSION payload above CONTROL_PAYLOAD_MAX is EINVAL before its JSON is parsed', async (t) => {
+  const padded = (total: number): Buffer => {
+    const json = '{"capabilities": {"max_msg_fds": 16}}';
+    return withNul(json + ' '.repeat(total - 4 - json.length - 1));
+  };
+  t.equal(padded(CONTROL_PAYLOAD_MAX).length, CONTROL_PAYLOAD_MAX);
+  t.equal(decodeVersionRequest(padded(CONTROL_PAYLOAD_MAX), L, 0).caps?.maxMsgFds, 16, 'exactly the maximum is fine');
+  t.equal(errnoOf(() => decodeVersionRequest(padded(CONTROL_PAYLOAD_MAX + 1), L, 0)), 'EINVAL', 'one byte more');
+  const deep = withNul('['.repeat(L.maxDataXferSize / 2 - 8) + ']'.repeat(L.maxDataXferSize / 2 - 8));
+  t.equal(errnoOf(() => decodeVersionRequest(deep, L, 0)), 'EINVAL', '1 MiB of nested arrays (as long as a pre-VERSION message may be)');
+  t.equal(errnoOf(() => decodeVersionReply(padded(CONTROL_PAYLOAD_MAX + 1))), 'EINVAL', 'client side too');
 });
