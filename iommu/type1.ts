@@ -123,11 +123,10 @@ export class Type1Compat {
       if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw fail('EINVAL', 'size too large');
       const n = Number(size);
       fdOwned = false; // makeBacking takes the fd over from here
-      const backing = this.ctx.makeBacking(req, n, (prot & PROT_WRITE) !== 0, iova);
+      const { backing, offset } = this.ctx.makeBacking(req, n, (prot & PROT_WRITE) !== 0, iova);
       try {
         if (!req.backing) backing.clientOwned = true;
         if (prot & PROT_WRITE && !backing.writable) throw fail('EPERM', 'backing memory is read-only');
-        const offset = req.backing ? (req.offset ?? 0) : 0;
         if (offset % PAGE_SIZE !== 0 || offset + n > backing.size) throw fail('EINVAL', 'range is outside the backing');
         const start = Number(iova);
         ioas.insert(new Area(start, start + n, backing, offset, prot));
