@@ -302,7 +302,9 @@ export class IommuContext {
     const waits: Promise<void>[] = [];
     for (const ioas of this.ioasList()) {
       const mine = ioas.allAreas().filter((a) => a.backing.clientOwned);
-      if (mine.length) waits.push(ioas.removeAreas(mine).drained);
+      // All of them (the usual case): clear the tree in one step.
+      if (mine.length > 0 && mine.length === ioas.areaCount) waits.push(ioas.unmapAll().drained);
+      else if (mine.length) waits.push(ioas.removeAreas(mine).drained);
     }
     if (this.compat?.dirtyTracking) this.compat.dirtyStop();
     return Promise.all(waits).then(() => undefined);
