@@ -73,8 +73,8 @@ export class MappingBudget {
 export const DEFAULT_GUEST_FILE_BUDGET = 1024;
 const processBudget = new MappingBudget(DEFAULT_GUEST_FILE_BUDGET);
 
-/** Largest single mapping: one ArrayBuffer (page aligned). */
-const MAX_MAPPING = Math.floor(bufferConstants.MAX_LENGTH / PAGE_SIZE) * PAGE_SIZE;
+/** Largest single mapping: one ArrayBuffer (a multiple of two pages). */
+const MAX_MAPPING = Math.floor(bufferConstants.MAX_LENGTH / (2 * PAGE_SIZE)) * 2 * PAGE_SIZE;
 
 const PROT_READ = 1;
 const PROT_WRITE = 2;
@@ -97,17 +97,18 @@ export class GuestFiles {
   ) {
     this.budget = opts.budget ?? processBudget;
     this.maxMapping = opts.maxMapping ?? MAX_MAPPING;
-    if (!Number.isSafeInteger(this.maxMapping) || this.maxMapping < 2 * PAGE_SIZE || this.maxMapping % PAGE_SIZE !== 0) {
+    // Segments start every half of it: both must be page aligned.
+    if (!Number.isSafeInteger(this.maxMapping) || this.maxMapping <= 0 || this.maxMapping % (2 * PAGE_SIZE) !== 0) {
       throw fail('EINVAL', `bad maxMapping ${this.maxMapping}`);
     }
   }
 
-  /** Files with live windows. */
+  /** Files with live backings. */
   get size(): number {
     return this.files.size;
   }
 
-  /** The entry of a file by its fileStat (for tests and describe). */
+  /** The entry of a file by its fileStat, while it has live backings. */
   fileOf(stat: { dev: bigint; ino: bigint }): GuestFile | undefined {
     return this.files.get(keyOf(stat));
   }
