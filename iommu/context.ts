@@ -70,7 +70,7 @@ export class IommuContext {
   readonly native: GuestFileNative | undefined;
   /**
    * The files behind fd-backed maps: one mapping (or I/O fd) per file, each
-   * map a window of it. Per context: a context is one client's container,
+   * map an area over it at its file offset. Per context: a context is one client's container,
    * whose files go with dropClientMappings; the budget is per process.
    */
   readonly guestFiles: GuestFiles | null;
