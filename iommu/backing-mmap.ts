@@ -1,6 +1,7 @@
-// Memory behind a file descriptor (guest RAM memfd from DMA_MAP, anonymous
-// memfd or a file for the control API), mmap'd MAP_SHARED. The fd is closed
-// right after mmap: the mapping lives on until the last reference goes.
+// Memory behind a file descriptor for the control API (an anonymous memfd,
+// a file by path), mmap'd MAP_SHARED. The fd is closed right after mmap:
+// the mapping lives on until the last reference goes. (DMA_MAP's guest
+// files are shared per file instead: guest-files.ts.)
 import { closeSync, openSync } from 'node:fs';
 import { fail, VfioUserError } from '../protocol/errno.js';
 import { BackingBase } from './backing.js';

@@ -3,7 +3,7 @@
 // no in-flight view or I/O holds it any more.
 import { fail } from '../protocol/errno.js';
 
-export type BackingKind = 'memory' | 'mmap' | 'message';
+export type BackingKind = 'memory' | 'mmap' | 'message' | 'file';
 
 export interface Backing {
   readonly kind: BackingKind;

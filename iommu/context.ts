@@ -6,10 +6,11 @@ import { closeSync } from 'node:fs';
 import { fail } from '../protocol/errno.js';
 import { MemoryBacking, type Backing } from './backing.js';
 import { MessageBacking, type DmaMessenger } from './backing-message.js';
-import { MmapBacking, type NativeMem } from './backing-mmap.js';
+import { MmapBacking } from './backing-mmap.js';
 import type { DeviceDma } from './device-dma.js';
 import { IommuDispatcher, type OpResult } from './dispatcher.js';
 import { DeviceDmaPort } from './dma-port.js';
+import { GuestFiles, type GuestFileNative, type GuestFilesOptions } from './guest-files.js';
 import { Ioas, checkProt, type UnmapResult } from './ioas.js';
 import { Type1Compat, type Type1Options } from './type1.js';
 import { U64_MAX, u64, type U64Like } from './u64.js';
@@ -19,7 +20,9 @@ export const PASID_MAX = (1 << 20) - 1;
 
 export interface IommuContextOptions {
   /** The native addon (mmap of fds); without it only heap memory is used. */
-  native?: NativeMem;
+  native?: GuestFileNative;
+  /** Limits of the guest-file registry (fd-backed maps). */
+  guestFiles?: GuestFilesOptions;
   type1?: Type1Options;
   /** Create the compat (default) IOAS at once. Default true. */
   defaultIoas?: boolean;
@@ -30,7 +33,7 @@ export interface MemorySource {
   backing?: Backing;
   /** Offset in `backing` or in the fd / file. */
   offset?: number;
-  /** An fd we take ownership of (closed once mapped, also on failure). */
+  /** An fd we take ownership of (kept or closed by guestFiles, also on failure). */
   fd?: number;
   messenger?: DmaMessenger;
   /** Client address of byte 0 for a messenger (default: the IOVA). */
@@ -64,7 +67,13 @@ export class IommuDevice {
 type IommuObject = Ioas | IommuDevice;
 
 export class IommuContext {
-  readonly native: NativeMem | undefined;
+  readonly native: GuestFileNative | undefined;
+  /**
+   * The files behind fd-backed maps: one mapping (or I/O fd) per file, each
+   * map an area over it at its file offset. Per context: a context is one client's container,
+   * whose files go with dropClientMappings; the budget is per process.
+   */
+  readonly guestFiles: GuestFiles | null;
   readonly type1: Type1Compat;
   readonly dispatcher: IommuDispatcher;
   private readonly objects = new Map<number, IommuObject>();
@@ -73,6 +82,7 @@ export class IommuContext {
 
   constructor(opts: IommuContextOptions = {}) {
     this.native = opts.native;
+    this.guestFiles = opts.native ? new GuestFiles(opts.native, opts.guestFiles) : null;
     if (opts.defaultIoas !== false) this.compat = this.allocIoas();
     this.type1 = new Type1Compat(this, opts.type1);
     this.dispatcher = new IommuDispatcher(this);
@@ -212,30 +222,30 @@ export class IommuContext {
   // ---- memory ----------------------------------------------------------------------
 
   /**
-   * A backing for [offset, offset+length) of a source, holding one reference
-   * for the caller (release it once mapped). `iova` is the default client
-   * address of a messenger.
+   * The backing of [offset, offset+length) of a source and where that range
+   * starts in it, holding one reference for the caller (release it once
+   * mapped). `iova` is the default client address of a messenger.
    */
-  makeBacking(src: MemorySource, length: number, writable: boolean, iova = 0n): Backing {
+  makeBacking(src: MemorySource, length: number, writable: boolean, iova = 0n): { backing: Backing; offset: number } {
     if (src.backing) {
       src.backing.retain();
-      return src.backing;
+      return { backing: src.backing, offset: src.offset ?? 0 };
     }
     if (src.fd !== undefined) {
-      if (!this.native) {
+      if (!this.guestFiles) {
         closeFd(src.fd);
         throw fail('EOPNOTSUPP', 'mapping an fd needs the native addon');
       }
-      const b = MmapBacking.fromFd(this.native, src.fd, { offset: src.offset ?? 0, size: length, writable });
-      return b;
+      return this.guestFiles.window(src.fd, src.offset ?? 0, length, writable);
     }
-    if (src.messenger) return new MessageBacking(src.messenger, src.messageBase ?? iova, length, { writable });
+    const whole = (backing: Backing) => ({ backing, offset: 0 });
+    if (src.messenger) return whole(new MessageBacking(src.messenger, src.messageBase ?? iova, length, { writable }));
     if (src.file !== undefined) {
       if (!this.native) throw fail('EOPNOTSUPP', 'mapping a file needs the native addon');
-      return MmapBacking.fromFile(this.native, src.file, { offset: src.offset ?? 0, size: length, writable });
+      return whole(MmapBacking.fromFile(this.native, src.file, { offset: src.offset ?? 0, size: length, writable }));
     }
-    if (this.native) return MmapBacking.anonymous(this.native, length);
-    return new MemoryBacking(length);
+    if (this.native) return whole(MmapBacking.anonymous(this.native, length));
+    return whole(new MemoryBacking(length));
   }
 
   /**
@@ -252,9 +262,8 @@ export class IommuContext {
       if (req.fd !== undefined) closeFd(req.fd);
       throw fail('EINVAL', 'bad length');
     }
-    const backing = this.makeBacking(req, Number(length), true, iova ?? 0n);
+    const { backing, offset } = this.makeBacking(req, Number(length), true, iova ?? 0n);
     try {
-      const offset = req.backing ? (req.offset ?? 0) : 0;
       return ioas.map({ backing, offset, length, prot: req.prot, iova });
     } finally {
       backing.release();
@@ -293,7 +302,9 @@ export class IommuContext {
     const waits: Promise<void>[] = [];
     for (const ioas of this.ioasList()) {
       const mine = ioas.allAreas().filter((a) => a.backing.clientOwned);
-      if (mine.length) waits.push(ioas.removeAreas(mine).drained);
+      // All of them (the usual case): clear the tree in one step.
+      if (mine.length > 0 && mine.length === ioas.areaCount) waits.push(ioas.unmapAll().drained);
+      else if (mine.length) waits.push(ioas.removeAreas(mine).drained);
     }
     if (this.compat?.dirtyTracking) this.compat.dirtyStop();
     return Promise.all(waits).then(() => undefined);

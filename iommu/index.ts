@@ -7,6 +7,8 @@ export { IntervalMap, type Interval } from './interval-map.js';
 export { BackingBase, MemoryBacking, type Backing, type BackingKind } from './backing.js';
 export { MmapBacking, type FdMapOptions, type NativeMem } from './backing-mmap.js';
 export { MessageBacking, type DmaMessenger } from './backing-message.js';
+export { FileIoBacking, FileMapping, type NativeFileIo } from './backing-file.js';
+export { GuestFiles, GuestFile, MappingBudget, DEFAULT_GUEST_FILE_BUDGET, type GuestFileNative, type GuestFilesOptions } from './guest-files.js';
 export { DMA_READ, DMA_WRITE, DmaFault, type DeviceDma, type DmaFaultReason, type Iova } from './device-dma.js';
 export { DeviceDmaPort, type DmaTarget } from './dma-port.js';
 export * from './type1.js';

@@ -45,6 +45,7 @@ interface Addon {
   mmap(fd: number, offset: number, length: number, prot: number): ArrayBuffer;
   munmap(ab: ArrayBuffer): void;
   fileSize(fd: number): number;
+  fileStat(fd: number): FileStat;
   fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
   preadvFull(fd: number, buffers: ArrayBuffer[], spans: Float64Array, count: number, position: number, tryInline: boolean): number | Promise<number>;
   pwritevFull(fd: number, buffers: ArrayBuffer[], spans: Float64Array, count: number, position: number, tryInline: boolean): number | Promise<number>;
@@ -217,6 +218,21 @@ export const munmap: (ab: ArrayBuffer) => void = addon.munmap;
 
 /** fstat st_size. Throws. */
 export const fileSize: (fd: number) => number = addon.fileSize;
+
+/** What fileStat tells of an fd. */
+export interface FileStat {
+  /** st_dev and st_ino: (dev, ino) names the file, whichever fd reaches it. */
+  dev: bigint;
+  ino: bigint;
+  /** st_size in bytes. */
+  size: number;
+  /** The fd's access mode (O_RDONLY / O_WRONLY / O_RDWR) allows reads / writes. */
+  readable: boolean;
+  writable: boolean;
+}
+
+/** fstat + fcntl(F_GETFL) in one call. Throws (e.g. EBADF). */
+export const fileStat: (fd: number) => FileStat = addon.fileStat;
 /** fallocate(2) modes (combine PUNCH_HOLE with KEEP_SIZE, as Linux requires). */
 export const FALLOC_FL_KEEP_SIZE = constant('FALLOC_FL_KEEP_SIZE');
 export const FALLOC_FL_PUNCH_HOLE = constant('FALLOC_FL_PUNCH_HOLE');

@@ -916,6 +916,31 @@ static napi_value js_file_size(napi_env env, napi_callback_info info) {
   return num(env, (double)sb.st_size);
 }
 
+/* fileStat(fd) -> { dev, ino (bigints), size, readable, writable }: what
+ * identifies a file (the same inode through any fd of it) and what the fd
+ * may do with it (its O_ACCMODE), in one call. */
+static napi_value js_file_stat(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int fd, fl;
+  struct stat sb;
+  napi_value o, v;
+  if (arg_fd(env, "fileStat", argv[0], &fd)) return NULL;
+  if (fstat(fd, &sb) < 0) return throw_errno(env, "fstat", errno, NULL);
+  fl = fcntl(fd, F_GETFL);
+  if (fl < 0) return throw_errno(env, "fcntl(F_GETFL)", errno, NULL);
+  NAPI(napi_create_object(env, &o));
+  NAPI(napi_create_bigint_uint64(env, (uint64_t)sb.st_dev, &v));
+  NAPI(napi_set_named_property(env, o, "dev", v));
+  NAPI(napi_create_bigint_uint64(env, (uint64_t)sb.st_ino, &v));
+  NAPI(napi_set_named_property(env, o, "ino", v));
+  NAPI(napi_set_named_property(env, o, "size", num(env, (double)sb.st_size)));
+  NAPI(napi_get_boolean(env, (fl & O_ACCMODE) != O_WRONLY, &v));
+  NAPI(napi_set_named_property(env, o, "readable", v));
+  NAPI(napi_get_boolean(env, (fl & O_ACCMODE) != O_RDONLY, &v));
+  NAPI(napi_set_named_property(env, o, "writable", v));
+  return o;
+}
+
 /* fallocate(fd, mode, offset, length) -> Promise<void>, run on the libuv
  * thread pool: punching or zeroing a large range of an image can take a
  * while, and the event loop must keep serving the guest meanwhile. */
@@ -1291,7 +1316,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "recvmsg", js_recvmsg }, { "sendmsg", js_sendmsg }, { "channel", js_channel },
     { "watch", js_watch }, { "watchSet", js_watch_set }, { "watchClose", js_watch_close },
     { "mmap", js_mmap }, { "munmap", js_munmap },
-    { "fileSize", js_file_size }, { "fallocate", js_fallocate },
+    { "fileSize", js_file_size }, { "fileStat", js_file_stat }, { "fallocate", js_fallocate },
     { "preadvFull", js_preadv_full }, { "pwritevFull", js_pwritev_full }, { "getSeals", js_get_seals }, { "addSeals", js_add_seals },
     { "ftruncate", js_ftruncate }, { "memfdCreate", js_memfd_create },
     { "eventfd", js_eventfd }, { "eventfdWrite", js_eventfd_write }, { "eventfdRead", js_eventfd_read },
