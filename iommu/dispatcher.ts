@@ -139,13 +139,15 @@ const OPS: Record<string, Op> = {
   },
 
   'ioas.copy': (ctx, a) => {
+    // No rights given: each new area keeps the rights of its source area.
+    const given = ['readable', 'writeable', 'writable'].some((k) => a[k] !== undefined && a[k] !== null);
     const dst = ctx.copy({
       srcIoasId: ioasId(a, 'srcIoasId'),
       srcIova: big(a, 'srcIova'),
       length: big(a, 'length'),
       dstIoasId: ioasId(a, 'dstIoasId'),
       dstIova: optBig(a, 'dstIova'),
-      prot: prot(a),
+      prot: given ? prot(a) : undefined,
     });
     return { dstIova: u64Out(dst) };
   },

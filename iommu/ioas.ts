@@ -20,6 +20,12 @@ export interface Slice {
   backing: Backing;
   offset: number;
   length: bigint;
+  /**
+   * The most an area over this slice may be granted (PROT_*): the source
+   * area's rights for COPY, what the backing allows for a map. Access rights
+   * never widen: asking for more is EPERM.
+   */
+  maxProt: number;
 }
 
 export interface UnmapResult {
@@ -107,15 +113,24 @@ export class Ioas {
     if (iova === U64_MAX || length === U64_MAX) throw fail('EOVERFLOW', 'iova or length is U64_MAX');
     const offset = req.offset ?? 0;
     if (!Number.isSafeInteger(offset) || offset < 0) throw fail('EINVAL', 'bad backing offset');
-    return this.mapSlices([{ backing: req.backing, offset, length }], length, req.prot, iova);
+    return this.mapSlices([{ backing: req.backing, offset, length, maxProt: backingProt(req.backing) }], length, req.prot, iova);
   }
 
-  /** iopt_map_pages: slices land back to back from the (fixed or found) IOVA. */
-  mapSlices(slices: readonly Slice[], length: bigint, prot: number, iova?: bigint): bigint {
-    checkProt(prot);
+  /**
+   * iopt_map_pages: slices land back to back from the (fixed or found) IOVA,
+   * each area with `prot`, or, when prot is undefined, with the rights of its
+   * slice (a COPY that keeps the source rights).
+   */
+  mapSlices(slices: readonly Slice[], length: bigint, prot: number | undefined, iova?: bigint): bigint {
+    if (prot !== undefined) checkProt(prot);
     if (this.destroyed) throw fail('ENOENT', `IOAS ${this.id} is destroyed`);
-    if (prot & PROT_WRITE) {
-      for (const s of slices) if (!s.backing.writable) throw fail('EPERM', 'backing memory is read-only');
+    // iopt_insert_area: EPERM for write on read-only pages; here for any
+    // right the memory was not mapped with.
+    if (prot !== undefined) {
+      for (const s of slices) {
+        const extra = prot & ~s.maxProt;
+        if (extra !== 0) throw fail('EPERM', `the memory is mapped without ${extra & PROT_WRITE ? 'WRITE' : 'READ'}: access rights never widen`);
+      }
     }
     if (length === 0n || length % PAGE !== 0n) throw fail('EINVAL', `length ${length} is zero or not ${PAGE_SIZE}-aligned`);
     let at: bigint;
@@ -131,7 +146,7 @@ export class Ioas {
     let cur = Number(at);
     for (const s of slices) {
       const n = Number(s.length);
-      this.insert(new Area(cur, cur + n, s.backing, s.offset, prot));
+      this.insert(new Area(cur, cur + n, s.backing, s.offset, prot ?? s.maxProt));
       cur += n;
     }
     return at;
@@ -296,7 +311,7 @@ export class Ioas {
 
   // ---- copy support -----------------------------------------------------------
 
-  /** iopt_get_pages: the backing slices behind a fully mapped range. */
+  /** iopt_get_pages: the backing slices behind a fully mapped range, each with its area's rights. */
   slices(iova: bigint, length: bigint): Slice[] {
     if (length === 0n) throw fail('EINVAL', 'zero length');
     const last = iova + length - 1n;
@@ -309,7 +324,7 @@ export class Ioas {
       const { area, pos } = hit;
       const avail = BigInt(area.length - pos);
       const n = last - cur + 1n < avail ? last - cur + 1n : avail;
-      out.push({ backing: area.backing, offset: area.offset + pos, length: n });
+      out.push({ backing: area.backing, offset: area.offset + pos, length: n, maxProt: area.prot & backingProt(area.backing) });
       cur += n;
     }
     return out;
@@ -438,6 +453,11 @@ export class Ioas {
     this.destroyed = true;
     return r;
   }
+}
+
+/** The rights a backing allows any area over it: always READ, WRITE if writable. */
+function backingProt(b: Backing): number {
+  return b.writable ? PROT_READ | PROT_WRITE : PROT_READ;
 }
 
 export function checkProt(prot: number): void {
