@@ -93,6 +93,7 @@ function prot(a: Args): number {
 function bytes(a: Args, k: string): Uint8Array {
   const v = req(a, k);
   if (v instanceof Uint8Array) return v;
+  if (Array.isArray(v) && v.length > DMA_OP_MAX) throw fail('EINVAL', `${k}: more than ${DMA_OP_MAX} bytes`);
   if (Array.isArray(v) && v.every((x) => Number.isInteger(x) && x >= 0 && x <= 255)) return Uint8Array.from(v as number[]);
   if (typeof v === 'string' && /^([0-9a-f]{2})*$/i.test(v)) return Buffer.from(v, 'hex');
   throw fail('EINVAL', `${k} must be bytes, an array of bytes or a hex string`);

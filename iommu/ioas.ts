@@ -14,6 +14,8 @@ import { PAGE_SIZE, U64_MAX, alignUp, lowBit, roundupPow2, u64, type U64Like } f
 const PAGE = BigInt(PAGE_SIZE);
 const PAGE_MASK = ~(PAGE - 1n);
 const RESOLVED: Promise<void> = Promise.resolve();
+/** Allowed ranges one IOAS may have, and reserved ranges: small lists, scanned linearly. */
+export const MAX_IOVA_RANGES = 1024;
 
 /** A piece of backing to map (one per source area for COPY). */
 export interface Slice {
@@ -354,13 +356,18 @@ export class Ioas {
    * over a reserved one: EADDRINUSE. An empty list allows everything.
    */
   allowIovas(list: readonly { start: U64Like; last: U64Like }[]): void {
+    if (list.length > MAX_IOVA_RANGES) throw fail('E2BIG', `${list.length} allowed ranges, at most ${MAX_IOVA_RANGES}`);
     const next: IovaRange[] = [];
     for (const r of list) {
+      if (r === null || typeof r !== 'object') throw fail('EINVAL', 'an allowed range is {start, last}');
       const start = u64(r.start, 'start');
       const last = u64(r.last, 'last');
       if (start >= last) throw fail('EINVAL', 'allowed range start >= last');
-      if (firstOverlap(next, start, last)) throw fail('EINVAL', 'allowed ranges overlap');
       next.push({ start, last });
+    }
+    const sorted = [...next].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    for (let i = 1; i < sorted.length; i++) {
+      if (sorted[i].start <= sorted[i - 1].last) throw fail('EINVAL', 'allowed ranges overlap');
     }
     for (const r of next) {
       if (firstOverlap(this.reserved, r.start, r.last)) throw fail('EADDRINUSE', 'allowed range overlaps a reserved range');
@@ -384,6 +391,7 @@ export class Ioas {
     const start = u64(startIn, 'start');
     const last = u64(lastIn, 'last');
     if (start > last) throw fail('EINVAL', 'reserved range start > last');
+    if (this.reserved.length >= MAX_IOVA_RANGES) throw fail('ENOSPC', `already ${MAX_IOVA_RANGES} reserved ranges`);
     if (this.areasIn(start, last).length > 0) throw fail('EADDRINUSE', 'a mapping is in the reserved range');
     if (firstOverlap(this.allowed, start, last)) throw fail('EADDRINUSE', 'an allowed range is in the reserved range');
     this.reserved.push({ start, last, owner });
