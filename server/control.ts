@@ -37,6 +37,7 @@ export class ControlServer {
     // Half-open: a client that shuts down its side after its last request still gets every answer.
     this.server = net.createServer({ allowHalfOpen: true }, (s) => this.onClient(s));
     this.server.maxConnections = MAX_CLIENTS;
+    this.server.on('drop', () => this.log.warn(`control connection refused: ${MAX_CLIENTS} are open already`));
   }
 
   static async open(path: string, contexts: ReadonlyMap<string, IommuContext>, log: Log, opts: ControlOptions = {}): Promise<ControlServer> {

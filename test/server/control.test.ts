@@ -256,9 +256,10 @@ t.test('the control log names why a client went away', async (t) => {
   const restore = setLogSink((l) => lines.push(l));
   t.teardown(() => { restore(); setLogLevel('error'); });
   const fx = await start(t);
-  const seen = (re: RegExp) => new Promise<string>((resolve) => {
+  // The first line matching re logged from index `from` on.
+  const seen = (re: RegExp, from: number) => new Promise<string>((resolve) => {
     const poll = () => {
-      const l = lines.find((x) => re.test(x));
+      const l = lines.slice(from).find((x) => re.test(x));
       if (l) resolve(l);
       else setImmediate(poll);
     };
@@ -271,12 +272,14 @@ t.test('the control log names why a client went away', async (t) => {
   await new Promise<void>((resolve) => {
     const w = native.watch(fd, native.READABLE, () => { native.watchClose(w); resolve(); });
   });
+  let from = lines.length;
   native.close(fd);
-  t.match(await seen(/control client dropped/), /control client dropped: connection reset by peer \(ECONNRESET\)/);
+  t.match(await seen(/control client (dropped|disconnected)/, from), /control client dropped: connection reset by peer \(ECONNRESET\)/);
   const c = await ControlClient.connect(fx.path);
   await c.call('compat.get');
+  from = lines.length;
   c.close();
-  t.match(await seen(/control client disconnected/), /debug .*control client disconnected: peer closed the connection \(EOF\)/);
+  t.match(await seen(/control client (dropped|disconnected)/, from), /debug .*control client disconnected: peer closed the connection \(EOF\)/);
 });
 
 t.test('the iommu CLI prints an error with its data and exits 1', async (t) => {
@@ -295,4 +298,26 @@ t.test('the iommu CLI prints an error with its data and exits 1', async (t) => {
   t.equal(await iommuCommand(['compat.get', '--control', fx.path], io), 0);
   t.same(JSON.parse(out), { id: 1, result: { ioasId: 1 } });
   t.equal(err, '');
+});
+
+t.test('at most 8 control connections at once; the next is refused, later ones served', async (t) => {
+  const lines: string[] = [];
+  setLogLevel('debug');
+  const restore = setLogSink((l) => lines.push(l));
+  t.teardown(() => { restore(); setLogLevel('error'); });
+  const fx = await start(t);
+  const open = await Promise.all(Array.from({ length: 8 }, () => ControlClient.connect(fx.path)));
+  for (const c of open) t.same(await c.call('compat.get'), { ioasId: 1 });
+  const ninth = await ControlClient.connect(fx.path);
+  const r = await ninth.request('compat.get').catch((e: Error) => ({ error: e.message }));
+  t.match(r, { error: /ENOTCONN|closed/ }, 'the ninth is closed unanswered');
+  ninth.close();
+  t.ok(lines.some((l) => /warn .*control connection refused: 8 are open already/.test(l)), 'the refusal is logged');
+  const from = lines.length;
+  open.pop()!.close();
+  while (!lines.slice(from).some((l) => /control client disconnected: peer closed/.test(l))) await new Promise((resolve) => setImmediate(resolve));
+  const again = await ControlClient.connect(fx.path);
+  t.same(await again.call('compat.get'), { ioasId: 1 }, 'a connection is served once one is free');
+  again.close();
+  for (const c of open) c.close();
 });
