@@ -131,7 +131,7 @@ export class Ioas {
     if (prot !== undefined) {
       for (const s of slices) {
         const extra = prot & ~s.maxProt;
-        if (extra !== 0) throw fail('EPERM', `the memory is mapped without ${extra & PROT_WRITE ? 'WRITE' : 'READ'}: access rights never widen`);
+        if (extra !== 0) throw fail('EPERM', `the memory grants no ${extra & PROT_WRITE ? 'WRITE' : 'READ'} access (access rights never widen)`);
       }
     }
     if (length === 0n || length % PAGE !== 0n) throw fail('EINVAL', `length ${length} is zero or not ${PAGE_SIZE}-aligned`);
