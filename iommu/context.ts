@@ -273,7 +273,9 @@ export class IommuContext {
   /**
    * IOMMU_IOAS_COPY: map the memory behind [srcIova, srcIova+length) of one
    * IOAS into another (or the same) at dstIova or an allocated IOVA. The
-   * copy shares the backing (no bytes move). Returns the destination IOVA.
+   * copy shares the backing (no bytes move). Without `prot` each new area
+   * keeps its source area's rights; a `prot` beyond them is EPERM (access
+   * rights never widen). Returns the destination IOVA.
    */
   copy(req: {
     srcIoasId: number;
@@ -281,13 +283,13 @@ export class IommuContext {
     length: U64Like;
     dstIoasId: number;
     dstIova?: U64Like;
-    prot: number;
+    prot?: number;
   }): bigint {
     const srcIova = u64(req.srcIova, 'srcIova');
     const length = u64(req.length, 'length');
     const dstIova = req.dstIova === undefined ? undefined : u64(req.dstIova, 'dstIova');
     if (length === U64_MAX || srcIova === U64_MAX || dstIova === U64_MAX) throw fail('EOVERFLOW', 'value is U64_MAX');
-    checkProt(req.prot);
+    if (req.prot !== undefined) checkProt(req.prot);
     const src = this.getIoas(req.srcIoasId);
     const slices = src.slices(srcIova, length);
     const dst = this.getIoas(req.dstIoasId);

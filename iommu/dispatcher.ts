@@ -9,13 +9,15 @@ import type { Backing } from './backing.js';
 import type { DmaMessenger } from './backing-message.js';
 import type { IommuContext, MemorySource } from './context.js';
 import { deviceInfo } from './context.js';
+import { IommuError } from './errors.js';
+import { VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP } from './type1.js';
 import { PAGE_SIZE, u64, u64Out } from './u64.js';
 
 export type OpResult = Record<string, unknown>;
 type Args = Record<string, unknown>;
 type Op = (ctx: IommuContext, a: Args) => OpResult | Promise<OpResult>;
 
-/** Largest dma.read / dma.write through the dispatcher. */
+/** Largest dma.read / dma.write, and largest dirty bitmap, through the dispatcher. */
 export const DMA_OP_MAX = 64 * 1024 * 1024;
 
 export class IommuDispatcher {
@@ -91,6 +93,7 @@ function prot(a: Args): number {
 function bytes(a: Args, k: string): Uint8Array {
   const v = req(a, k);
   if (v instanceof Uint8Array) return v;
+  if (Array.isArray(v) && v.length > DMA_OP_MAX) throw fail('EINVAL', `${k}: more than ${DMA_OP_MAX} bytes`);
   if (Array.isArray(v) && v.every((x) => Number.isInteger(x) && x >= 0 && x <= 255)) return Uint8Array.from(v as number[]);
   if (typeof v === 'string' && /^([0-9a-f]{2})*$/i.test(v)) return Buffer.from(v, 'hex');
   throw fail('EINVAL', `${k} must be bytes, an array of bytes or a hex string`);
@@ -139,13 +142,15 @@ const OPS: Record<string, Op> = {
   },
 
   'ioas.copy': (ctx, a) => {
+    // No rights given: each new area keeps the rights of its source area.
+    const given = ['readable', 'writeable', 'writable'].some((k) => a[k] !== undefined && a[k] !== null);
     const dst = ctx.copy({
       srcIoasId: ioasId(a, 'srcIoasId'),
       srcIova: big(a, 'srcIova'),
       length: big(a, 'length'),
       dstIoasId: ioasId(a, 'dstIoasId'),
       dstIova: optBig(a, 'dstIova'),
-      prot: prot(a),
+      prot: given ? prot(a) : undefined,
     });
     return { dstIova: u64Out(dst) };
   },
@@ -222,12 +227,11 @@ const OPS: Record<string, Op> = {
     return {};
   },
   'type1.unmap': async (ctx, a) => {
-    const r = ctx.type1.unmap({
-      iova: big(a, 'iova'),
-      size: big(a, 'size'),
-      flags: optInt(a, 'flags') ?? 0,
-      bitmapPgsize: optInt(a, 'bitmapPgsize'),
-    });
+    const flags = optInt(a, 'flags') ?? 0;
+    const size = big(a, 'size');
+    const bitmapPgsize = optInt(a, 'bitmapPgsize');
+    if (flags & VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP) checkBitmapReply(size, bitmapPgsize);
+    const r = ctx.type1.unmap({ iova: big(a, 'iova'), size, flags, bitmapPgsize });
     await r.drained;
     return r.bitmap ? { size: u64Out(r.size), bitmap: r.bitmap } : { size: u64Out(r.size) };
   },
@@ -236,7 +240,11 @@ const OPS: Record<string, Op> = {
     return plain(info) as OpResult;
   },
   'type1.dirtyPages': (ctx, a) => {
-    const r = ctx.type1.dirtyPages({ flags: int(a, 'flags'), iova: optBig(a, 'iova'), size: optBig(a, 'size'), pgsize: optInt(a, 'pgsize') });
+    const flags = int(a, 'flags');
+    const size = optBig(a, 'size');
+    const pgsize = optInt(a, 'pgsize');
+    if (flags & VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP && size !== undefined) checkBitmapReply(size, pgsize);
+    const r = ctx.type1.dirtyPages({ flags, iova: optBig(a, 'iova'), size, pgsize });
     return r.bitmap ? { bitmap: r.bitmap } : {};
   },
 
@@ -251,7 +259,9 @@ const OPS: Record<string, Op> = {
   },
   'dirty.report': (ctx, a) => {
     const pgsize = optInt(a, 'pgsize') ?? PAGE_SIZE;
-    const bitmap = dirtyIoas(ctx, a).dirtyReport(big(a, 'iova'), big(a, 'length'), pgsize, bool(a, 'clear', true));
+    const length = big(a, 'length');
+    checkBitmapReply(length, pgsize);
+    const bitmap = dirtyIoas(ctx, a).dirtyReport(big(a, 'iova'), length, pgsize, bool(a, 'clear', true));
     return { bitmap, pgsize };
   },
 
@@ -268,6 +278,21 @@ const OPS: Record<string, Op> = {
     return {};
   },
 };
+
+/**
+ * A dirty bitmap of `length` bytes at `pgsize` must fit DMA_OP_MAX: checked
+ * before anything is allocated (bad page sizes are left to the operation).
+ */
+function checkBitmapReply(length: bigint, pgsize: number | undefined): void {
+  if (pgsize === undefined || pgsize <= 0) return;
+  const bytes = ((length / BigInt(pgsize) + 63n) / 64n) * 8n;
+  if (bytes > BigInt(DMA_OP_MAX)) {
+    throw new IommuError('EINVAL', `a dirty bitmap of ${bytes} bytes is above the ${DMA_OP_MAX}-byte limit`, {
+      bitmapBytes: u64Out(bytes),
+      max: DMA_OP_MAX,
+    });
+  }
+}
 
 function dirtyIoas(ctx: IommuContext, a: Args) {
   return a.ioasId === undefined || a.ioasId === null ? ctx.compatIoas : ctx.getIoas(ioasId(a));

@@ -14,12 +14,20 @@ import { PAGE_SIZE, U64_MAX, alignUp, lowBit, roundupPow2, u64, type U64Like } f
 const PAGE = BigInt(PAGE_SIZE);
 const PAGE_MASK = ~(PAGE - 1n);
 const RESOLVED: Promise<void> = Promise.resolve();
+/** Allowed ranges one IOAS may have, and reserved ranges: small lists, scanned linearly. */
+export const MAX_IOVA_RANGES = 1024;
 
 /** A piece of backing to map (one per source area for COPY). */
 export interface Slice {
   backing: Backing;
   offset: number;
   length: bigint;
+  /**
+   * The most an area over this slice may be granted (PROT_*): the source
+   * area's rights for COPY, what the backing allows for a map. Access rights
+   * never widen: asking for more is EPERM.
+   */
+  maxProt: number;
 }
 
 export interface UnmapResult {
@@ -107,15 +115,24 @@ export class Ioas {
     if (iova === U64_MAX || length === U64_MAX) throw fail('EOVERFLOW', 'iova or length is U64_MAX');
     const offset = req.offset ?? 0;
     if (!Number.isSafeInteger(offset) || offset < 0) throw fail('EINVAL', 'bad backing offset');
-    return this.mapSlices([{ backing: req.backing, offset, length }], length, req.prot, iova);
+    return this.mapSlices([{ backing: req.backing, offset, length, maxProt: backingProt(req.backing) }], length, req.prot, iova);
   }
 
-  /** iopt_map_pages: slices land back to back from the (fixed or found) IOVA. */
-  mapSlices(slices: readonly Slice[], length: bigint, prot: number, iova?: bigint): bigint {
-    checkProt(prot);
+  /**
+   * iopt_map_pages: slices land back to back from the (fixed or found) IOVA,
+   * each area with `prot`, or, when prot is undefined, with the rights of its
+   * slice (a COPY that keeps the source rights).
+   */
+  mapSlices(slices: readonly Slice[], length: bigint, prot: number | undefined, iova?: bigint): bigint {
+    if (prot !== undefined) checkProt(prot);
     if (this.destroyed) throw fail('ENOENT', `IOAS ${this.id} is destroyed`);
-    if (prot & PROT_WRITE) {
-      for (const s of slices) if (!s.backing.writable) throw fail('EPERM', 'backing memory is read-only');
+    // iopt_insert_area: EPERM for write on read-only pages; here for any
+    // right the memory was not mapped with.
+    if (prot !== undefined) {
+      for (const s of slices) {
+        const extra = prot & ~s.maxProt;
+        if (extra !== 0) throw fail('EPERM', `the memory grants no ${extra & PROT_WRITE ? 'WRITE' : 'READ'} access (access rights never widen)`);
+      }
     }
     if (length === 0n || length % PAGE !== 0n) throw fail('EINVAL', `length ${length} is zero or not ${PAGE_SIZE}-aligned`);
     let at: bigint;
@@ -131,7 +148,7 @@ export class Ioas {
     let cur = Number(at);
     for (const s of slices) {
       const n = Number(s.length);
-      this.insert(new Area(cur, cur + n, s.backing, s.offset, prot));
+      this.insert(new Area(cur, cur + n, s.backing, s.offset, prot ?? s.maxProt));
       cur += n;
     }
     return at;
@@ -296,7 +313,7 @@ export class Ioas {
 
   // ---- copy support -----------------------------------------------------------
 
-  /** iopt_get_pages: the backing slices behind a fully mapped range. */
+  /** iopt_get_pages: the backing slices behind a fully mapped range, each with its area's rights. */
   slices(iova: bigint, length: bigint): Slice[] {
     if (length === 0n) throw fail('EINVAL', 'zero length');
     const last = iova + length - 1n;
@@ -309,7 +326,7 @@ export class Ioas {
       const { area, pos } = hit;
       const avail = BigInt(area.length - pos);
       const n = last - cur + 1n < avail ? last - cur + 1n : avail;
-      out.push({ backing: area.backing, offset: area.offset + pos, length: n });
+      out.push({ backing: area.backing, offset: area.offset + pos, length: n, maxProt: area.prot & backingProt(area.backing) });
       cur += n;
     }
     return out;
@@ -339,13 +356,18 @@ export class Ioas {
    * over a reserved one: EADDRINUSE. An empty list allows everything.
    */
   allowIovas(list: readonly { start: U64Like; last: U64Like }[]): void {
+    if (list.length > MAX_IOVA_RANGES) throw fail('E2BIG', `${list.length} allowed ranges, at most ${MAX_IOVA_RANGES}`);
     const next: IovaRange[] = [];
     for (const r of list) {
+      if (r === null || typeof r !== 'object') throw fail('EINVAL', 'an allowed range is {start, last}');
       const start = u64(r.start, 'start');
       const last = u64(r.last, 'last');
       if (start >= last) throw fail('EINVAL', 'allowed range start >= last');
-      if (firstOverlap(next, start, last)) throw fail('EINVAL', 'allowed ranges overlap');
       next.push({ start, last });
+    }
+    const sorted = [...next].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    for (let i = 1; i < sorted.length; i++) {
+      if (sorted[i].start <= sorted[i - 1].last) throw fail('EINVAL', 'allowed ranges overlap');
     }
     for (const r of next) {
       if (firstOverlap(this.reserved, r.start, r.last)) throw fail('EADDRINUSE', 'allowed range overlaps a reserved range');
@@ -369,6 +391,7 @@ export class Ioas {
     const start = u64(startIn, 'start');
     const last = u64(lastIn, 'last');
     if (start > last) throw fail('EINVAL', 'reserved range start > last');
+    if (this.reserved.length >= MAX_IOVA_RANGES) throw fail('ENOSPC', `already ${MAX_IOVA_RANGES} reserved ranges`);
     if (this.areasIn(start, last).length > 0) throw fail('EADDRINUSE', 'a mapping is in the reserved range');
     if (firstOverlap(this.allowed, start, last)) throw fail('EADDRINUSE', 'an allowed range is in the reserved range');
     this.reserved.push({ start, last, owner });
@@ -438,6 +461,11 @@ export class Ioas {
     this.destroyed = true;
     return r;
   }
+}
+
+/** The rights a backing allows any area over it: always READ, WRITE if writable. */
+function backingProt(b: Backing): number {
+  return b.writable ? PROT_READ | PROT_WRITE : PROT_READ;
 }
 
 export function checkProt(prot: number): void {

@@ -10,6 +10,8 @@ export const U64_MAX = (1n << 64n) - 1n;
 /** 2^64 as a number (exact): the exclusive end of the IOVA space. */
 export const TWO_POW_64 = 2 ** 64;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+/** Longest u64 text parsed (room for leading zeros): BigInt of a long string costs time quadratic in its length. */
+const U64_TEXT_MAX = 66;
 
 /** Anything the API accepts as a u64 (decimal or 0x strings come from CLIs). */
 export type U64Like = bigint | number | string;
@@ -21,7 +23,7 @@ export function u64(x: unknown, name = 'value'): bigint {
   else if (typeof x === 'number') {
     if (!Number.isSafeInteger(x)) throw fail('EINVAL', `${name} must be a safe integer or a bigint`);
     v = BigInt(x);
-  } else if (typeof x === 'string' && /^(0x[0-9a-f]+|[0-9]+)$/i.test(x.trim())) v = BigInt(x.trim());
+  } else if (typeof x === 'string' && x.length <= U64_TEXT_MAX && /^(0x[0-9a-f]+|[0-9]+)$/i.test(x.trim())) v = BigInt(x.trim());
   else throw fail('EINVAL', `${name} must be a u64`);
   if (v < 0n || v > U64_MAX) throw fail('EINVAL', `${name} out of u64 range`);
   return v;

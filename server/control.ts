@@ -1,28 +1,48 @@
 // The control socket (`--control PATH`): the IOMMU model's new API (and the
 // legacy type1 ops) from outside the process. Each device has its own IOMMU
 // context; `args.device` picks it (optional when there is one device).
+// Every request gets exactly one response frame, in order; anything wrong
+// with a frame (bad msgpack, wrong types, unknown op, too large) is an error
+// frame and the connection goes on.
 import net from 'node:net';
 import fs from 'node:fs';
-import { Errno, VfioUserError, errnoName } from '../protocol/errno.js';
+import { Errno, VfioUserError } from '../protocol/errno.js';
 import type { IommuContext } from '../iommu/context.js';
-import { FrameReader, encodeFrame, packr, type ControlResponse } from './control-frames.js';
+import {
+  FrameReader, MAX_FRAME, encodeFrame, errorResponse, failure, packr, type ControlResponse, type Frame,
+} from './control-frames.js';
 import { clearStaleSocket } from './listener.js';
 import type { Log } from './log.js';
+import { Disconnect } from './transport.js';
 
 /** In-process only: an fd or object from outside must never reach the model. */
 const LOCAL_ONLY = ['fd', 'backing', 'messenger', 'messageBase'];
+/** Frames one connection may have read ahead of their answers before reading pauses. */
+const MAX_QUEUED = 64;
+/** Control connections at once (each may hold a frame of up to maxFrame being read and one being answered). */
+const MAX_CLIENTS = 8;
+
+export interface ControlOptions {
+  /** Largest request or response frame body (default MAX_FRAME). */
+  maxFrame?: number;
+}
 
 export class ControlServer {
   private readonly server: net.Server;
-  private readonly clients = new Set<net.Socket>();
+  private readonly clients = new Map<net.Socket, { end?: Disconnect }>();
+  private readonly maxFrame: number;
 
-  private constructor(readonly path: string, private readonly contexts: ReadonlyMap<string, IommuContext>, private readonly log: Log) {
-    this.server = net.createServer((s) => this.onClient(s));
+  private constructor(readonly path: string, private readonly contexts: ReadonlyMap<string, IommuContext>, private readonly log: Log, opts: ControlOptions) {
+    this.maxFrame = opts.maxFrame ?? MAX_FRAME;
+    // Half-open: a client that shuts down its side after its last request still gets every answer.
+    this.server = net.createServer({ allowHalfOpen: true }, (s) => this.onClient(s));
+    this.server.maxConnections = MAX_CLIENTS;
+    this.server.on('drop', () => this.log.warn(`control connection refused: ${MAX_CLIENTS} are open already`));
   }
 
-  static async open(path: string, contexts: ReadonlyMap<string, IommuContext>, log: Log): Promise<ControlServer> {
+  static async open(path: string, contexts: ReadonlyMap<string, IommuContext>, log: Log, opts: ControlOptions = {}): Promise<ControlServer> {
     clearStaleSocket(path);
-    const c = new ControlServer(path, contexts, log);
+    const c = new ControlServer(path, contexts, log, opts);
     const oldMask = process.umask(0o177);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -51,11 +71,8 @@ export class ControlServer {
       const result = await ctx.dispatch(raw.op, args);
       return { id, result };
     } catch (err) {
-      if (err instanceof VfioUserError) {
-        return { id, errno: err.errno, error: errnoName(err.errno), message: err.message };
-      }
-      this.log.error('control request failed unexpectedly', err);
-      return { id, errno: Errno.EIO, error: 'EIO', message: String((err as Error)?.message ?? err) };
+      if (!(err instanceof VfioUserError)) this.log.error('control request failed unexpectedly', err);
+      return errorResponse(id, err);
     }
   }
 
@@ -75,44 +92,108 @@ export class ControlServer {
     return ctx;
   }
 
+  /** The response to one frame as read off the socket. */
+  private async answer(frame: Frame): Promise<ControlResponse> {
+    if ('oversize' in frame) {
+      return failure(null, 'EMSGSIZE', `a frame of ${frame.oversize} bytes is above the ${this.maxFrame}-byte limit (skipped)`, {
+        length: frame.oversize,
+        max: this.maxFrame,
+      });
+    }
+    let req: unknown;
+    try {
+      req = packr.unpack(frame.body);
+    } catch (err) {
+      return failure(null, 'EINVAL', `frame is not valid msgpack: ${(err as Error)?.message ?? String(err)}`);
+    }
+    return this.handle(req);
+  }
+
+  /** A response as a frame; one above the frame limit becomes an EMSGSIZE error. */
+  private encode(res: ControlResponse): Buffer {
+    const out = encodeFrame(res);
+    const length = out.length - 4;
+    if (length <= this.maxFrame) return out;
+    return encodeFrame(failure(res.id, 'EMSGSIZE', `the response of ${length} bytes is above the ${this.maxFrame}-byte frame limit`, {
+      length,
+      max: this.maxFrame,
+    }));
+  }
+
   private onClient(s: net.Socket): void {
-    this.clients.add(s);
-    const reader = new FrameReader();
-    // Requests on one connection are answered in order.
+    const state: { end?: Disconnect } = {};
+    this.clients.set(s, state);
+    const reader = new FrameReader(this.maxFrame);
+    // Answers go out in request order. Reading pauses while many frames (or
+    // many bytes) wait, and each answer waits until the socket takes it:
+    // a client that floods or never reads holds a bounded amount of memory.
     let chain = Promise.resolve();
-    s.on('data', (chunk) => {
-      let frames: Buffer[];
-      try {
-        frames = reader.push(chunk);
-      } catch (err) {
-        this.log.warn(`control client dropped: ${(err as Error).message}`);
-        s.destroy();
-        return;
-      }
-      for (const f of frames) {
+    let queued = 0;
+    let queuedBytes = 0;
+    const busy = () => queued >= MAX_QUEUED || queuedBytes >= this.maxFrame;
+    s.on('data', (chunk: Buffer) => {
+      for (const f of reader.push(chunk)) {
+        const size = 'body' in f ? f.body.length : 0;
+        queued++;
+        queuedBytes += size;
+        if (busy()) s.pause();
         chain = chain.then(async () => {
-          let req: unknown;
-          try {
-            req = packr.unpack(f);
-          } catch {
-            req = undefined;
-          }
-          const res = req === undefined
-            ? { id: null, errno: Errno.EINVAL, error: 'EINVAL', message: 'frame is not valid msgpack' }
-            : await this.handle(req);
-          if (!s.destroyed) s.write(encodeFrame(res));
+          await this.reply(s, f);
+          queued--;
+          queuedBytes -= size;
+          if (!busy() && s.isPaused()) s.resume();
         });
       }
     });
-    s.on('error', () => s.destroy());
-    s.on('close', () => this.clients.delete(s));
+    s.on('end', () => {
+      state.end ??= new Disconnect('eof', 'peer closed the connection (EOF)');
+      chain = chain.then(() => { s.end(); });
+    });
+    s.on('error', (err: NodeJS.ErrnoException) => {
+      state.end ??= typeof err.errno === 'number' ? Disconnect.fromErrno(err.syscall ?? 'socket', err.errno) : new Disconnect('io-error', err.message);
+    });
+    s.on('close', () => {
+      this.clients.delete(s);
+      const end = state.end ?? new Disconnect('io-error', 'connection closed');
+      if (end.orderly) this.log.debug(`control client disconnected: ${end.message}`);
+      else this.log.info(`control client dropped: ${end.message}`);
+    });
+  }
+
+  /** Answer one frame (never throws: the chain of answers must go on). */
+  private async reply(s: net.Socket, f: Frame): Promise<void> {
+    let out: Buffer;
+    try {
+      out = this.encode(await this.answer(f));
+    } catch (err) {
+      this.log.error('control response failed unexpectedly', err);
+      out = encodeFrame(errorResponse(null, err));
+    }
+    if (s.destroyed || s.writableEnded) return;
+    if (!s.write(out)) await writable(s);
   }
 
   async close(): Promise<void> {
-    for (const s of this.clients) s.destroy();
+    for (const [s, state] of this.clients) {
+      state.end ??= new Disconnect('shutdown', 'server shutdown');
+      s.destroy();
+    }
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     try { fs.unlinkSync(this.path); } catch { /* gone */ }
   }
+}
+
+/** Settles once the socket has taken its queued bytes (or is gone). */
+function writable(s: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      s.off('drain', done);
+      s.off('close', done);
+      resolve();
+    };
+    s.on('drain', done);
+    s.on('close', done);
+  });
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

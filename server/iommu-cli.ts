@@ -1,5 +1,6 @@
 // `vfio-user-ts iommu <op> --control PATH [key=value ...]`: one operation over
-// the control socket; prints the result as JSON, or the errno and exits 1.
+// the control socket; prints the response as JSON. An error response also
+// goes to stderr (message, then its data) and the exit code is 1.
 //   npx vfio-user-ts iommu ioas.alloc --control /tmp/ctl.sock
 //   npx vfio-user-ts iommu ioas.copy --control /tmp/ctl.sock srcIoasId=1 srcIova=0x100000 length=0x10000 dstIoasId=3 dstIova=0x40000000
 // Values: true/false, numbers (decimal or 0x hex; 64-bit ones stay exact),
@@ -7,7 +8,18 @@
 import { parseArgs, UsageError } from './cli-args.js';
 import { ControlClient } from './control-client.js';
 
-export async function iommuCommand(argv: readonly string[]): Promise<number> {
+/** Where the command writes (the process's stdout / stderr unless a test says otherwise). */
+export interface CommandOutput {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+const STDIO: CommandOutput = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+};
+
+export async function iommuCommand(argv: readonly string[], io: CommandOutput = STDIO): Promise<number> {
   const { flags, positionals } = parseArgs(argv, {
     control: { type: 'string', help: 'the server\'s control socket' },
     device: { type: 'string', help: 'device (IOMMU context) to act on' },
@@ -25,8 +37,11 @@ export async function iommuCommand(argv: readonly string[]): Promise<number> {
   const client = await ControlClient.connect(flags.control as string);
   try {
     const r = await client.request(op, args);
-    process.stdout.write(toJson(r) + '\n');
-    return 'errno' in r ? 1 : 0;
+    io.out(toJson(r) + '\n');
+    if (!('errno' in r)) return 0;
+    io.err(`iommu ${op}: ${r.message} (errno ${r.errno})\n`);
+    if (r.data) io.err(`  data: ${toJson(r.data)}\n`);
+    return 1;
   } finally {
     client.close();
   }

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { VfioUserDevice } from '../devices/device.js';
 import { Listener } from './listener.js';
 import { Session } from './session.js';
+import { Disconnect } from './transport.js';
 import type { DmaSpace } from './dma-space.js';
 import { rootLog, type Log } from './log.js';
 
@@ -71,7 +72,8 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
     const space = this.makeSpace(this.name);
     this.log.info(`client connected (#${this.connections})`);
     this.session = new Session(fd, this.device, space, this.log, (err) => {
-      if (err) this.log.warn(`client dropped: ${err.message}`);
+      if (err instanceof Disconnect && err.orderly) this.log.info(`client disconnected: ${err.message}`);
+      else if (err) this.log.warn(`client dropped: ${err.message}`);
       else this.log.info('client disconnected');
       try {
         this.device.detachClient();

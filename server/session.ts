@@ -21,7 +21,7 @@ import { DEFAULT_LIMITS, type NegotiatedLimits } from '../protocol/limits.js';
 import { Errno, VfioUserError, errnoName } from '../protocol/errno.js';
 import * as native from '../native/index.js';
 import type { VfioUserDevice } from '../devices/device.js';
-import { Transport, type IncomingMessage } from './transport.js';
+import { Transport, type Disconnect, type IncomingMessage } from './transport.js';
 import { ReplyBudget } from './reply-budget.js';
 import type { DmaMessenger, DmaSpace } from './dma-space.js';
 import { handleCommand, type HandlerContext, type Reply } from './handlers.js';
@@ -93,8 +93,8 @@ export class Session implements HandlerContext {
     this.transport.setLimits({ maxMessageSize: maxMessageSize(limits), maxFds: limits.maxMsgFds });
   }
 
-  close(error?: Error): void {
-    this.transport.close(error);
+  close(end?: Disconnect): void {
+    this.transport.close(end);
   }
 
   /**

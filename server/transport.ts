@@ -16,6 +16,38 @@ export interface IncomingMessage {
   fds: number[];
 }
 
+/** Why a connection ended (the kind, for code; the message, for the log). */
+export type DisconnectReason =
+  | 'eof' // the peer closed its end after we had sent everything
+  | 'reset' // ECONNRESET: the peer closed with our replies unread
+  | 'broken-pipe' // EPIPE: the peer was gone when we sent
+  | 'protocol' // the byte stream cannot be parsed any further
+  | 'fd-truncation' // MSG_CTRUNC: more fds than allowed in one message
+  | 'stalled' // the peer stopped reading its replies
+  | 'io-error' // any other socket error
+  | 'internal' // a bug of ours (a handler threw)
+  | 'shutdown'; // the server closed it
+
+/** The end of a connection, passed to onClose. Orderly ends (EOF, shutdown) are not failures. */
+export class Disconnect extends Error {
+  constructor(readonly reason: DisconnectReason, message: string) {
+    super(message);
+    this.name = 'Disconnect';
+  }
+
+  get orderly(): boolean {
+    return this.reason === 'eof' || this.reason === 'shutdown';
+  }
+
+  /** The end a failed socket call (`op`, -errno `status`) means. */
+  static fromErrno(op: string, status: number): Disconnect {
+    const name = native.errnoName(-status);
+    if (-status === native.ECONNRESET) return new Disconnect('reset', 'connection reset by peer (ECONNRESET)');
+    if (-status === native.EPIPE) return new Disconnect('broken-pipe', `broken pipe (EPIPE): the peer was gone when we sent (${op})`);
+    return new Disconnect('io-error', `${op} failed: ${name}`);
+  }
+}
+
 export interface TransportHandler {
   /**
    * Optional fast path, offered every whole message that came without fds
@@ -25,8 +57,8 @@ export interface TransportHandler {
    */
   onRawMessage?(buf: Buffer, at: number, size: number): boolean;
   onMessage(msg: IncomingMessage): void;
-  /** Called once, after the fd is closed. `error` is set for abnormal ends. */
-  onClose(error?: Error): void;
+  /** Called once, after the fd is closed, with why (`orderly` for EOF and shutdown). */
+  onClose(end: Disconnect): void;
 }
 
 export interface TransportLimits {
@@ -135,7 +167,8 @@ export class Transport {
     }
   }
 
-  close(error?: Error): void {
+  /** Close the connection; without a reason it is the server's doing (shutdown). */
+  close(end: Disconnect = new Disconnect('shutdown', 'server shutdown')): void {
     if (this.closed) return;
     this.closed = true;
     if (this.watcher) native.watchClose(this.watcher);
@@ -145,14 +178,31 @@ export class Transport {
     for (const b of this.batches) closeAll(b.fds);
     this.batches = [];
     this.marks = [];
-    this.handler.onClose(error);
+    this.handler.onClose(end);
   }
 
   private onPoll(status: number, events: number): void {
     if (this.closed) return;
-    if (status < 0) return this.close(new Error(`poll error ${status}`));
+    if (status < 0) return this.onPollError(status);
     if (events & native.WRITABLE) this.flush();
     if (events & native.READABLE) this.readAvailable();
+  }
+
+  /**
+   * libuv reports any POLLERR as status EBADF (and stops the watcher), though
+   * the fd is fine: the socket has an error pending, e.g. ECONNRESET when the
+   * peer closed with our replies unread. recv returns it once the data still
+   * queued is read: read on, and watch again while there is more to read.
+   */
+  private onPollError(status: number): void {
+    const received = this.rbase + this.rend;
+    this.readAvailable();
+    if (this.closed) return;
+    if (this.rbase + this.rend === received) {
+      this.close(new Disconnect('io-error', `poll reported ${native.errnoName(-status)} and the socket has no error to read`));
+      return;
+    }
+    native.watchSet(this.watcher!, native.READABLE | (this.wantWrite ? native.WRITABLE : 0));
   }
 
   private readAvailable(): void {
@@ -163,8 +213,8 @@ export class Transport {
         const room = this.rbuf.length - this.rend;
         const n = this.channel.recv(this.rend, room);
         if (n === -native.EAGAIN) break;
-        if (n === 0) { this.close(); return; }
-        if (n < 0) { this.close(new Error(`recvmsg failed: errno ${-n}`)); return; }
+        if (n === 0) { this.close(new Disconnect('eof', 'peer closed the connection (EOF)')); return; }
+        if (n < 0) { this.close(Disconnect.fromErrno('recvmsg', n)); return; }
         const nfds = this.meta[0]!;
         if (nfds > 0) {
           const fds = Array.from(this.meta.subarray(2, 2 + nfds));
@@ -172,7 +222,7 @@ export class Transport {
         }
         this.rend += n;
         if (this.meta[1]! & native.MSG_CTRUNC) {
-          this.close(new Error(`more than ${this.limits.maxFds} fds in one message (MSG_CTRUNC)`));
+          this.close(new Disconnect('fd-truncation', `fd truncation (MSG_CTRUNC): more than ${this.limits.maxFds} fds in one message`));
           return;
         }
         this.parse();
@@ -195,7 +245,7 @@ export class Transport {
       const at = this.rstart;
       const size = u32At(this.rbuf, at + 4);
       if (size < HEADER_SIZE || size > this.limits.maxMessageSize) {
-        this.close(new Error(`message size ${size} outside [${HEADER_SIZE}, ${this.limits.maxMessageSize}]: stream unusable`));
+        this.close(new Disconnect('protocol', `protocol error: message size ${size} outside [${HEADER_SIZE}, ${this.limits.maxMessageSize}], the stream is unusable`));
         return;
       }
       if (this.rend - at < size) {
@@ -217,7 +267,7 @@ export class Transport {
       } catch (err) {
         // Handlers answer bad input themselves; reaching here is our own bug.
         this.log.error('message handler threw', err);
-        this.close(err instanceof Error ? err : new Error(String(err)));
+        this.close(new Disconnect('internal', `internal error: message handler threw: ${err instanceof Error ? err.message : String(err)}`));
         return;
       }
     }
@@ -275,7 +325,7 @@ export class Transport {
     let cap = this.wbuf.length;
     while (cap < this.wlen + size) cap *= 2;
     if (cap > MAX_UNSENT) {
-      this.close(new Error('peer is not reading its replies'));
+      this.close(new Disconnect('stalled', `peer is not reading its replies (${this.wlen - this.wsent} bytes unsent)`));
       return;
     }
     const bigger = Buffer.allocUnsafe(cap);
@@ -299,7 +349,7 @@ export class Transport {
         ? native.sendmsg(this.fd, this.wbuf, this.wsent, end - this.wsent, fds)
         : this.channel.send(this.wsent, end - this.wsent);
       if (n === -native.EAGAIN) return this.waitWritable(true);
-      if (n < 0) return this.close(new Error(`sendmsg failed: errno ${-n}`));
+      if (n < 0) return this.close(Disconnect.fromErrno('sendmsg', n));
       if (fds) this.marks.shift();
       this.wsent += n;
     }

@@ -124,3 +124,11 @@ t.test('argument errors', async (t) => {
   t.ok(IommuDispatcher.ops.includes('type1.map'));
   t.ok(IommuDispatcher.ops.length >= 25);
 });
+
+t.test('u64 text is bounded before it is parsed', async (t) => {
+  const ctx = new IommuContext();
+  const d = (op: string, a: Record<string, unknown> = {}) => ctx.dispatch(op, a);
+  t.equal(await errnoOfAsync(() => d('ioas.unmap', { ioasId: 1, iova: `0x${'0'.repeat(200_000)}1`, length: PAGE })), 'EINVAL', 'a 200 kB number');
+  t.equal(await errnoOfAsync(() => d('ioas.unmap', { ioasId: 1, iova: `0x${'0'.repeat(40)}1000`, length: PAGE })), 'ENOENT', 'leading zeros within reason parse');
+  t.equal(await errnoOfAsync(() => d('ioas.allowIovas', { ioasId: 1, ranges: [7] })), 'EINVAL', 'a range that is not {start, last}');
+});

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { MemoryBacking } from '../../iommu/backing.js';
 import { IommuError } from '../../iommu/errors.js';
-import { Ioas } from '../../iommu/ioas.js';
+import { Ioas, MAX_IOVA_RANGES } from '../../iommu/ioas.js';
 import { PROT_READ, PROT_WRITE } from '../../iommu/area.js';
 import { U64_MAX } from '../../iommu/u64.js';
 import { PAGE, RW, errnoOf } from './helpers.js';
@@ -236,4 +236,21 @@ t.test('cutAt splits an area; both halves share the backing', async (t) => {
   t.equal(mem.refs, 3, 'creator + two areas');
   ioas.unmapAll();
   t.equal(mem.refs, 1);
+});
+
+t.test('range lists are bounded: allowIovas and addReserved refuse beyond MAX_IOVA_RANGES', async (t) => {
+  const { ioas } = setup();
+  const many = (n: number) => Array.from({ length: n }, (_, i) => ({ start: BigInt(2 * i) * P, last: BigInt(2 * i + 1) * P - 1n }));
+  t.equal(errnoOf(() => ioas.allowIovas(many(MAX_IOVA_RANGES + 1))), 'E2BIG', 'one range too many');
+  t.same(ioas.allowedRanges, [], 'nothing changed');
+  t.equal(errnoOf(() => ioas.allowIovas(many(MAX_IOVA_RANGES).reverse())), 'ok', 'the most, in any order');
+  t.equal(ioas.allowedRanges.length, MAX_IOVA_RANGES);
+  const overlapFar = [...many(100), { start: 10n * P, last: 10n * P + 1n }];
+  t.equal(errnoOf(() => ioas.allowIovas(overlapFar)), 'EINVAL', 'an overlap far apart in the list is still found');
+  t.equal(errnoOf(() => ioas.allowIovas([null as unknown as { start: bigint; last: bigint }])), 'EINVAL', 'not a range');
+  ioas.allowIovas([]);
+  for (let i = 0; i < MAX_IOVA_RANGES; i++) ioas.addReserved(BigInt(i) * P, BigInt(i) * P);
+  t.equal(errnoOf(() => ioas.addReserved(U64_MAX - P, U64_MAX)), 'ENOSPC', 'reserved list is full');
+  ioas.removeReserved('user');
+  t.equal(errnoOf(() => ioas.addReserved(U64_MAX - P, U64_MAX)), 'ok');
 });

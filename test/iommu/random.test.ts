@@ -3,7 +3,7 @@
 // every errno, every returned IOVA or length, the area lists and the
 // translation of every page of the window after every step.
 import t from 'tap';
-import { PROT_WRITE } from '../../iommu/area.js';
+import { PROT_READ, PROT_WRITE } from '../../iommu/area.js';
 import { MemoryBacking, type Backing } from '../../iommu/backing.js';
 import { IommuContext } from '../../iommu/context.js';
 import type { Ioas } from '../../iommu/ioas.js';
@@ -16,6 +16,16 @@ interface RArea {
   backing: Backing;
   offset: number;
   prot: number;
+}
+/** What a copy or map may grant: the source area's rights, or the backing's. */
+interface RSlice {
+  backing: Backing;
+  offset: number;
+  length: number;
+  maxProt: number;
+}
+function backingProt(b: Backing): number {
+  return b.writable ? PROT_READ | PROT_WRITE : PROT_READ;
 }
 interface RRange {
   start: number;
@@ -59,9 +69,9 @@ class RefIoas {
     }
     return 'ENOSPC';
   }
-  mapSlices(slices: { backing: Backing; offset: number; length: number }[], len: number, prot: number, iova: number | undefined): number | string {
+  mapSlices(slices: RSlice[], len: number, prot: number, iova: number | undefined): number | string {
     if (prot === 0) return 'EINVAL';
-    if (prot & PROT_WRITE && slices.some((s) => !s.backing.writable)) return 'EPERM';
+    if (slices.some((s) => prot & ~s.maxProt)) return 'EPERM';
     let at: number;
     if (iova === undefined) {
       const r = this.alloc(len, slices[0].offset);
@@ -89,7 +99,7 @@ class RefIoas {
     this.areas = this.areas.filter((a) => !hit.includes(a));
     return hit.reduce((n, a) => n + (a.end - a.start), 0);
   }
-  slices(iova: number, len: number): { backing: Backing; offset: number; length: number }[] | string {
+  slices(iova: number, len: number): RSlice[] | string {
     const out = [];
     let cur = iova;
     const last = iova + len - 1;
@@ -97,7 +107,7 @@ class RefIoas {
       const a = this.areas.find((x) => x.start <= cur && cur < x.end);
       if (!a) return 'ENOENT';
       const n = Math.min(a.end - cur, last - cur + 1);
-      out.push({ backing: a.backing, offset: a.offset + (cur - a.start), length: n });
+      out.push({ backing: a.backing, offset: a.offset + (cur - a.start), length: n, maxProt: a.prot & backingProt(a.backing) });
       cur += n;
     }
     return out;
@@ -183,13 +193,13 @@ for (const seed of [7, 99, 2024, 31337]) {
         const off = pg(randInt(r, b.size / PAGE + 1));
         const iova = pg(randInt(r, WINDOW - 4));
         const got = outcome(() => m.map({ backing: b, offset: off, length: BigInt(pg(pages)), prot, iova: BigInt(iova) }));
-        check('map', got, expect(ref.mapSlices([{ backing: b, offset: off, length: pg(pages) }], pg(pages), prot, iova)));
+        check('map', got, expect(ref.mapSlices([{ backing: b, offset: off, length: pg(pages), maxProt: backingProt(b) }], pg(pages), prot, iova)));
       } else if (op < 0.4) {
         const b = backings[randInt(r, 3)];
         const pages = 1 + randInt(r, 6);
         const off = pg(randInt(r, b.size / PAGE));
         const got = outcome(() => m.map({ backing: b, offset: off, length: BigInt(pg(pages)), prot }));
-        check('alloc', got, expect(ref.mapSlices([{ backing: b, offset: off, length: pg(pages) }], pg(pages), prot, undefined)));
+        check('alloc', got, expect(ref.mapSlices([{ backing: b, offset: off, length: pg(pages), maxProt: backingProt(b) }], pg(pages), prot, undefined)));
       } else if (op < 0.7) {
         let iova = pg(randInt(r, WINDOW));
         let len = pg(1 + randInt(r, 24));
