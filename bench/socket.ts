@@ -1,6 +1,8 @@
-// Socket benchmarks: REGION_READ ping-pong, REGION_READ with 32 in flight and
-// posted (NO_REPLY) REGION_WRITEs, each against our server and against a
-// minimal C responder (bench/c/responder.c) measured in the same run.  The
+// Socket benchmarks: REGION_READ ping-pong, REGION_READ with 32 in flight,
+// posted (NO_REPLY) REGION_WRITEs and DMA_MAP+DMA_UNMAP pairs (fd-carrying
+// windows of one memfd, as QEMU sends them for a guest behind a vIOMMU), each
+// against our server and against a minimal C responder (bench/c/responder.c)
+// measured in the same run.  The
 // load generator is C as well (bench/c/loadgen.c) so the client is never the
 // bottleneck.  Both C programs are compiled here at run time.
 //
@@ -53,6 +55,10 @@ interface Metric {
   /** count for the first (warm-up / calibration) run */
   calibN: number;
   note?: string;
+  /** What one loadgen op is (default ops/s). */
+  unit?: string;
+  /** The minimal Node responder speaks only REGION_*: no row for it. */
+  noNodeRow?: boolean;
 }
 
 interface ServerKind {
@@ -128,6 +134,20 @@ function metrics(full: boolean): Metric[] {
       calibN: 50_000,
       note: 'NO_REPLY writes, one per write() as QEMU sends them, then one REGION_READ whose reply proves all were consumed',
     },
+    ...[
+      { live: 4096, depth: 1, what: 'one at a time (each reply awaited)' },
+      { live: 4096, depth: 32, what: '32 in flight' },
+      { live: 65535 - 32, depth: 32, what: '32 in flight, 65,535 maps at the peak' },
+    ].map(({ live, depth, what }): Metric => ({
+      key: `dmamap-${live}-${depth}`,
+      name: `DMA_MAP+DMA_UNMAP, ${live.toLocaleString('en-US')} live, ${depth === 1 ? '1' : depth} in flight, 2 CPUs`,
+      args: ['-m', 'dmamap', '-d', String(depth), '-l', String(live)],
+      placement: 'split',
+      calibN: 5_000,
+      unit: 'pairs/s',
+      noNodeRow: true,
+      note: `pairs of an fd-carrying DMA_MAP of a 4 KiB window of one sealed memfd and its DMA_UNMAP, ${what}; floor: the C responder receives and closes the fd and answers, keeping no table`,
+    })),
   ];
   if (full) {
     list.push(
@@ -266,7 +286,7 @@ export async function benchSocket(): Promise<BenchRow[]> {
     const list = metrics(full);
     list[0]!.note = `each figure: best of ${repeats} runs of ~${seconds} s per side, sides interleaved; ` + list[0]!.note;
     for (const m of list) {
-      const row: BenchRow = { name: m.name, value: NaN, floor: NaN, ratio: NaN, unit: 'ops/s' };
+      const row: BenchRow = { name: m.name, value: NaN, floor: NaN, ratio: NaN, unit: m.unit ?? 'ops/s' };
       if (m.goal !== undefined) row.goal = m.goal;
       if (m.note) row.note = m.note;
       // The same metric for the minimal Node responder: what the runtime alone reaches.
@@ -274,13 +294,14 @@ export async function benchSocket(): Promise<BenchRow[]> {
         name: `  minimal Node responder`, value: NaN, floor: NaN, ratio: NaN, unit: 'ops/s',
         note: `${m.name}: bench/node-responder.ts (our addon, no protocol layer, no device) against the same C floor`,
       };
-      rows.push(row, nodeRow);
+      rows.push(row);
+      if (!m.noNodeRow) rows.push(nodeRow);
       if (m.placement !== 'free' && !haveTaskset) {
         row.error = 'taskset (util-linux) is missing: cannot pin';
         nodeRow.error = row.error;
         continue;
       }
-      const sides: ServerKind[] = [floor, ours, nodeFloor];
+      const sides: ServerKind[] = m.noNodeRow ? [floor, ours] : [floor, ours, nodeFloor];
       const counts = new Map<ServerKind, number>();
       const errors = new Map<ServerKind, string>();
       for (const kind of sides) {
@@ -320,7 +341,8 @@ export async function benchSocket(): Promise<BenchRow[]> {
       const spread = (l: number[] | undefined) => (l && l.length > 1 ? 1 - Math.min(...l) / Math.max(...l) : 0);
       const worst = Math.max(...sides.map((k) => spread(best.get(k))));
       const noisy = worst > 0.2 ? `; NOISY: runs differ by up to ${Math.round(worst * 100)}%, rerun on a quieter machine` : '';
-      const runs = `runs: floor ${fmt(best.get(floor))}, ours ${fmt(best.get(ours))}, minimal Node ${fmt(best.get(nodeFloor))}${noisy}`;
+      const nodeRuns = m.noNodeRow ? '' : `, minimal Node ${fmt(best.get(nodeFloor))}`;
+      const runs = `runs: floor ${fmt(best.get(floor))}, ours ${fmt(best.get(ours))}${nodeRuns}${noisy}`;
       row.note = row.note ? `${row.note} [${runs}]` : `[${runs}]`;
       progress(`${m.name}: ${runs}`);
     }

@@ -14,6 +14,12 @@
  *   inflight  N REGION_READs, DEPTH in flight (default 32)
  *   posted    N REGION_WRITEs with NO_REPLY, then one REGION_READ whose reply
  *             proves (the server processes in order) that all were consumed
+ *   dmamap    N DMA_MAP + DMA_UNMAP pairs of 4 KiB windows of one sealed
+ *             memfd (the fd sent with every DMA_MAP, as QEMU does for a guest
+ *             behind a vIOMMU), DEPTH pairs in flight (default 32; 1 = each
+ *             reply awaited), after LIVE maps were made (-l, default 0); one
+ *             op = one pair
+ *   -l        live maps before the timed pairs (dmamap; at most 65535 - DEPTH)
  *   -b        at most this many requests per write() (default 1, as QEMU
  *             sends every message with its own sendmsg; max 256)
  *   -r        the read target   (default 7:0:4  = config space, 4 bytes at 0)
@@ -28,12 +34,14 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -49,6 +57,8 @@
 #define IN_CAP (4u << 20)
 
 #define CMD_VERSION 1
+#define CMD_DMA_MAP 2
+#define CMD_DMA_UNMAP 3
 #define CMD_REGION_READ 9
 #define CMD_REGION_WRITE 10
 
@@ -58,6 +68,17 @@
 #define F_ERROR 0x20u
 
 #define POSTED_BATCH 256u
+
+#define PAGE 4096u
+#define DMA_MAP_SIZE 32u   /* argsz, flags, offset, addr, size */
+#define DMA_UNMAP_SIZE 24u /* argsz, flags, addr, size */
+#define MEMFD_PAGES 4096u
+#define LIVE_IOVA (1ull << 32)  /* live window i at LIVE_IOVA + i pages */
+#define CHURN_IOVA (1ull << 31) /* in-flight slot k at CHURN_IOVA + k pages */
+#define MAX_MAPS 65535u
+/* Maps sent before their replies are read while filling: each fd-carrying
+ * message is its own skb, so many more would fill both socket buffers. */
+#define FILL_BATCH 64u
 
 /* What QEMU 11.1 offers (see docs/ARCHITECTURE.md). */
 static const char version_json[] =
@@ -73,6 +94,8 @@ static uint8_t pending[65536];  /* msg_ids awaiting a reply */
 static uint16_t expect_cmd[65536];
 static uint32_t expect_size[65536];
 static uint16_t next_id = 1;
+static uint16_t last_done[4096]; /* dmamap: msg_ids of the replies recv_replies just took */
+static unsigned last_done_n;
 
 static void wr16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
 static void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -152,6 +175,7 @@ static void stamp(uint8_t *m, uint32_t reply_size) {
 
 /* Blocking read once; consume every complete reply; return how many. */
 static unsigned recv_replies(void) {
+    last_done_n = 0;
     for (;;) {
         ssize_t n = read(fd, in + in_have, IN_CAP - in_have);
         if (n == 0) fail("%s", "server closed the connection");
@@ -186,6 +210,7 @@ static unsigned recv_replies(void) {
             fail("reply of the wrong size: %s", b);
         }
         pending[id] = 0;
+        if (last_done_n < sizeof last_done / sizeof last_done[0]) last_done[last_done_n++] = id;
         got++;
         pos += size;
     }
@@ -249,31 +274,135 @@ static int parse_target(const char *s, struct target *t) {
     return 0;
 }
 
+/* sendmsg of one whole message with one fd. */
+static void send_with_fd(const uint8_t *m, size_t n, int passfd) {
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {.iov_base = (void *)m, .iov_len = n};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &passfd, sizeof passfd);
+    for (;;) {
+        ssize_t w = sendmsg(fd, &mh, 0);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) sysfail("sendmsg");
+        if ((size_t)w != n) fail("%s", "short sendmsg of a DMA_MAP");
+        return;
+    }
+}
+
+/* A DMA_MAP (READ|WRITE) of the 4 KiB window at file page `page`; returns its msg_id. */
+static uint16_t send_map(int memfd, uint64_t iova, uint32_t page) {
+    uint8_t m[HDR_SIZE + DMA_MAP_SIZE];
+    hdr(m, 0, CMD_DMA_MAP, sizeof m, 0);
+    wr32(m + HDR_SIZE, DMA_MAP_SIZE);
+    wr32(m + HDR_SIZE + 4, 3);
+    wr64(m + HDR_SIZE + 8, (uint64_t)page * PAGE);
+    wr64(m + HDR_SIZE + 16, iova);
+    wr64(m + HDR_SIZE + 24, PAGE);
+    stamp(m, HDR_SIZE);
+    send_with_fd(m, sizeof m, memfd);
+    return rd16(m);
+}
+
+static uint16_t send_unmap(uint64_t iova) {
+    uint8_t m[HDR_SIZE + DMA_UNMAP_SIZE];
+    hdr(m, 0, CMD_DMA_UNMAP, sizeof m, 0);
+    wr32(m + HDR_SIZE, DMA_UNMAP_SIZE);
+    wr32(m + HDR_SIZE + 4, 0);
+    wr64(m + HDR_SIZE + 8, iova);
+    wr64(m + HDR_SIZE + 16, PAGE);
+    stamp(m, HDR_SIZE + DMA_UNMAP_SIZE);
+    write_all(m, sizeof m);
+    return rd16(m);
+}
+
+/* A guest-RAM-like memfd: sealed against shrinking and growing, as QEMU's. */
+static int sealed_memfd(void) {
+    int m = memfd_create("loadgen-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (m < 0) sysfail("memfd_create");
+    if (ftruncate(m, (off_t)MEMFD_PAGES * PAGE) < 0) sysfail("ftruncate");
+    if (fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) sysfail("F_ADD_SEALS");
+    return m;
+}
+
+/* dmamap: LIVE maps pipelined, then N pairs with DEPTH in flight; returns seconds. */
+static double run_dmamap(unsigned long n, unsigned long depth, unsigned long live) {
+    int memfd = sealed_memfd();
+    for (unsigned long i = 0; i < live;) {
+        unsigned long k = live - i < FILL_BATCH ? live - i : FILL_BATCH;
+        for (unsigned long j = 0; j < k; j++) send_map(memfd, LIVE_IOVA + (uint64_t)(i + j) * PAGE, (uint32_t)((i + j) % MEMFD_PAGES));
+        wait_replies((unsigned)k);
+        i += k;
+    }
+    /* slot_of[msg_id]: which in-flight slot a request belongs to; is_map: its kind. */
+    static uint16_t slot_of[65536];
+    static uint8_t is_map[65536];
+    unsigned long started = 0, done = 0;
+    double t0 = now();
+    for (unsigned long k = 0; k < depth && started < n; k++, started++) {
+        uint16_t id = send_map(memfd, CHURN_IOVA + k * PAGE, (uint32_t)(k % MEMFD_PAGES));
+        slot_of[id] = (uint16_t)k;
+        is_map[id] = 1;
+    }
+    while (done < n) {
+        recv_replies();
+        unsigned got = last_done_n;
+        uint16_t ids[sizeof last_done / sizeof last_done[0]];
+        memcpy(ids, last_done, got * sizeof ids[0]);
+        for (unsigned i = 0; i < got; i++) {
+            uint16_t id = ids[i];
+            uint16_t k = slot_of[id];
+            if (is_map[id]) {
+                uint16_t u = send_unmap(CHURN_IOVA + (uint64_t)k * PAGE);
+                slot_of[u] = k;
+                is_map[u] = 0;
+            } else {
+                done++;
+                if (started < n) {
+                    uint16_t m = send_map(memfd, CHURN_IOVA + (uint64_t)k * PAGE, (uint32_t)(k % MEMFD_PAGES));
+                    slot_of[m] = k;
+                    is_map[m] = 1;
+                    started++;
+                }
+            }
+        }
+    }
+    double secs = now() - t0;
+    close(memfd);
+    return secs;
+}
+
 static void usage(void) {
     fprintf(stderr,
-            "usage: loadgen -s SOCKET -m pingpong|inflight|posted -n N [-d DEPTH] [-b PER_WRITE]\n"
-            "               [-r REGION:OFFSET:COUNT] [-w REGION:OFFSET:COUNT]\n");
+            "usage: loadgen -s SOCKET -m pingpong|inflight|posted|dmamap -n N [-d DEPTH] [-b PER_WRITE]\n"
+            "               [-r REGION:OFFSET:COUNT] [-w REGION:OFFSET:COUNT] [-l LIVE]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
     const char *sock = NULL, *mode = NULL;
-    unsigned long n = 0, depth = 32, batch_max = 1;
+    unsigned long n = 0, depth = 32, batch_max = 1, live = 0;
     struct target rt = {7, 0, 4}, wt = {2, 0, 1};
     int c;
-    while ((c = getopt(argc, argv, "s:m:n:d:b:r:w:")) != -1) {
+    while ((c = getopt(argc, argv, "s:m:n:d:b:r:w:l:")) != -1) {
         switch (c) {
         case 's': sock = optarg; break;
         case 'm': mode = optarg; break;
         case 'n': n = strtoul(optarg, NULL, 0); break;
         case 'd': depth = strtoul(optarg, NULL, 0); break;
         case 'b': batch_max = strtoul(optarg, NULL, 0); break;
+        case 'l': live = strtoul(optarg, NULL, 0); break;
         case 'r': if (parse_target(optarg, &rt)) usage(); break;
         case 'w': if (parse_target(optarg, &wt)) usage(); break;
         default: usage();
         }
     }
-    if (!sock || !mode || n == 0 || depth == 0 || depth > 4096 || batch_max == 0 || batch_max > POSTED_BATCH)
+    if (!sock || !mode || n == 0 || depth == 0 || depth > 4096 || batch_max == 0 || batch_max > POSTED_BATCH ||
+        live + depth > MAX_MAPS)
         usage();
     signal(SIGPIPE, SIG_IGN);
     in = malloc(IN_CAP);
@@ -349,6 +478,9 @@ int main(int argc, char **argv) {
         wait_replies(1);
         t1 = now();
         free(batch);
+    } else if (strcmp(mode, "dmamap") == 0) {
+        t0 = 0;
+        t1 = run_dmamap(n, depth, live);
     } else {
         usage();
         return 2;

@@ -3,8 +3,9 @@
  *
  * A single-threaded UNIX-socket server with blocking I/O that speaks just
  * enough vfio-user to be driven by bench/c/loadgen.c (and by QEMU's message
- * layout): VERSION, REGION_READ, REGION_WRITE (honouring NO_REPLY).  Every
- * other command gets an ENOSYS error reply.  Messages are framed by the
+ * layout): VERSION, REGION_READ, REGION_WRITE (honouring NO_REPLY), and
+ * DMA_MAP / DMA_UNMAP as a message floor (fds received and closed, sizes
+ * checked, no table kept).  Every other command gets an ENOSYS error reply.  Messages are framed by the
  * header's msg_size; one read() may carry many messages (and partial ones);
  * all replies produced by one read() go out in one write().  Region accesses
  * are bounds-checked and served from small static arrays, which is the least
@@ -38,6 +39,8 @@
 #define IN_CAP (MAX_XFER + HDR_SIZE + ACCESS_SIZE + 4096u)
 
 #define CMD_VERSION 1
+#define CMD_DMA_MAP 2
+#define CMD_DMA_UNMAP 3
 #define CMD_REGION_READ 9
 #define CMD_REGION_WRITE 10
 
@@ -49,6 +52,9 @@
 
 #define NREGIONS 9 /* PCI: BAR0-5, ROM, config, VGA */
 #define REGION_SIZE 4096u
+#define DMA_MAP_SIZE 32u   /* argsz, flags, offset, addr, size */
+#define DMA_UNMAP_SIZE 24u /* argsz, flags, addr, size */
+#define MAX_FDS 16
 
 static const char version_json[] =
     "{\"capabilities\":{\"max_msg_fds\":16,\"max_data_xfer_size\":1048576}}";
@@ -132,6 +138,14 @@ static void handle(const uint8_t *m, uint32_t size) {
         memcpy(r + 4, version_json, sizeof version_json); /* NUL included */
         return;
     }
+    case CMD_DMA_MAP:
+        if (plen != DMA_MAP_SIZE || rd32(p) != DMA_MAP_SIZE) { error_reply(id, cmd, flags, EINVAL); return; }
+        if (!(flags & F_NO_REPLY)) reply(id, cmd, HDR_SIZE, 0, 0);
+        return;
+    case CMD_DMA_UNMAP:
+        if (plen != DMA_UNMAP_SIZE || rd32(p) != DMA_UNMAP_SIZE) { error_reply(id, cmd, flags, EINVAL); return; }
+        if (!(flags & F_NO_REPLY)) memcpy(reply(id, cmd, HDR_SIZE + DMA_UNMAP_SIZE, 0, 0), p, DMA_UNMAP_SIZE);
+        return;
     case CMD_REGION_READ:
         if ((err = check_access(p, plen, &mem, &count)) != 0 || plen != ACCESS_SIZE) {
             error_reply(id, cmd, flags, err ? err : EINVAL);
@@ -172,10 +186,30 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
     return 0;
 }
 
+/* read() that also takes the fds sent with the bytes and closes them (a
+ * DMA_MAP's guest-memory fd): the least any server does with one. */
+static ssize_t read_closing_fds(int fd, uint8_t *buf, size_t len) {
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)]; } ctl;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    if (n < 0) return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int got;
+            memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+            close(got);
+        }
+    }
+    return n;
+}
+
 static void serve(int fd, uint8_t *in) {
     size_t have = 0;
     for (;;) {
-        ssize_t n = read(fd, in + have, IN_CAP - have);
+        ssize_t n = read_closing_fds(fd, in + have, IN_CAP - have);
         if (n == 0) return;
         if (n < 0) {
             if (errno == EINTR) continue;
