@@ -12,7 +12,7 @@ import { loadConfigFile } from '../../server/config.js';
 import { serveConfig } from '../../server/cli.js';
 import { DefinitionError } from '../../devices/definition.js';
 import { loadDeviceModule } from '../../devices/load.js';
-import { VfioUserClient } from '../client/vfio-user-client.js';
+import { VfioUserClient } from '../../testing/vfio-user-client.js';
 import { Command } from '../../protocol/constants.js';
 import { encodeDeviceGetInfoRequest, decodeDeviceGetInfoReply } from '../../protocol/commands/device-get-info.js';
 

@@ -1,14 +1,14 @@
 // A raw vfio-user client for tests: sends exactly the bytes it is told (also
 // malformed ones), matches replies by msg_id, and answers the server's
 // DMA_READ/DMA_WRITE from a guest-memory Buffer, as QEMU 11.1 would.
-import * as native from '../../native/index.js';
-import { HEADER_SIZE, readHeader, writeHeader, type Header } from '../../protocol/header.js';
-import { Command, VFIO_USER_F_ERROR, VFIO_USER_F_NO_REPLY, VFIO_USER_F_TYPE_REPLY } from '../../protocol/constants.js';
-import { DEFAULT_LIMITS } from '../../protocol/limits.js';
+import * as native from '../native/index.js';
+import { HEADER_SIZE, readHeader, writeHeader, type Header } from '../protocol/header.js';
+import { Command, VFIO_USER_F_ERROR, VFIO_USER_F_NO_REPLY, VFIO_USER_F_TYPE_REPLY } from '../protocol/constants.js';
+import { DEFAULT_LIMITS } from '../protocol/limits.js';
 import {
   decodeDmaReadRequest, decodeDmaWriteRequest, encodeDmaReadReply, encodeDmaWriteReply,
-} from '../../protocol/commands/dma-access.js';
-import { encodeVersionRequest, decodeVersionReply, type VersionCaps } from '../../protocol/version.js';
+} from '../protocol/commands/dma-access.js';
+import { encodeVersionRequest, decodeVersionReply, type VersionCaps } from '../protocol/version.js';
 
 export interface ReplyMessage {
   header: Header;
