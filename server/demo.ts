@@ -15,6 +15,7 @@ import type { Idio16 } from '../devices/gpio-idio16/index.js';
 const DEFAULT_INPUTS = 0xbeef;
 const DEFAULT_OUTPUTS = 0x1234;
 
+/** `vfio-user-ts demo`: returns the exit code. */
 export async function demo(argv: readonly string[]): Promise<number> {
   const { flags, positionals } = parseArgs(argv, {
     'log-level': { type: 'string', help: 'server log level' },

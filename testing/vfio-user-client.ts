@@ -10,6 +10,7 @@ import {
 } from '../protocol/commands/dma-access.js';
 import { encodeVersionRequest, decodeVersionReply, type VersionCaps } from '../protocol/version.js';
 
+/** A reply as received: its header, payload, fds and errno. */
 export interface ReplyMessage {
   header: Header;
   payload: Buffer;
@@ -18,12 +19,14 @@ export interface ReplyMessage {
   errno: number;
 }
 
+/** Guest RAM as the client holds it, for the server's DMA_READ/DMA_WRITE. */
 export interface GuestMemory {
   /** Client address of mem[0]. */
   base: bigint;
   mem: Buffer;
 }
 
+/** One connection to a vfio-user server, driven message by message. */
 export class VfioUserClient {
   private rbuf = Buffer.alloc(1 << 16);
   private rlen = 0;
