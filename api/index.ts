@@ -13,13 +13,13 @@ export type { ReadyDevice } from '../server/runtime.js';
 /** A running server: its models, IOMMU contexts, hosts and close(). */
 export type { RunningServer } from '../server/runtime.js';
 /** Reads and checks a JSON config file (the one `serve --config` takes); pass the result to startServer. */
-export { loadConfigFile } from '../server/config.js';
+export { loadConfigFile } from '../cli/config.js';
 /** A checked config. */
-export type { ServerConfig } from '../server/config.js';
+export type { ServerConfig } from '../cli/config.js';
 /** One checked device of a config. */
-export type { DeviceConfig } from '../server/config.js';
+export type { DeviceConfig } from '../cli/config.js';
 /** A config that cannot be served. */
-export { ConfigError } from '../server/config.js';
+export { ConfigError } from '../cli/config.js';
 /** Sets the server's log level: silent, error (default), warn, info, debug or trace. */
 export { setLogLevel } from '../server/log.js';
 

@@ -14,7 +14,7 @@ import {
   type DeviceDefinition,
 } from '../../devices/definition.js';
 import { builtinDevice, deviceKinds } from '../../devices/index.js';
-import { deviceFlagSpecs, deviceTable, optionsFromFlags } from '../../server/device-flags.js';
+import { deviceFlagSpecs, deviceTable, optionsFromFlags } from '../../cli/device-flags.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 

@@ -46,7 +46,7 @@ t.test('npm pack, install --omit=dev in an empty project, then the CLI and a dev
   t.equal(pack.status, 0, pack.out);
   const files = (JSON.parse(pack.out.slice(pack.out.indexOf('['))) as [{ files: { path: string }[] }])[0].files.map((f) => f.path);
   t.ok(files.includes('dist/api/device.d.ts'), 'declarations');
-  t.ok(files.includes('dist/server/cli.js'), 'compiled JS');
+  t.ok(files.includes('dist/cli/cli.js'), 'compiled JS');
   t.ok(files.includes('native/vfio_native.c') && files.includes('binding.gyp'), "the addon's source");
   t.notOk(files.some((f) => f.startsWith('dist/test/') || f.startsWith('dist/bench/') || f.endsWith('.ts') && !f.endsWith('.d.ts')), 'no tests, benchmarks or TS sources');
 

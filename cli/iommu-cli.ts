@@ -5,7 +5,7 @@
 // Values: true/false, numbers (decimal or 0x hex; 64-bit ones stay exact),
 // JSON arrays/objects, hex bytes as hex:0011ff, anything else a string.
 import { parseArgs, UsageError } from './cli-args.js';
-import { ControlClient } from './control-client.js';
+import { ControlClient } from '../server/control-client.js';
 
 export async function iommuCommand(argv: readonly string[]): Promise<number> {
   const { flags, positionals } = parseArgs(argv, {

@@ -6,7 +6,7 @@
 // config file's folder.
 import fs from 'node:fs';
 import path from 'node:path';
-import { LEVELS } from './log.js';
+import { LEVELS } from '../server/log.js';
 import { DefinitionError, validateOptions, type DeviceDefinition } from '../devices/definition.js';
 import { kindLabel, resolveDeviceKind } from '../devices/load.js';
 
