@@ -33,8 +33,12 @@ c.close();
 console.log(ids.readUInt16LE(0).toString(16) + ':' + ids.readUInt16LE(2).toString(16));
 `;
 
+// As in a fresh shell: `npm exec -c CMD` around this test would hand its --call to our npx.
+const env = { ...process.env };
+delete env.npm_config_call;
+
 function run(cmd: string, args: string[], opts: SpawnSyncOptions): { status: number | null; out: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', ...opts });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env, ...opts });
   return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
 
