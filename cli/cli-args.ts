@@ -1,4 +1,6 @@
 // A strict command-line parser: known flags only, typed values, clear errors.
+import { parseUnsigned } from '../devices/definition.js';
+
 /** A command line that cannot be run; the CLI prints it and exits with 2. */
 export class UsageError extends Error {}
 
@@ -79,13 +81,6 @@ function parseValue(name: string, type: FlagType, raw: string): string | number 
     default:
       throw new UsageError(`--${name}: bad flag type`);
   }
-}
-
-/** Decimal, 0x hex or 0b binary; no sign, no garbage. */
-export function parseUnsigned(raw: string, what: string): bigint {
-  const s = raw.trim().replace(/_/g, '');
-  if (!/^(0x[0-9a-f]+|0b[01]+|[0-9]+)$/i.test(s)) throw new UsageError(`${what}: '${raw}' is not an unsigned number`);
-  return BigInt(s);
 }
 
 /** One line per flag: name, value placeholder, help. */

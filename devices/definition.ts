@@ -165,10 +165,15 @@ export function parseSize(raw: string, what: string): number {
   return n;
 }
 
-function parseNumber(raw: string, what: string): number {
+/** Decimal, 0x hex or 0b binary (underscores allowed); no sign, no garbage. */
+export function parseUnsigned(raw: string, what: string): bigint {
   const s = raw.trim().replace(/_/g, '');
   if (!/^(0x[0-9a-f]+|0b[01]+|[0-9]+)$/i.test(s)) throw new OptionError(`${what}: '${raw}' is not an unsigned number`);
-  const n = Number(BigInt(s));
+  return BigInt(s);
+}
+
+function parseNumber(raw: string, what: string): number {
+  const n = Number(parseUnsigned(raw, what));
   if (!Number.isSafeInteger(n)) throw new OptionError(`${what}: '${raw}' is too large`);
   return n;
 }
