@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Entry point: the compiled CLI lives in dist/ (built by `npm install`).
-import { main } from '../dist/server/cli.js';
+import { main } from '../dist/cli/cli.js';
 
 main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;

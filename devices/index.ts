@@ -1,66 +1,48 @@
-// Device registry: a kind name (as on the command line, `serve gpio`) → a
-// factory. Every model exposes `.device`, the VfioUserDevice the server
-// serves, plus its own host-side API (e.g. Idio16.setInputs).
-import type { VfioUserDevice } from './device.js';
-import { Idio16, type Idio16Options } from './gpio-idio16/index.js';
-import { VirtioRng, type VirtioRngOptions } from './virtio-rng/index.js';
-import { VirtioBlk, type VirtioBlkOptions } from './virtio-blk/index.js';
+// The registry of built-in device kinds (`serve gpio`), each a
+// DeviceDefinition kept next to its model; device modules loaded from the
+// user's own files (`serve ./my-device.js`) take the same form (load.ts).
+// Every model exposes `.device`, the VfioUserDevice the server serves, plus
+// its own host-side API (e.g. Idio16.setInputs).
+import type { DeviceContext, DeviceDefinition } from './definition.js';
+import { DefinitionError, quietLogger } from './definition.js';
+import { gpioDevice } from './gpio-idio16/definition.js';
+import { rngDevice } from './virtio-rng/definition.js';
+import { blkDevice } from './virtio-blk/definition.js';
 
-export interface DeviceModel {
-  readonly kind: string;
-  readonly device: VfioUserDevice;
-}
+const builtins = { gpio: gpioDevice, rng: rngDevice, blk: blkDevice };
 
-interface Entry<O, M extends DeviceModel> {
-  description: string;
-  create(options?: O): M;
-}
+type Builtins = typeof builtins;
+/** The name of a built-in device kind. */
+export type DeviceKind = keyof Builtins;
+/** The options a built-in kind's model accepts (its schema's options plus in-process ones such as `fdOps`). */
+export type DeviceOptions<K extends DeviceKind> = Parameters<Builtins[K]['create']>[0];
+/** The model a built-in kind creates (e.g. Idio16 for 'gpio'). */
+export type DeviceOf<K extends DeviceKind> = ReturnType<Builtins[K]['create']>;
 
-const registry = {
-  gpio: {
-    description: 'ACCES PCI-IDIO-16 (494f:0dc8): 16 outputs, 16 inputs, INTx on input change',
-    create: (options?: Idio16Options) => new Idio16(options),
-  } satisfies Entry<Idio16Options, Idio16>,
-  rng: {
-    description: 'virtio-rng (1af4:1044): entropy from crypto.getRandomValues',
-    create: (options?: VirtioRngOptions) => new VirtioRng(options),
-  } satisfies Entry<VirtioRngOptions, VirtioRng>,
-  blk: {
-    description: 'virtio-blk (1af4:1042) on a raw image file: read/write/flush/discard/write-zeroes, multiqueue',
-    create: (options?: VirtioBlkOptions) => new VirtioBlk(options as VirtioBlkOptions),
-  } satisfies Entry<VirtioBlkOptions, VirtioBlk>,
-};
-
-type Registry = typeof registry;
-export type DeviceKind = keyof Registry;
-export type DeviceOptions<K extends DeviceKind> = Parameters<Registry[K]['create']>[0];
-export type DeviceOf<K extends DeviceKind> = ReturnType<Registry[K]['create']>;
-
+/** True for the name of a built-in kind. */
 export function isDeviceKind(kind: string): kind is DeviceKind {
-  return Object.hasOwn(registry, kind);
+  return Object.hasOwn(builtins, kind);
 }
 
-/** Known kinds with a one-line description each. */
-export function deviceKinds(): { kind: DeviceKind; description: string }[] {
-  return (Object.keys(registry) as DeviceKind[]).map((kind) => ({
-    kind,
-    description: registry[kind].description,
-  }));
+/** The built-in definitions, in the order `vfio-user-ts devices` lists them. */
+export function deviceKinds(): DeviceDefinition[] {
+  return Object.values(builtins);
 }
 
-/** `createDevice('gpio', { inputs: 0xbeef })`, typed per kind. */
-export function createDevice<K extends DeviceKind>(kind: K, options?: DeviceOptions<K>): DeviceOf<K> {
-  return createDeviceByName(kind, options) as DeviceOf<K>;
-}
-
-/** For names from the command line or a config file; throws on an unknown kind. */
-export function createDeviceByName(kind: string, options?: object): DeviceModel {
+/** The definition of a built-in kind; an unknown name throws a DefinitionError listing the known ones. */
+export function builtinDevice(kind: string): DeviceDefinition {
   if (!isDeviceKind(kind)) {
-    throw new Error(`unknown device kind '${kind}' (known: ${Object.keys(registry).join(', ')})`);
+    throw new DefinitionError(`unknown device kind '${kind}' (known: ${Object.keys(builtins).join(', ')}; a device module is a path like ./my-device.js)`);
   }
-  return registry[kind].create(options as never);
+  return builtins[kind];
 }
 
-export { Idio16, type Idio16Options };
-export { VirtioRng, type VirtioRngOptions };
-export { VirtioBlk, type VirtioBlkOptions };
+/** `createDevice('gpio', { inputs: 0xbeef })`: a built-in model straight from its factory, typed per kind. */
+export function createDevice<K extends DeviceKind>(
+  kind: K,
+  options: DeviceOptions<K> = {} as DeviceOptions<K>,
+  context: DeviceContext = { name: kind, log: quietLogger },
+): DeviceOf<K> {
+  const create = builtins[kind].create as (o: DeviceOptions<K>, c: DeviceContext) => DeviceOf<K>;
+  return create(options, context);
+}

@@ -20,7 +20,7 @@ import {
 import { errnoName } from '../../protocol/errno.js';
 import { encodeRegionReadRequest, encodeRegionWriteRequest } from '../../protocol/commands/region-access.js';
 import type { VersionCaps } from '../../protocol/version.js';
-import { VfioUserClient, type ReplyMessage } from '../client/vfio-user-client.js';
+import { VfioUserClient, type ReplyMessage } from '../../testing/vfio-user-client.js';
 
 export { VfioUserClient, type ReplyMessage };
 

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
 import { startServer } from '../../server/runtime.js';
-import { VfioUserClient } from '../client/vfio-user-client.js';
+import { VfioUserClient } from '../../testing/vfio-user-client.js';
 import { Command } from '../../protocol/constants.js';
 import { encodeDeviceGetInfoRequest, decodeDeviceGetInfoReply } from '../../protocol/commands/device-get-info.js';
 import { encodeRegionReadRequest, decodeRegionReadReply } from '../../protocol/commands/region-access.js';

@@ -15,7 +15,7 @@ import { Command, VFIO_PCI_CONFIG_REGION_INDEX as CFG } from '../../../protocol/
 import { encodeDmaMapRequest } from '../../../protocol/commands/dma-map.js';
 import { encodeRegionReadRequest, encodeRegionWriteRequest } from '../../../protocol/commands/region-access.js';
 import { encodeSetIrqsRequest } from '../../../protocol/commands/set-irqs.js';
-import { VfioUserClient } from '../../client/vfio-user-client.js';
+import { VfioUserClient } from '../../../testing/vfio-user-client.js';
 import type { VirtioBlk } from '../../../devices/virtio-blk/blk.js';
 import { BlkStatus, BlkType } from '../../../devices/virtio-blk/constants.js';
 import { Common, Status } from '../../../devices/virtio/constants.js';

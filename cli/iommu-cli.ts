@@ -6,7 +6,7 @@
 // Values: true/false, numbers (decimal or 0x hex; 64-bit ones stay exact),
 // JSON arrays/objects, hex bytes as hex:0011ff, anything else a string.
 import { parseArgs, UsageError } from './cli-args.js';
-import { ControlClient } from './control-client.js';
+import { ControlClient } from '../server/control-client.js';
 
 /** Where the command writes (the process's stdout / stderr unless a test says otherwise). */
 export interface CommandOutput {

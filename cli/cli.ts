@@ -1,13 +1,15 @@
 // `vfio-user-ts <command>`: serve, demo, provision, devices, help.
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 import path from 'node:path';
-import { helpFor, parseArgs, UsageError, type FlagSpec } from './cli-args.js';
+import { helpFor, parseArgs, UnknownFlagError, UsageError, type FlagSpec } from './cli-args.js';
 import { ConfigError, loadConfigFile, validateConfig, type ServerConfig } from './config.js';
-import { deviceFlagSpecs, optionsFromFlags } from './device-flags.js';
-import { setLogLevel, rootLog } from './log.js';
-import { startServer } from './runtime.js';
-import { SocketInUseError } from './listener.js';
+import { deviceFlagSpecs, deviceTable, optionsFromFlags } from './device-flags.js';
+import { setLogLevel, rootLog } from '../server/log.js';
+import { startServer } from '../server/runtime.js';
+import { SocketInUseError } from '../server/listener.js';
 import { deviceKinds } from '../devices/index.js';
+import { DefinitionError, OptionError, type DeviceDefinition } from '../devices/definition.js';
+import { kindLabel, resolveDeviceKind } from '../devices/load.js';
 
 const COMMON: Record<string, FlagSpec> = {
   'log-level': { type: 'string', help: 'silent, error (default), warn, info, debug, trace' },
@@ -26,22 +28,29 @@ function usage(): string {
   return `usage: vfio-user-ts <command> [options]
 
 commands:
-  serve <kind> --socket PATH [device options]   serve one device
+  serve <kind> --socket PATH [device options]   serve one device (<kind>: a built-in kind or ./my-device.js)
+  serve <kind> --help                           the options of one kind
   serve --config devices.json                   serve the devices in a file
   demo                                          provision, serve a GPIO device, boot a guest, show what it saw
   iommu <op> --control PATH [key=value ...]     one IOMMU operation over a server's control socket
   provision [--json]                            fetch and build QEMU + guest into the cache
-  devices                                       list device kinds
+  devices [--markdown]                          list the built-in device kinds (--markdown: as the README's table)
   help                                          this text
 
 serve options:
 ${helpFor(SERVE_FLAGS)}
 
 device kinds:
-${deviceKinds().map((k) => `  ${k.kind.padEnd(10)} ${k.description}\n${helpFor(deviceFlagSpecs(k.kind)).replace(/^/gm, '  ')}`).join('\n')}
+${deviceKinds().map((d) => kindHelp(d)).join('\n')}
 `;
 }
 
+function kindHelp(d: DeviceDefinition, label = d.kind): string {
+  const flags = deviceFlagSpecs(d);
+  return `  ${label.padEnd(10)} ${d.description}\n${Object.keys(flags).length ? helpFor(flags).replace(/^/gm, '  ') : '    (no options)'}`;
+}
+
+/** Runs one command line (without node and the script) and returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -58,9 +67,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       case 'provision':
         return await provisionCommand(rest);
-      case 'devices':
-        for (const k of deviceKinds()) process.stdout.write(`${k.kind}\t${k.description}\n`);
+      case 'devices': {
+        const { flags, positionals } = parseArgs(rest, { markdown: { type: 'boolean', help: 'the README table' } });
+        if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+        if (flags.markdown) process.stdout.write(deviceTable(deviceKinds()));
+        else for (const k of deviceKinds()) process.stdout.write(`${k.kind}\t${k.description}\n`);
         return 0;
+      }
       case undefined:
       case 'help':
       case '--help':
@@ -71,7 +84,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         throw new UsageError(`unknown command '${command}'`);
     }
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ConfigError) {
+    if (err instanceof UsageError || err instanceof ConfigError || err instanceof DefinitionError || err instanceof OptionError) {
       process.stderr.write(`vfio-user-ts: ${err.message}\n(see 'vfio-user-ts help')\n`);
       return 2;
     }
@@ -84,38 +97,55 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-/** Parse `serve` arguments into a validated ServerConfig. */
-export function serveConfig(argv: readonly string[]): ServerConfig {
-  const kind = argv[0] && !argv[0].startsWith('--') ? argv[0] : undefined;
-  const spec = { ...SERVE_FLAGS, ...(kind ? deviceFlagSpecs(kind) : {}) };
-  const { flags, positionals } = parseArgs(kind ? argv.slice(1) : argv, spec);
+/** The kind named first on a `serve` command line, if any. */
+function serveKind(argv: readonly string[]): string | undefined {
+  return argv[0] && !argv[0].startsWith('--') ? argv[0] : undefined;
+}
+
+/** Parse `serve` arguments into a validated ServerConfig (loading a device module if the kind is a path). */
+export async function serveConfig(argv: readonly string[]): Promise<ServerConfig> {
+  const kind = serveKind(argv);
+  const definition = kind === undefined ? undefined : await resolveDeviceKind(kind);
+  const spec = { ...SERVE_FLAGS, ...(definition ? deviceFlagSpecs(definition) : {}) };
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs(kind ? argv.slice(1) : argv, spec);
+  } catch (err) {
+    if (err instanceof UnknownFlagError && definition && kind) {
+      const known = Object.keys(deviceFlagSpecs(definition)).map((f) => `--${f}`);
+      throw new UsageError(`${err.message} for ${kind} (its options: ${known.length ? known.join(', ') : 'none'}; serve options: ${Object.keys(SERVE_FLAGS).map((f) => `--${f}`).join(', ')})`);
+    }
+    throw err;
+  }
+  const { flags, positionals } = parsed;
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if (flags['log-level'] !== undefined) setLogLevel(flags['log-level'] as string);
   if (flags.config !== undefined) {
     if (kind || flags.socket !== undefined || flags.name !== undefined) {
       throw new UsageError('--config describes the devices: give no kind, --socket or --name with it');
     }
-    const cfg = loadConfigFile(flags.config as string);
+    const cfg = await loadConfigFile(flags.config as string);
     if (flags.control !== undefined) cfg.control = path.resolve(flags.control as string);
     return cfg;
   }
-  if (!kind) throw new UsageError('serve needs a device kind (see `vfio-user-ts devices`) or --config');
+  if (!kind || !definition) throw new UsageError('serve needs a device kind (see `vfio-user-ts devices`) or --config');
   if (flags.socket === undefined) throw new UsageError('serve needs --socket PATH');
   const raw: Record<string, unknown> = {
-    devices: [{ kind, socket: flags.socket, ...(flags.name !== undefined ? { name: flags.name } : {}), ...optionsFromFlags(kind, flags) }],
+    devices: [{ kind, socket: flags.socket, ...(flags.name !== undefined ? { name: flags.name } : {}), ...optionsFromFlags(definition, flags, kindLabel(kind, definition)) }],
   };
   if (flags.control !== undefined) raw.control = flags.control;
-  return validateConfig(raw, 'command line');
+  return await validateConfig(raw, 'command line');
 }
 
 async function serve(argv: readonly string[]): Promise<number> {
   if (argv.includes('--help')) {
-    process.stdout.write(usage());
+    const kind = serveKind(argv);
+    process.stdout.write(kind === undefined ? usage() : serveHelp(kind, await resolveDeviceKind(kind)));
     return 0;
   }
-  const cfg = serveConfig(argv);
+  const cfg = await serveConfig(argv);
   const rt = await startServer(cfg);
-  for (const d of cfg.devices) process.stderr.write(`vfio-user-ts: serving ${d.kind} '${d.name}' on ${d.socket}\n`);
+  for (const d of cfg.devices) process.stderr.write(`vfio-user-ts: serving ${d.kind.kind} '${d.name}' on ${d.socket}\n`);
   return await new Promise<number>((resolve) => {
     const stop = (signal: string) => {
       rootLog.info(`${signal}: shutting down`);
@@ -124,6 +154,17 @@ async function serve(argv: readonly string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+}
+
+function serveHelp(kind: string, definition: DeviceDefinition): string {
+  return `usage: vfio-user-ts serve ${kind} --socket PATH [options]
+
+serve options:
+${helpFor(SERVE_FLAGS)}
+
+device:
+${kindHelp(definition, kind)}
+`;
 }
 
 async function provisionCommand(argv: readonly string[]): Promise<number> {

@@ -1,16 +1,31 @@
 // A strict command-line parser: known flags only, typed values, clear errors.
+import { parseUnsigned } from '../devices/definition.js';
+
+/** A command line that cannot be run; the CLI prints it and exits with 2. */
 export class UsageError extends Error {}
 
+/** A flag that the command does not have. */
+export class UnknownFlagError extends UsageError {
+  constructor(readonly flag: string) {
+    super(`unknown option --${flag}`);
+  }
+}
+
+/** How a flag's value is parsed. */
 export type FlagType = 'string' | 'boolean' | 'u32' | 'u64';
 
+/** One flag of a command. */
 export interface FlagSpec {
   type: FlagType;
   /** Shown in help. */
   help: string;
+  /** The value's name in help (default: n for numbers, value for strings). */
+  placeholder?: string;
   /** May be given more than once (values collect into an array). */
   repeat?: boolean;
 }
 
+/** Parsed flags by name. */
 export type FlagValues = Record<string, string | boolean | number | bigint | Array<string | number | bigint>>;
 
 /** Parse `--name value`, `--name=value` and boolean `--name`; rest are positionals. */
@@ -24,7 +39,7 @@ export function parseArgs(argv: readonly string[], spec: Record<string, FlagSpec
     const eq = arg.indexOf('=');
     const name = arg.slice(2, eq < 0 ? undefined : eq);
     const s = spec[name];
-    if (!s) throw new UsageError(`unknown option --${name}`);
+    if (!s) throw new UnknownFlagError(name);
     let raw: string | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
     let value: string | boolean | number | bigint;
     if (s.type === 'boolean') {
@@ -68,15 +83,9 @@ function parseValue(name: string, type: FlagType, raw: string): string | number 
   }
 }
 
-/** Decimal, 0x hex or 0b binary; no sign, no garbage. */
-export function parseUnsigned(raw: string, what: string): bigint {
-  const s = raw.trim().replace(/_/g, '');
-  if (!/^(0x[0-9a-f]+|0b[01]+|[0-9]+)$/i.test(s)) throw new UsageError(`${what}: '${raw}' is not an unsigned number`);
-  return BigInt(s);
-}
-
+/** One line per flag: name, value placeholder, help. */
 export function helpFor(spec: Record<string, FlagSpec>): string {
   return Object.entries(spec)
-    .map(([k, s]) => `  --${k}${s.type === 'boolean' ? '' : ` <${s.type === 'string' ? 'value' : 'n'}>`}`.padEnd(28) + s.help)
+    .map(([k, s]) => `  --${k}${s.type === 'boolean' ? '' : ` <${s.placeholder ?? (s.type === 'string' ? 'value' : 'n')}>`}`.padEnd(28) + s.help)
     .join('\n');
 }

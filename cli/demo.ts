@@ -5,8 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, UsageError } from './cli-args.js';
-import { setLogLevel } from './log.js';
-import { startServer } from './runtime.js';
+import { setLogLevel } from '../server/log.js';
+import { startServer } from '../server/runtime.js';
 import { provision } from '../qemu-configs/provision.js';
 import { bootGuest, describeBoot } from '../qemu-configs/boot.js';
 import { gpioGuestScript, hex16 } from '../qemu-configs/guest-scripts/gpio.js';
@@ -15,6 +15,7 @@ import type { Idio16 } from '../devices/gpio-idio16/index.js';
 const DEFAULT_INPUTS = 0xbeef;
 const DEFAULT_OUTPUTS = 0x1234;
 
+/** `vfio-user-ts demo`: returns the exit code. */
 export async function demo(argv: readonly string[]): Promise<number> {
   const { flags, positionals } = parseArgs(argv, {
     'log-level': { type: 'string', help: 'server log level' },

@@ -1,15 +1,16 @@
 // A raw vfio-user client for tests: sends exactly the bytes it is told (also
 // malformed ones), matches replies by msg_id, and answers the server's
 // DMA_READ/DMA_WRITE from a guest-memory Buffer, as QEMU 11.1 would.
-import * as native from '../../native/index.js';
-import { HEADER_SIZE, readHeader, writeHeader, type Header } from '../../protocol/header.js';
-import { Command, VFIO_USER_F_ERROR, VFIO_USER_F_NO_REPLY, VFIO_USER_F_TYPE_REPLY } from '../../protocol/constants.js';
-import { DEFAULT_LIMITS } from '../../protocol/limits.js';
+import * as native from '../native/index.js';
+import { HEADER_SIZE, readHeader, writeHeader, type Header } from '../protocol/header.js';
+import { Command, VFIO_USER_F_ERROR, VFIO_USER_F_NO_REPLY, VFIO_USER_F_TYPE_REPLY } from '../protocol/constants.js';
+import { DEFAULT_LIMITS } from '../protocol/limits.js';
 import {
   decodeDmaReadRequest, decodeDmaWriteRequest, encodeDmaReadReply, encodeDmaWriteReply,
-} from '../../protocol/commands/dma-access.js';
-import { encodeVersionRequest, decodeVersionReply, type VersionCaps } from '../../protocol/version.js';
+} from '../protocol/commands/dma-access.js';
+import { encodeVersionRequest, decodeVersionReply, type VersionCaps } from '../protocol/version.js';
 
+/** A reply as received: its header, payload, fds and errno. */
 export interface ReplyMessage {
   header: Header;
   payload: Buffer;
@@ -18,12 +19,14 @@ export interface ReplyMessage {
   errno: number;
 }
 
+/** Guest RAM as the client holds it, for the server's DMA_READ/DMA_WRITE. */
 export interface GuestMemory {
   /** Client address of mem[0]. */
   base: bigint;
   mem: Buffer;
 }
 
+/** One connection to a vfio-user server, driven message by message. */
 export class VfioUserClient {
   private rbuf = Buffer.alloc(1 << 16);
   private rlen = 0;

@@ -1,23 +1,28 @@
 // The server's configuration: from `serve --config devices.json` or from the
 // flags of `serve <kind> --socket PATH ...`. Every field is checked here, so
-// a typo is a clear message at start-up, not a surprise later.
+// a typo is a clear message at start-up, not a surprise later. A device's
+// options are checked against its definition's schema (devices/definition.ts);
+// a kind that is a path loads the user's device module, relative to the
+// config file's folder.
 import fs from 'node:fs';
 import path from 'node:path';
-import { LEVELS } from './log.js';
-import { normaliseOptions } from './device-flags.js';
-import { isDeviceKind, deviceKinds } from '../devices/index.js';
+import { LEVELS } from '../server/log.js';
+import { DefinitionError, validateOptions, type DeviceDefinition } from '../devices/definition.js';
+import { kindLabel, resolveDeviceKind } from '../devices/load.js';
 
+/** One checked device of a config. */
 export interface DeviceConfig {
   /** Unique; names the device in logs and on the control socket. */
   name: string;
-  /** Device model, e.g. "gpio". */
-  kind: string;
+  /** The device kind: a built-in definition or one loaded from a module. */
+  kind: DeviceDefinition;
   /** UNIX socket path QEMU connects to. */
   socket: string;
-  /** Model-specific options (checked by the model's factory). */
+  /** Options checked against the kind's schema, defaults applied. */
   options: Record<string, unknown>;
 }
 
+/** A checked configuration, ready for startServer. */
 export interface ServerConfig {
   devices: DeviceConfig[];
   /** Control socket for the IOMMU API (msgpack frames). */
@@ -25,12 +30,14 @@ export interface ServerConfig {
   logLevel?: string;
 }
 
+/** A configuration (file or command line) that cannot be served; the message says where and why. */
 export class ConfigError extends Error {}
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** sun_path is 108 bytes including the NUL. */
 const MAX_SOCKET_PATH = 107;
 
+/** A socket path that fits in sun_path and whose folder exists; returns it unchanged. */
 export function checkSocketPath(p: unknown, what: string): string {
   if (typeof p !== 'string' || p === '') throw new ConfigError(`${what}: a socket path is required`);
   if (Buffer.byteLength(p) > MAX_SOCKET_PATH) throw new ConfigError(`${what}: socket path longer than ${MAX_SOCKET_PATH} bytes: ${p}`);
@@ -39,30 +46,40 @@ export function checkSocketPath(p: unknown, what: string): string {
   return p;
 }
 
-export function validateConfig(raw: unknown, source: string): ServerConfig {
+/**
+ * Checks a parsed config (`source` names it in errors) and loads the device
+ * modules it names; module paths are resolved against `baseDir`.
+ */
+export async function validateConfig(raw: unknown, source: string, baseDir: string = process.cwd()): Promise<ServerConfig> {
   if (!isObject(raw)) throw new ConfigError(`${source}: expected a JSON object`);
   const known = new Set(['devices', 'control', 'logLevel']);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(`${source}: unknown key '${k}'`);
   if (!Array.isArray(raw.devices) || raw.devices.length === 0) throw new ConfigError(`${source}: 'devices' must be a non-empty array`);
   const names = new Set<string>();
   const sockets = new Set<string>();
-  const devices = raw.devices.map((d: unknown, i: number): DeviceConfig => {
+  const devices: DeviceConfig[] = [];
+  for (const [i, d] of (raw.devices as unknown[]).entries()) {
     const what = `${source}: devices[${i}]`;
     if (!isObject(d)) throw new ConfigError(`${what}: expected an object`);
     const { name, kind, socket, ...options } = d;
     if (typeof kind !== 'string' || kind === '') throw new ConfigError(`${what}: 'kind' is required`);
-    if (!isDeviceKind(kind)) {
-      throw new ConfigError(`${what}: unknown kind '${kind}' (known: ${deviceKinds().map((k) => k.kind).join(', ')})`);
+    let definition: DeviceDefinition;
+    try {
+      definition = await resolveDeviceKind(kind, baseDir);
+    } catch (err) {
+      if (err instanceof DefinitionError) throw new ConfigError(`${what}: ${err.message}`);
+      throw err;
     }
-    const n = name === undefined ? `${kind}${i}` : name;
+    const n = name === undefined ? `${definition.kind}${i}` : name;
     if (typeof n !== 'string' || !NAME_RE.test(n)) throw new ConfigError(`${what}: bad name ${JSON.stringify(n)}`);
     if (names.has(n)) throw new ConfigError(`${what}: name '${n}' is used twice`);
     names.add(n);
     const sock = path.resolve(checkSocketPath(socket, what));
     if (sockets.has(sock)) throw new ConfigError(`${what}: socket ${sock} is used twice`);
     sockets.add(sock);
-    return { name: n, kind, socket: sock, options: normaliseOptions(kind, options, what) };
-  });
+    const checked = validateOptions(definition, options, (k) => `${what}: '${k}'`, kindLabel(kind, definition));
+    devices.push({ name: n, kind: definition, socket: sock, options: checked });
+  }
   const cfg: ServerConfig = { devices };
   if (raw.control !== undefined) cfg.control = path.resolve(checkSocketPath(raw.control, `${source}: control`));
   if (raw.logLevel !== undefined) {
@@ -74,7 +91,8 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
   return cfg;
 }
 
-export function loadConfigFile(file: string): ServerConfig {
+/** Reads and checks a JSON config file; module paths in it are relative to its folder. */
+export async function loadConfigFile(file: string): Promise<ServerConfig> {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -87,7 +105,7 @@ export function loadConfigFile(file: string): ServerConfig {
   } catch (err) {
     throw new ConfigError(`${file}: not valid JSON: ${(err as Error).message}`);
   }
-  return validateConfig(raw, file);
+  return validateConfig(raw, file, path.dirname(path.resolve(file)));
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
