@@ -17,7 +17,7 @@ import { Command } from '../protocol/constants.js';
 import { encodeDmaMapRequest } from '../protocol/commands/dma-map.js';
 import { encodeDmaUnmapRequest } from '../protocol/commands/dma-unmap.js';
 import { startServer } from '../server/runtime.js';
-import { VfioUserClient, type ReplyMessage } from '../test/client/vfio-user-client.js';
+import { VfioUserClient, type ReplyMessage } from '../testing/vfio-user-client.js';
 import { formatTable, type BenchRow } from './lib.js';
 
 const PAGE = 4096;

@@ -13,7 +13,7 @@ import { IommuContext } from '../../iommu/context.js';
 import { ControlServer } from '../../server/control.js';
 import { ControlClient, ControlError } from '../../server/control-client.js';
 import { FrameReader, encodeFrame, packr, type ControlFailure, type ControlResponse } from '../../server/control-frames.js';
-import { iommuCommand } from '../../server/iommu-cli.js';
+import { iommuCommand } from '../../cli/iommu-cli.js';
 import { Log, setLogLevel, setLogSink } from '../../server/log.js';
 
 const PAGE = 4096;

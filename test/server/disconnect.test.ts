@@ -13,7 +13,7 @@ import { encodeVersionRequest } from '../../protocol/version.js';
 import { encodeDeviceGetInfoRequest } from '../../protocol/commands/device-get-info.js';
 import { setLogLevel, setLogSink } from '../../server/log.js';
 import { startServer, type RunningServer } from '../../server/runtime.js';
-import { VfioUserClient } from '../client/vfio-user-client.js';
+import { VfioUserClient } from '../../testing/vfio-user-client.js';
 
 /** One request message: header + payload. */
 function message(msgId: number, command: number, payload: Buffer = Buffer.alloc(0), size = HEADER_SIZE + payload.length): Buffer {
