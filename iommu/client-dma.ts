@@ -57,10 +57,12 @@ export class ClientDmaSpace {
   }
 
   /**
-   * DMA_UNMAP: resolves (with the dirty bitmap when asked) once no device
-   * access can still touch the unmapped memory. Reply only then.
+   * DMA_UNMAP: the dirty bitmap when asked, once no device access can still
+   * touch the unmapped memory (reply only then): at once when nothing was in
+   * flight, else a promise. Synchronous in the common case so that the
+   * session need not hold the requests behind it.
    */
-  async unmap(req: DmaUnmapLike): Promise<Buffer | undefined> {
+  unmap(req: DmaUnmapLike): Buffer | undefined | Promise<Buffer | undefined> {
     const flags = req.flags | (req.all ? VFIO_DMA_UNMAP_FLAG_ALL : 0);
     const bm = req.bitmap;
     const r = this.ctx.type1.unmap({
@@ -70,8 +72,8 @@ export class ClientDmaSpace {
       bitmapPgsize: bm ? Number(bm.pgsize) : undefined,
       bitmapSize: bm?.size,
     });
-    await r.drained;
-    return r.bitmap ? Buffer.from(r.bitmap.buffer, r.bitmap.byteOffset, r.bitmap.length) : undefined;
+    const bitmap = r.bitmap ? Buffer.from(r.bitmap.buffer, r.bitmap.byteOffset, r.bitmap.length) : undefined;
+    return r.idle ? bitmap : r.drained.then(() => bitmap);
   }
 
   /**

@@ -39,6 +39,8 @@ export interface UnmapResult {
    * the unmap reply after this settles so that nothing touches it afterwards.
    */
   drained: Promise<void>;
+  /** Nothing was in flight: `drained` has already settled (reply at once). */
+  idle: boolean;
 }
 
 export interface AreaInfo {
@@ -288,7 +290,7 @@ export class Ioas {
       if (p) (waits ??= []).push(p);
     }
     const drained = waits ? Promise.all(waits).then(() => undefined) : RESOLVED;
-    return { length: bytes, drained };
+    return { length: bytes, drained, idle: waits === null };
   }
 
   /**

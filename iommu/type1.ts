@@ -59,6 +59,8 @@ export interface Type1UnmapResult {
   bitmap?: Uint8Array;
   /** Reply after this: no in-flight DMA touches the memory any more. */
   drained: Promise<void>;
+  /** Nothing was in flight: `drained` has already settled. */
+  idle: boolean;
 }
 
 export type Type1Cap =
@@ -153,7 +155,7 @@ export class Type1Compat {
     if (all) {
       if (iova !== 0n || size !== 0n) throw fail('EINVAL', 'UNMAP_FLAG_ALL needs iova = size = 0');
       const r = ioas.unmapAll();
-      return { size: r.length, drained: r.drained };
+      return { size: r.length, drained: r.drained, idle: r.idle };
     }
     if (size === 0n || size % this.pg !== 0n) throw fail('EINVAL', 'size zero or not page aligned');
     const last = iova + size - 1n;
@@ -179,7 +181,7 @@ export class Type1Compat {
     const bitmap = wantBitmap ? padTo(ioas.dirtyReport(iova, size, this.pgsize), req.bitmapSize) : undefined;
     // Every area at once: clear the tree in one step instead of one removal each.
     const r = list.length === ioas.areaCount ? ioas.unmapAll() : ioas.removeAreas(list);
-    return { size: r.length, bitmap, drained: r.drained };
+    return { size: r.length, bitmap, drained: r.drained, idle: r.idle };
   }
 
   /** VFIO_IOMMU_GET_INFO, with the capability chain as objects. */

@@ -22,10 +22,11 @@ export interface DmaSpace {
   /** Takes ownership of `fd` (closes it once mapped, or on error). */
   map(req: DmaMapRequest, fd: number | null, messenger: DmaMessenger): void;
   /**
-   * Resolves (with the dirty bitmap when the request asked for one) once no
-   * device access can still touch the unmapped memory: reply only then.
+   * The dirty bitmap when the request asked for one, once no device access
+   * can still touch the unmapped memory (reply only then): a promise while
+   * device I/O on that memory is still in flight.
    */
-  unmap(req: DmaUnmapRequest): Promise<Buffer | undefined>;
+  unmap(req: DmaUnmapRequest): Buffer | undefined | Promise<Buffer | undefined>;
   /** Returns the page size the log is kept at (the reply tells the client). */
   loggingStart(pageSize: bigint, ranges: readonly DmaLoggingRange[]): number;
   loggingStop(): void;

@@ -61,7 +61,9 @@ const handlers: Partial<Record<number, Handler>> = {
 
   [Command.DMA_UNMAP]: (s, payload, fds) => {
     const req = decodeDmaUnmapRequest(payload, s.limits, fds.count);
-    return s.space.unmap(req).then((bitmap) => ({ payload: encodeDmaUnmapReply(req, bitmap) }));
+    const bitmap = s.space.unmap(req);
+    if (bitmap instanceof Promise) return bitmap.then((b) => ({ payload: encodeDmaUnmapReply(req, b) }));
+    return { payload: encodeDmaUnmapReply(req, bitmap) };
   },
 
   [Command.DEVICE_GET_INFO]: (s, payload, fds) => {

@@ -226,9 +226,11 @@ export class Transport {
           return;
         }
         this.parse();
-        if (n < room) {
+        if (n < room && nfds === 0) {
           // The socket is drained: answer what we have at once, then look
           // again, since a pipelining client has likely sent more meanwhile.
+          // (A read that brought fds ends at that message, drained or not:
+          // read on, and answer the whole run of them with one send.)
           this.flush();
         }
       }
