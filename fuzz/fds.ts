@@ -1,0 +1,55 @@
+// fds of every kind a request might carry: right (sealed memfd, eventfd) and
+// wrong (unsealed memfd, socket, /dev/null, a regular file).
+import fs from 'node:fs';
+import * as native from '../native/index.js';
+import type { Prng } from './prng.js';
+
+/** The kinds of fd the fuzzer sends. */
+export type FdKind = 'memfd' | 'memfd-unsealed' | 'eventfd' | 'socket' | 'devnull' | 'file';
+const KINDS: readonly FdKind[] = ['memfd', 'memfd-unsealed', 'eventfd', 'socket', 'devnull', 'file'];
+
+/** QEMU seals guest RAM memfds against resizing. */
+export const GUEST_SEALS = native.F_SEAL_SHRINK | native.F_SEAL_GROW;
+
+/** A sealed memfd of `size` bytes, as QEMU backs guest RAM. */
+export function sealedMemfd(size: number): number {
+  const fd = native.memfdCreate('fuzz-ram', size);
+  native.addSeals(fd, GUEST_SEALS);
+  return fd;
+}
+
+export class FdMaker {
+  constructor(private readonly rng: Prng, private readonly scratchFile: string) {}
+
+  /** One new fd of `kind` (random when not given). */
+  make(kind: FdKind = this.rng.pick(KINDS)): number {
+    switch (kind) {
+      case 'memfd': return sealedMemfd(this.pageMultiple());
+      case 'memfd-unsealed': return native.memfdCreate('fuzz-unsealed', this.pageMultiple());
+      case 'eventfd': return native.eventfd(0);
+      case 'socket': {
+        const [a, b] = native.socketpair();
+        native.close(b);
+        return a;
+      }
+      case 'devnull': return fs.openSync('/dev/null', 'r');
+      case 'file': return fs.openSync(this.scratchFile, 'a+');
+    }
+  }
+
+  /** Closes an fd made here that will not be sent. */
+  release(fd: number): void {
+    native.close(fd);
+  }
+
+  /** `n` fds, all of one kind or mixed. */
+  many(n: number, kind?: FdKind): number[] {
+    const fds: number[] = [];
+    for (let i = 0; i < n; i++) fds.push(this.make(kind));
+    return fds;
+  }
+
+  private pageMultiple(): number {
+    return this.rng.pick([0, 4096, 8192, 65536, 4096 * this.rng.range(1, 64)]);
+  }
+}
