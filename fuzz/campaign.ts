@@ -43,6 +43,8 @@ export interface Hang {
   request: string;
   /** The last messages sent on the connection, oldest first (hex). */
   lastMessages: string[];
+  /** Share of one core the server used while it did not answer (near 1: its event loop was blocked). */
+  cpuBusy: number;
 }
 
 /** The server died. */
@@ -90,6 +92,8 @@ export const LIVENESS_MS = 5000;
 /** RSS growth allowed over a run. */
 export const RSS_GROWTH_LIMIT = 100 * 1024 * 1024;
 const PROBE_EVERY = 1000;
+/** Hangs in a row (the next client not served either) after which the server is restarted. */
+const RESTART_AFTER_HANGS = 2;
 /** Replies owed before the fuzzer waits (the server must keep up, not buffer without end). */
 const MAX_OWED = 64;
 const RESUME_OWED = 16;
@@ -98,6 +102,8 @@ const MAX_UNSENT = 1 << 20;
 const FINDINGS_KEPT = 20;
 const LAST_KEPT = 80;
 const FD_SETTLE_MS = 10_000;
+/** How long a server that dropped a client with replies owed gets to show that it is dying. */
+const DEATH_GRACE_MS = 300;
 /** Limits for decoding the server's DMA requests: as large as any negotiation allows. */
 const ANSWER_LIMITS: NegotiatedLimits = { ...DEFAULT_LIMITS, maxDataXferSize: 64 << 20 };
 
@@ -128,6 +134,7 @@ class Campaign {
   private connLeft = 0;
   private sent = 0;
   private consecutiveHangs = 0;
+  /** The messages sent on the current connection (hex, with their fds), the latest LAST_KEPT. */
   private last: string[] = [];
   private batch: Buffer[] = [];
   private batchTarget = 0;
@@ -253,7 +260,8 @@ class Campaign {
   private account(m: FuzzMessage): void {
     this.sent++;
     this.r.perCommand[m.label] = (this.r.perCommand[m.label] ?? 0) + 1;
-    this.last.push(hex(m.bytes));
+    this.last.push(m.fds.length ? `${m.bytes.toString('hex')} fds=${m.fds.map((fd) => this.fds.describe(fd)).join(',')}` : m.bytes.toString('hex'));
+    for (const fd of m.fds) this.fds.forget(fd);
     if (this.last.length > LAST_KEPT) this.last.shift();
     const conn = this.conn!;
     if (m.desync) conn.desynced = true;
@@ -292,16 +300,19 @@ class Campaign {
     this.flushBatch();
     const conn = this.conn;
     if (!conn || conn.closed) return;
+    const cpu0 = this.server!.cpuSeconds();
     if (await conn.waitOwed(owed, LIVENESS_MS)) {
       this.consecutiveHangs = 0;
       return;
     }
     const e = conn.expected[0]!;
-    const hang: Hang = { message: this.sent, owed: conn.expected.length, request: hex(e.bytes), lastMessages: [...this.last] };
+    const hang: Hang = { message: this.sent, owed: conn.expected.length, request: hex(e.bytes), lastMessages: [...this.last],
+      cpuBusy: Math.round(((this.server!.cpuSeconds() - cpu0) * 1000) / LIVENESS_MS * 100) / 100,
+    };
     this.r.hangs.push(hang);
-    this.log(`HANG at message ${this.sent}: ${hang.owed} replies owed, oldest request ${hang.request}\n  last messages:\n    ${hang.lastMessages.join('\n    ')}`);
+    this.log(`HANG at message ${this.sent}: server cpu ${hang.cpuBusy}, ${hang.owed} replies owed, oldest request ${hang.request}\n  last messages:\n    ${hang.lastMessages.join('\n    ')}`);
     this.endConnection();
-    if (++this.consecutiveHangs >= 3 && this.server!.alive) {
+    if (++this.consecutiveHangs >= RESTART_AFTER_HANGS && this.server!.alive) {
       this.log('server unresponsive: restarting it');
       await this.server!.stop();
       await this.startServer();
@@ -323,10 +334,12 @@ class Campaign {
   // ---- connections and the server ----
 
   private async reconnect(): Promise<void> {
+    // A server that cut the connection may be dying: let its exit show before judging the connection.
+    if (this.conn?.closedByServer) await this.exitWithin(DEATH_GRACE_MS);
     this.endConnection();
     if (!this.server!.alive) await this.onCrash();
     const r = this.rng;
-    this.conn = FuzzConnection.connect(this.server!.socket, (h, p) => this.answer(h, p));
+    this.conn = await this.connect();
     this.r.connections++;
     this.connLeft = r.range(20, 4000);
     if (r.chance(0.95)) await this.ask(this.f.version());
@@ -336,19 +349,43 @@ class Campaign {
     }
   }
 
+  /** A new connection; a refused connect means the server died (restarted here) or stopped listening (thrown). */
+  private async connect(): Promise<FuzzConnection> {
+    for (;;) {
+      try {
+        const conn = FuzzConnection.connect(this.server!.socket, (h, p) => this.answer(h, p));
+        this.last = [];
+        return conn;
+      } catch (err) {
+        if (!(await this.exitWithin(LIVENESS_MS))) throw err;
+        await this.onCrash();
+      }
+    }
+  }
+
+  /** True if the server exits within `ms`. */
+  private async exitWithin(ms: number): Promise<boolean> {
+    const s = this.server!;
+    if (!s.alive) return true;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([s.waitExit(), new Promise((res) => { timer = setTimeout(res, ms); })]);
+    clearTimeout(timer);
+    return !s.alive;
+  }
+
   private endConnection(): void {
     this.batch = [];
     const conn = this.conn;
     if (conn) {
       this.r.replies += conn.replies;
       this.r.serverRequests += conn.serverRequests;
-      for (const f of conn.findings) this.addFinding(f);
+      // A connection cut by the server's death is reported as the crash, not as a finding.
+      for (const f of conn.findings) if (f.kind !== 'disconnect' || this.server?.alive) this.addFinding(f);
       conn.close();
     }
     this.conn = null;
     this.driver?.release();
     this.driver = null;
-    this.last = [];
   }
 
   private addFinding(f: Finding): void {
@@ -369,7 +406,7 @@ class Campaign {
   /** A first client that sets the device up, then leaves: the fd and RSS baselines are taken after it. */
   private async warmUp(): Promise<void> {
     const r = this.rng;
-    this.conn = FuzzConnection.connect(this.server!.socket, (h, p) => this.answer(h, p));
+    this.conn = await this.connect();
     await this.ask(this.f.version());
     if (this.opts.kind !== 'gpio') {
       this.driver = new VirtioDriver(r, this.f, this.fds, this.opts.kind, true);

@@ -23,7 +23,7 @@ export function formatReport(r: FuzzReport): string {
     lines.push(`    last messages: ${c.lastMessages.slice(-3).join(' | ')}`);
     lines.push(...c.stderr.slice(-6).map((l) => `    stderr: ${l}`));
   }
-  for (const h of r.hangs.slice(0, 5)) lines.push(`  hang at message ${h.message}: ${h.owed} owed, oldest ${h.request}`);
+  for (const h of r.hangs.slice(0, 5)) lines.push(`  hang at message ${h.message}: server cpu ${h.cpuBusy}, ${h.owed} owed, oldest ${h.request}`);
   for (const f of r.findings.slice(0, 10)) lines.push(`  ${f.kind}: ${f.detail}${f.request ? ` request ${f.request}` : ''}`);
   for (const e of r.errorSamples.slice(0, 5)) lines.push(`  server error: ${e}`);
   lines.push(r.failures.length ? `FAIL: ${r.failures.join('; ')}` : 'PASS');

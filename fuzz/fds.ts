@@ -19,10 +19,36 @@ export function sealedMemfd(size: number): number {
 }
 
 export class FdMaker {
+  /** What each open fd made here is (for reports). */
+  private readonly kinds = new Map<number, string>();
+
   constructor(private readonly rng: Prng, private readonly scratchFile: string) {}
 
   /** One new fd of `kind` (random when not given). */
   make(kind: FdKind = this.rng.pick(KINDS)): number {
+    const fd = this.open(kind);
+    this.kinds.set(fd, kind);
+    return fd;
+  }
+
+  /** "memfd(8192)", "eventfd", ... for a report. */
+  describe(fd: number): string {
+    const kind = this.kinds.get(fd) ?? 'fd';
+    return kind.startsWith('memfd') ? `${kind}(${native.fileSize(fd)})` : kind;
+  }
+
+  /** Labels an fd opened elsewhere that goes into a message. */
+  adopt(fd: number, kind: FdKind): number {
+    this.kinds.set(fd, kind);
+    return fd;
+  }
+
+  /** Forgets an fd (it is being closed elsewhere). */
+  forget(fd: number): void {
+    this.kinds.delete(fd);
+  }
+
+  private open(kind: FdKind): number {
     switch (kind) {
       case 'memfd': return sealedMemfd(this.pageMultiple());
       case 'memfd-unsealed': return native.memfdCreate('fuzz-unsealed', this.pageMultiple());
@@ -39,6 +65,7 @@ export class FdMaker {
 
   /** Closes an fd made here that will not be sent. */
   release(fd: number): void {
+    this.kinds.delete(fd);
     native.close(fd);
   }
 

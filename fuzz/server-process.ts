@@ -19,6 +19,8 @@ const READY_TIMEOUT_MS = 20_000;
 /** server/log.ts's format: "<time> error [scope] message". */
 const ERROR_LINE = /^\S+ error +\[/;
 const ERROR_SAMPLES = 10;
+/** USER_HZ, as /proc reports times in it (100 on Linux everywhere). */
+const CLOCK_TICKS = 100;
 
 /** One running server child. */
 export class ServerProcess {
@@ -77,6 +79,18 @@ export class ServerProcess {
       return m ? Number(m[1]) * 1024 : 0;
     } catch {
       return 0;
+    }
+  }
+
+  /** CPU time used so far in seconds (user + system), -1 once gone. */
+  cpuSeconds(): number {
+    try {
+      // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+      const stat = fs.readFileSync(`/proc/${this.pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+    } catch {
+      return -1;
     }
   }
 

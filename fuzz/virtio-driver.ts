@@ -83,7 +83,7 @@ export class VirtioDriver {
   /** DMA_MAP of guest RAM. */
   map(link: Link): Promise<Buffer | null> {
     this.mapped = true;
-    const fds = this.memfd >= 0 ? [dup(this.memfd)] : [];
+    const fds = this.memfd >= 0 ? [this.fds.adopt(dup(this.memfd), 'memfd')] : [];
     return link.ask(this.f.valid(Command.DMA_MAP, encodeDmaMapRequest({ addr: BigInt(GUEST_BASE), size: BigInt(GUEST_SIZE) }), fds));
   }
 
@@ -182,10 +182,13 @@ export class VirtioDriver {
       const type = r.chance(0.9) ? r.pick([BlkType.IN, BlkType.OUT, BlkType.FLUSH, BlkType.GET_ID, BlkType.DISCARD, BlkType.WRITE_ZEROES]) : r.u32Field();
       const hdr = this.dataAddr(16);
       const at = hdr - GUEST_BASE;
-      this.put32(at, type);
-      this.put32(at + 4, 0);
       const sector = r.chance(0.8) ? BigInt(r.below(8192 + 16)) : r.u64Field();
-      new DataView(this.mem.buffer, this.mem.byteOffset).setBigUint64(at + 8, sector, true);
+      if (at >= 0 && at + 16 <= GUEST_SIZE) {
+        const dv = new DataView(this.mem.buffer, this.mem.byteOffset);
+        dv.setUint32(at, type >>> 0, true);
+        dv.setUint32(at + 4, 0, true);
+        dv.setBigUint64(at + 8, sector, true);
+      }
       bufs.push({ addr: hdr, len: r.chance(0.9) ? 16 : r.pick([0, 8, 15, 17]), write: false });
       const len = r.pick([512, 1024, 4096, 16, 1, 511, 8192]);
       if (type === BlkType.OUT || type === BlkType.DISCARD || type === BlkType.WRITE_ZEROES) {
@@ -282,7 +285,7 @@ export class VirtioDriver {
   /** An unsealed memfd mapped for DMA, then truncated while the device may use it. */
   private async truncatedMemfd(link: Link): Promise<void> {
     const fd = native.memfdCreate('fuzz-truncated', TRUNC_SIZE);
-    await link.ask(this.f.valid(Command.DMA_MAP, encodeDmaMapRequest({ addr: BigInt(TRUNC_BASE), size: BigInt(TRUNC_SIZE) }), [dup(fd)]));
+    await link.ask(this.f.valid(Command.DMA_MAP, encodeDmaMapRequest({ addr: BigInt(TRUNC_BASE), size: BigInt(TRUNC_SIZE) }), [this.fds.adopt(dup(fd), 'memfd-unsealed')]));
     native.ftruncate(fd, 0);
     native.close(fd);
     if (this.queues.length === 0) return;
@@ -306,10 +309,6 @@ export class VirtioDriver {
   private put16(at: number, v: number): void {
     this.mem[at] = v;
     this.mem[at + 1] = v >>> 8;
-  }
-
-  private put32(at: number, v: number): void {
-    new DataView(this.mem.buffer, this.mem.byteOffset).setUint32(at, v >>> 0, true);
   }
 
   private regionRead(region: number, offset: number, count: number): FuzzMessage {
