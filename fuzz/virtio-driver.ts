@@ -46,12 +46,13 @@ interface QueueState { size: number; availIdx: number; nextDesc: number }
 /** The guest memory and driver state of one connection. */
 export class VirtioDriver {
   /** The guest RAM bytes the fuzzer writes rings into (the memfd mapping, or the DMA-message backing). */
-  readonly mem: Uint8Array;
+  private mem: Uint8Array;
   /** The memfd behind `mem` (-1 when guest RAM is reached by messages only). */
   private readonly memfd: number;
   private readonly mapping: ArrayBuffer | null;
   private queues: QueueState[] = [];
   private mapped = false;
+  private released = false;
 
   constructor(private readonly rng: Prng, private readonly f: MessageFactory, private readonly fds: FdMaker,
     private readonly kind: string, withFd: boolean) {
@@ -75,13 +76,18 @@ export class VirtioDriver {
     return this.mem.subarray(Number(at), Number(at) + count);
   }
 
+  /** Unmaps and closes guest RAM; an operation still under way writes to scratch bytes instead. */
   release(): void {
     if (this.mapping) native.munmap(this.mapping);
     if (this.memfd >= 0) native.close(this.memfd);
+    this.mem = new Uint8Array(GUEST_SIZE);
+    this.mapped = false;
+    this.released = true;
   }
 
   /** DMA_MAP of guest RAM. */
   map(link: Link): Promise<Buffer | null> {
+    if (this.released) return Promise.resolve(null);
     this.mapped = true;
     const fds = this.memfd >= 0 ? [this.fds.adopt(dup(this.memfd), 'memfd')] : [];
     return link.ask(this.f.valid(Command.DMA_MAP, encodeDmaMapRequest({ addr: BigInt(GUEST_BASE), size: BigInt(GUEST_SIZE) }), fds));
