@@ -41,7 +41,7 @@ export interface Hang {
   owed: number;
   /** The oldest unanswered request (hex). */
   request: string;
-  /** The last messages sent on the connection, oldest first (hex). */
+  /** The last messages sent, oldest first (hex). */
   lastMessages: string[];
   /** Share of one core the server used while it did not answer (near 1: its event loop was blocked). */
   cpuBusy: number;
@@ -51,7 +51,7 @@ export interface Hang {
 export interface Crash {
   message: number;
   exit: ExitInfo;
-  /** The last messages sent on the connection, oldest first (hex). */
+  /** The last messages sent, oldest first (hex), with the kinds of fd sent and where connections began. */
   lastMessages: string[];
   stderr: string[];
 }
@@ -134,7 +134,7 @@ class Campaign {
   private connLeft = 0;
   private sent = 0;
   private consecutiveHangs = 0;
-  /** The messages sent on the current connection (hex, with their fds), the latest LAST_KEPT. */
+  /** The latest LAST_KEPT messages sent (hex, with their fds), and where connections began. */
   private last: string[] = [];
   private batch: Buffer[] = [];
   private batchTarget = 0;
@@ -260,14 +260,18 @@ class Campaign {
   private account(m: FuzzMessage): void {
     this.sent++;
     this.r.perCommand[m.label] = (this.r.perCommand[m.label] ?? 0) + 1;
-    this.last.push(m.fds.length ? `${m.bytes.toString('hex')} fds=${m.fds.map((fd) => this.fds.describe(fd)).join(',')}` : m.bytes.toString('hex'));
+    this.remember(m.fds.length ? `${m.bytes.toString('hex')} fds=${m.fds.map((fd) => this.fds.describe(fd)).join(',')}` : m.bytes.toString('hex'));
     for (const fd of m.fds) this.fds.forget(fd);
-    if (this.last.length > LAST_KEPT) this.last.shift();
     const conn = this.conn!;
     if (m.desync) conn.desynced = true;
     if (m.reply && !conn.desynced) {
       conn.expect({ msgId: m.msgId, command: m.command, maxPayload: m.maxPayload, bytes: m.bytes, onReply: m.onReply });
     }
+  }
+
+  private remember(line: string): void {
+    this.last.push(line);
+    if (this.last.length > LAST_KEPT) this.last.shift();
   }
 
   private afterSend(m: FuzzMessage): void {
@@ -354,7 +358,7 @@ class Campaign {
     for (;;) {
       try {
         const conn = FuzzConnection.connect(this.server!.socket, (h, p) => this.answer(h, p));
-        this.last = [];
+        this.remember(`-- connection ${this.r.connections + 1} --`);
         return conn;
       } catch (err) {
         if (!(await this.exitWithin(LIVENESS_MS))) throw err;
