@@ -67,6 +67,8 @@ export interface FuzzReport {
   splitMessages: number;
   coalescedSends: number;
   virtioOps: number;
+  /** Requests the virtio device put in a used ring (as seen in guest RAM when connections ended). */
+  virtioCompletions: number;
   serverRequests: number;
   replies: number;
   hangs: Hang[];
@@ -152,7 +154,7 @@ class Campaign {
     this.log = opts.log ?? (() => {});
     this.r = {
       kind: opts.kind, seed: opts.seed, messages: 0, seconds: 0, perSecond: 0, perCommand: {}, connections: 0,
-      splitMessages: 0, coalescedSends: 0, virtioOps: 0, serverRequests: 0, replies: 0, hangs: [], crashes: [],
+      splitMessages: 0, coalescedSends: 0, virtioOps: 0, virtioCompletions: 0, serverRequests: 0, replies: 0, hangs: [], crashes: [],
       findings: [], mismatches: 0, oversized: 0, unexpectedDisconnects: 0, loggedErrors: 0, errorSamples: [],
       alive: false, fdBaseline: -1, fdFinal: -1, rssBaseline: 0, rssFinal: 0, failures: [],
     };
@@ -388,7 +390,10 @@ class Campaign {
       conn.close();
     }
     this.conn = null;
-    this.driver?.release();
+    if (this.driver) {
+      this.r.virtioCompletions += this.driver.completions();
+      this.driver.release();
+    }
     this.driver = null;
   }
 

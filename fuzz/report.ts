@@ -8,7 +8,7 @@ export function formatReport(r: FuzzReport): string {
   const lines = [
     `fuzz ${r.kind} seed ${r.seed}: ${r.messages} messages in ${r.seconds.toFixed(1)} s (${r.perSecond} messages/s)`,
     `  connections ${r.connections}, split messages ${r.splitMessages}, coalesced sends ${r.coalescedSends}, `
-      + `virtio ops ${r.virtioOps}, replies ${r.replies}, server requests answered ${r.serverRequests}`,
+      + `virtio ops ${r.virtioOps} (used-ring completions ${r.virtioCompletions}), replies ${r.replies}, server requests answered ${r.serverRequests}`,
     `  per command: ${Object.entries(r.perCommand).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     `  alive ${r.alive}, crashes ${r.crashes.length}, hangs ${r.hangs.length}, mismatched ${r.mismatches}, `
       + `oversized ${r.oversized}, dropped with replies owed ${r.unexpectedDisconnects}, server errors logged ${r.loggedErrors}`,

@@ -39,7 +39,7 @@ export class ServerProcess {
   private constructor(readonly kind: string, readonly dir: string) {
     this.socket = path.join(dir, `${kind}.sock`);
     const args = [TARGET, kind, this.socket, path.join(dir, 'disk.img')];
-    this.child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.exited = new Promise((resolve) => {
       this.child.on('exit', (code, signal) => {
         this.exit = { code, signal };

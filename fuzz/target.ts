@@ -1,7 +1,8 @@
 // The server under fuzz, run as a child process so that a crash is seen as an
 // exit code or signal and its RSS and fds can be read from /proc:
 //   node dist/fuzz/target.js <kind> <socket> [<disk image>]
-// Prints "ready" on stdout once the socket listens; errors go to stderr.
+// Prints "ready" on stdout once the socket listens; errors go to stderr;
+// exits when its stdin (held by the fuzzer) closes.
 import { startServer } from '../server/runtime.js';
 
 /** The blk image size: small, so random sectors often land inside it. */
@@ -15,6 +16,9 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => {
     void rt.close().finally(() => process.exit(0));
   });
+  // The fuzzer holds our stdin open: when it goes away, so do we (no orphaned servers).
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.resume();
   process.stdout.write('ready\n');
 }
 

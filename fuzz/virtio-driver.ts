@@ -76,6 +76,16 @@ export class VirtioDriver {
     return this.mem.subarray(Number(at), Number(at) + count);
   }
 
+  /** Used-ring index sum over the queues: requests the device completed (mod 2^16 per queue). */
+  completions(): number {
+    let n = 0;
+    this.queues.forEach((_, q) => {
+      const at = q * QUEUE_STRIDE + USED + 2;
+      n += this.mem[at]! | (this.mem[at + 1]! << 8);
+    });
+    return n;
+  }
+
   /** Unmaps and closes guest RAM; an operation still under way writes to scratch bytes instead. */
   release(): void {
     if (this.mapping) native.munmap(this.mapping);
@@ -134,6 +144,7 @@ export class VirtioDriver {
       this.post(link, Common.QUEUE_MSIX_VECTOR, 2, r.chance(0.8) ? q : r.u32Field() & 0xffff);
       this.post(link, Common.QUEUE_ENABLE, 2, 1);
       this.mem.fill(0, q * QUEUE_STRIDE + AVAIL, q * QUEUE_STRIDE + AVAIL + 6 + 2 * size);
+      this.mem.fill(0, q * QUEUE_STRIDE + USED, q * QUEUE_STRIDE + USED + 6 + 8 * size);
       this.queues.push({ size, availIdx: 0, nextDesc: 0 });
     }
     this.post(link, Common.DEVICE_STATUS, 1, Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
