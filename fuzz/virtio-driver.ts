@@ -13,9 +13,10 @@ import { encodeDmaMapRequest } from '../protocol/commands/dma-map.js';
 import { encodeDmaUnmapRequest } from '../protocol/commands/dma-unmap.js';
 import { encodeRegionReadRequest, encodeRegionWriteRequest } from '../protocol/commands/region-access.js';
 import { encodeSetIrqsRequest } from '../protocol/commands/set-irqs.js';
-import { Common, Desc, Status } from '../devices/virtio/constants.js';
+import { CapType, Common, Desc, Status } from '../devices/virtio/constants.js';
 import { BlkType } from '../devices/virtio-blk/constants.js';
-import { Layout, VIRTIO_BAR } from '../devices/virtio/transport.js';
+import { Layout, MSIX_BAR, VIRTIO_BAR } from '../devices/virtio/transport.js';
+import { CapId } from '../devices/pci/regs.js';
 import type { FuzzMessage } from './frame.js';
 import { sealedMemfd, type FdMaker } from './fds.js';
 import type { MessageFactory } from './messages.js';
@@ -53,6 +54,7 @@ export class VirtioDriver {
   private queues: QueueState[] = [];
   private mapped = false;
   private released = false;
+  private pciCfgCap: number | null = null;
 
   constructor(private readonly rng: Prng, private readonly f: MessageFactory, private readonly fds: FdMaker,
     private readonly kind: string, withFd: boolean) {
@@ -108,6 +110,7 @@ export class VirtioDriver {
     const r = this.rng;
     await this.map(link);
     await link.ask(this.cfgWrite(4, 2, 0x6));
+    await this.findPciCfgCap(link);
     if (r.chance(0.5)) {
       const efds = this.fds.many(2, 'eventfd');
       link.send(this.f.valid(Command.DEVICE_SET_IRQS, encodeSetIrqsRequest({
@@ -158,10 +161,11 @@ export class VirtioDriver {
     if (roll < 650) return this.corrupt(link);
     if (roll < 760) return this.reprogram(link);
     if (roll < 830) return this.kick(link, r.chance(0.8) ? r.below(Math.max(1, this.queues.length)) : r.u32Field() & 0xffff);
-    if (roll < 900) {
+    if (roll < 860) {
       link.send(this.regionRead(VIRTIO_BAR, r.pick([Layout.ISR, Layout.DEVICE + r.below(64), r.below(Common.SIZE)]), r.pick([1, 2, 4, 8])));
       return;
     }
+    if (roll < 900) return this.sideDoor(link);
     if (roll < 940) {
       link.send(this.f.valid(Command.DMA_UNMAP, encodeDmaUnmapRequest({ addr: BigInt(GUEST_BASE), size: BigInt(GUEST_SIZE) })));
       this.mapped = false;
@@ -297,6 +301,48 @@ export class VirtioDriver {
   private kick(link: Link, q: number): void {
     const r = this.rng;
     this.post(link, Layout.NOTIFY - Layout.COMMON + Layout.NOTIFY_MULTIPLIER * (q & 0xfff), r.chance(0.9) ? 2 : r.pick([1, 4]), r.chance(0.9) ? q : r.u32Field());
+  }
+
+  /**
+   * The other ways into the device: device configuration writes, MSI-X
+   * table and PBA accesses (BAR1), and the VIRTIO_PCI_CAP_PCI_CFG window in
+   * config space that reaches BAR4 through pci_cfg_data.
+   */
+  private sideDoor(link: Link): void {
+    const r = this.rng;
+    const width = r.pick([1, 2, 4]);
+    const data = r.bytes(r.chance(0.9) ? width : r.pick([3, 8]));
+    const write = (region: number, offset: number, posted: boolean) => link.send(this.f.valid(Command.REGION_WRITE,
+      encodeRegionWriteRequest({ offset, region, data }), [], posted ? VFIO_USER_F_NO_REPLY : 0));
+    switch (r.below(4)) {
+      case 0: return write(VIRTIO_BAR, Layout.DEVICE + r.below(72), true);
+      case 1: return write(MSIX_BAR, r.chance(0.8) ? 16 * r.below(8) + 4 * r.below(4) : r.pick([0x800, 0x7fc, 0xffc, r.below(0x1000)]), true);
+      case 2: {
+        // pci_cfg_data: cap +4 bar, +8 offset, +12 length, +16 data (the cap's place is read at bring-up).
+        const c = this.pciCfgCap;
+        if (c === null) return;
+        link.send(this.cfgWrite(c + 4, 1, r.chance(0.8) ? VIRTIO_BAR : r.below(256)));
+        link.send(this.cfgWrite(c + 8, 4, r.chance(0.8) ? r.pick([Layout.COMMON, Layout.ISR, Layout.DEVICE, Layout.NOTIFY]) + r.below(0x40) : r.u32Field()));
+        link.send(this.cfgWrite(c + 12, 4, r.chance(0.8) ? width : r.u32Field()));
+        if (r.chance(0.5)) return write(VFIO_PCI_CONFIG_REGION_INDEX, c + 16, false);
+        link.send(this.regionRead(VFIO_PCI_CONFIG_REGION_INDEX, c + 16 + r.below(4), r.pick([1, 2, 4])));
+        return;
+      }
+      default: link.send(this.regionRead(MSIX_BAR, r.pick([0, 0x800, 16 * r.below(8)]), r.pick([1, 4, 8, 16])));
+    }
+  }
+
+  /** Finds VIRTIO_PCI_CAP_PCI_CFG in the capability list. */
+  private async findPciCfgCap(link: Link): Promise<void> {
+    const p = await link.ask(this.regionRead(VFIO_PCI_CONFIG_REGION_INDEX, 0, 256));
+    if (!p || p.length < 16 + 256) return;
+    const cfg = p.subarray(16);
+    for (let at = cfg[0x34]!, n = 0; at >= 0x40 && at < 0xfc && n < 48; at = cfg[at + 1]!, n++) {
+      if (cfg[at] === CapId.VENDOR && cfg[at + 3] === CapType.PCI_CFG) {
+        this.pciCfgCap = at;
+        return;
+      }
+    }
   }
 
   /** An unsealed memfd mapped for DMA, then truncated while the device may use it. */
