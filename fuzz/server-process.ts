@@ -39,7 +39,10 @@ export class ServerProcess {
   private constructor(readonly kind: string, readonly dir: string) {
     this.socket = path.join(dir, `${kind}.sock`);
     const args = [TARGET, kind, this.socket, path.join(dir, 'disk.img')];
-    this.child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    // The plain server: no loaders or flags a test runner put in NODE_OPTIONS.
+    const env = { ...process.env };
+    delete env.NODE_OPTIONS;
+    this.child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'], env });
     this.exited = new Promise((resolve) => {
       this.child.on('exit', (code, signal) => {
         this.exit = { code, signal };
