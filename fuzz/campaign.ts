@@ -149,7 +149,7 @@ class Campaign {
     this.answerRng = new Prng(opts.seed ^ 0x5bd1e995);
     this.batchRng = new Prng(opts.seed ^ 0x27d4eb2f);
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `vut-fuzz-${opts.kind}-`));
-    this.fds = new FdMaker(this.rng, path.join(this.dir, 'scratch'));
+    this.fds = new FdMaker(this.rng, this.dir);
     this.f = new MessageFactory(this.rng, this.fds);
     this.log = opts.log ?? (() => {});
     this.r = {

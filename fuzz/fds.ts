@@ -1,12 +1,15 @@
 // fds of every kind a request might carry: right (sealed memfd, eventfd) and
-// wrong (unsealed memfd, socket, /dev/null, a regular file).
+// wrong (unsealed memfd, a socket whose peer is closed, a pipe, /dev/null, a
+// regular file).
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import * as native from '../native/index.js';
 import type { Prng } from './prng.js';
 
 /** The kinds of fd the fuzzer sends. */
-export type FdKind = 'memfd' | 'memfd-unsealed' | 'eventfd' | 'socket' | 'devnull' | 'file';
-const KINDS: readonly FdKind[] = ['memfd', 'memfd-unsealed', 'eventfd', 'socket', 'devnull', 'file'];
+export type FdKind = 'memfd' | 'memfd-unsealed' | 'eventfd' | 'socket' | 'pipe' | 'devnull' | 'file';
+const KINDS: readonly FdKind[] = ['memfd', 'memfd-unsealed', 'eventfd', 'socket', 'pipe', 'devnull', 'file'];
 
 /** QEMU seals guest RAM memfds against resizing. */
 export const GUEST_SEALS = native.F_SEAL_SHRINK | native.F_SEAL_GROW;
@@ -22,7 +25,15 @@ export class FdMaker {
   /** What each open fd made here is (for reports). */
   private readonly kinds = new Map<number, string>();
 
-  constructor(private readonly rng: Prng, private readonly scratchFile: string) {}
+  private readonly scratchFile: string;
+  private readonly fifo: string;
+
+  /** Scratch files (a regular file, a FIFO) go in `dir`. */
+  constructor(private readonly rng: Prng, dir: string) {
+    this.scratchFile = path.join(dir, 'scratch');
+    this.fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [this.fifo]);
+  }
 
   /** One new fd of `kind` (random when not given). */
   make(kind: FdKind = this.rng.pick(KINDS)): number {
@@ -58,6 +69,7 @@ export class FdMaker {
         native.close(b);
         return a;
       }
+      case 'pipe': return fs.openSync(this.fifo, 'r+'); // read-write: the open does not wait for a peer
       case 'devnull': return fs.openSync('/dev/null', 'r');
       case 'file': return fs.openSync(this.scratchFile, 'a+');
     }
