@@ -85,6 +85,10 @@ export interface FuzzReport {
   fdFinal: number;
   rssBaseline: number;
   rssFinal: number;
+  /** Largest RSS sampled (at each probe), over every server started. */
+  rssPeak: number;
+  /** Servers started (1 + restarts after crashes and hangs). */
+  serverStarts: number;
   /** Why the run failed (empty: it passed). */
   failures: string[];
 }
@@ -156,7 +160,7 @@ class Campaign {
       kind: opts.kind, seed: opts.seed, messages: 0, seconds: 0, perSecond: 0, perCommand: {}, connections: 0,
       splitMessages: 0, coalescedSends: 0, virtioOps: 0, virtioCompletions: 0, serverRequests: 0, replies: 0, hangs: [], crashes: [],
       findings: [], mismatches: 0, oversized: 0, unexpectedDisconnects: 0, loggedErrors: 0, errorSamples: [],
-      alive: false, fdBaseline: -1, fdFinal: -1, rssBaseline: 0, rssFinal: 0, failures: [],
+      alive: false, fdBaseline: -1, fdFinal: -1, rssBaseline: 0, rssFinal: 0, rssPeak: 0, serverStarts: 0, failures: [],
     };
     this.link = {
       send: (m) => this.send(m),
@@ -326,6 +330,7 @@ class Campaign {
   }
 
   private async probe(): Promise<void> {
+    this.r.rssPeak = Math.max(this.r.rssPeak, this.server!.rss());
     if (!this.conn || this.conn.closed || this.conn.desynced) await this.reconnect();
     this.send(this.f.probe());
     await this.settle(0);
@@ -409,6 +414,7 @@ class Campaign {
 
   private async startServer(): Promise<void> {
     this.server = await ServerProcess.start(this.opts.kind, this.dir);
+    this.r.serverStarts++;
     await this.warmUp();
   }
 

@@ -13,7 +13,8 @@ export function formatReport(r: FuzzReport): string {
     `  alive ${r.alive}, crashes ${r.crashes.length}, hangs ${r.hangs.length}, mismatched ${r.mismatches}, `
       + `oversized ${r.oversized}, dropped with replies owed ${r.unexpectedDisconnects}, server errors logged ${r.loggedErrors}`,
     `  fds: baseline ${r.fdBaseline}, final ${r.fdFinal}; RSS: baseline ${(r.rssBaseline / MiB).toFixed(1)} MiB, `
-      + `final ${(r.rssFinal / MiB).toFixed(1)} MiB (growth ${((r.rssFinal - r.rssBaseline) / MiB).toFixed(1)} MiB)`,
+      + `final ${(r.rssFinal / MiB).toFixed(1)} MiB (growth ${((r.rssFinal - r.rssBaseline) / MiB).toFixed(1)} MiB), `
+      + `peak ${(r.rssPeak / MiB).toFixed(1)} MiB; server started ${r.serverStarts} times`,
   ];
   for (const c of r.crashes.slice(0, 5)) {
     lines.push(`  crash at message ${c.message}: code ${c.exit.code} signal ${c.exit.signal}`);
