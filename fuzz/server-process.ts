@@ -41,10 +41,10 @@ export class ServerProcess {
   private constructor(readonly kind: string, readonly dir: string) {
     this.socket = path.join(dir, `${kind}.sock`);
     const args = [TARGET, kind, this.socket, path.join(dir, 'disk.img')];
-    // The plain server: no loaders or flags a test runner put in NODE_OPTIONS.
-    const env = { ...process.env };
-    delete env.NODE_OPTIONS;
-    this.child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'], env });
+    // The plain server: env(1) drops the NODE_OPTIONS a test runner adds to
+    // every node it spawns (tap's process tracking would inflate fds and RSS);
+    // it execs node, so the pid is the server's.
+    this.child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.exited = new Promise((resolve) => {
       this.child.on('exit', (code, signal) => {
         this.exit = { code, signal };
