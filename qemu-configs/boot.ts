@@ -35,6 +35,15 @@ export interface BootOptions {
   signal?: AbortSignal;
 }
 
+/** What guestQemuArgs needs of a boot. */
+export type GuestArgsOptions = Pick<
+  BootOptions,
+  'provisioned' | 'vfioUserSockets' | 'extraArgs' | 'extraCmdline' | 'memory' | 'memMiB' | 'smp' | 'viommu' | 'verbose'
+> & {
+  /** The console is a person's terminal (Ctrl-A X quits QEMU). */
+  interactive?: boolean;
+};
+
 export interface BootResult extends QemuRunResult, GuestReport {
   accel: Accel;
   /** The guest powered itself off after /init ran the script (QEMU exited 0 on its own). */
@@ -50,9 +59,35 @@ export const NO_ERROR_RECOVERY = 'Could not enable error recovery';
 
 const KVM_FAILURE = /KVM internal error|kvm run failed|failed to initialize kvm|Could not access KVM/i;
 
+/** The QEMU arguments of one boot of the provisioned kernel with `initrd`: machine, console, kernel, vfio-user devices, extras. */
+export function guestQemuArgs(opts: GuestArgsOptions, accel: Accel, initrd: string): string[] {
+  return [
+    ...machineArgs({
+      accel,
+      memory: opts.memory ?? 'shared',
+      memMiB: opts.memMiB ?? 512,
+      smp: opts.smp ?? 1,
+      viommu: opts.viommu ?? false,
+      interactive: opts.interactive ?? false,
+    }),
+    ...kernelBootArgs(
+      opts.provisioned.kernel,
+      initrd,
+      kernelCmdline({ viommu: opts.viommu ?? false, verbose: opts.verbose ?? false, extra: opts.extraCmdline ?? [] }),
+    ),
+    ...(opts.vfioUserSockets ?? []).flatMap((s) => vfioUserDeviceArgs(s)),
+    ...(opts.extraArgs ?? []),
+  ];
+}
+
+/** The accelerator for guests of this provisioned cache: $VFIO_USER_TS_ACCEL, else KVM only if a probe boot works here. */
+export function guestAccel(p: Provisioned): Promise<Accel> {
+  return chooseAccel(p.cacheDir, () => probeKvm(p));
+}
+
 export async function bootGuest(opts: BootOptions): Promise<BootResult> {
   const p = opts.provisioned;
-  const accel = opts.accel ?? (await chooseAccel(p.cacheDir, () => probeKvm(p)));
+  const accel = opts.accel ?? (await guestAccel(p));
   const r = await bootOnce(opts, accel);
   if (accel === 'kvm' && !opts.accel && KVM_FAILURE.test(r.stderr)) {
     // KVM looked fine earlier but failed now: remember that, and run this boot with TCG.
@@ -68,22 +103,7 @@ async function bootOnce(opts: BootOptions, accel: Accel): Promise<BootResult> {
   try {
     const initrd = join(dir, 'initrd.img');
     await writeFile(initrd, await bootInitramfs(p.initramfsBase, SCRIPT_PRELUDE + opts.script, opts.files));
-    const args = [
-      ...machineArgs({
-        accel,
-        memory: opts.memory ?? 'shared',
-        memMiB: opts.memMiB ?? 512,
-        smp: opts.smp ?? 1,
-        viommu: opts.viommu ?? false,
-      }),
-      ...kernelBootArgs(
-        p.kernel,
-        initrd,
-        kernelCmdline({ viommu: opts.viommu ?? false, verbose: opts.verbose ?? false, extra: opts.extraCmdline ?? [] }),
-      ),
-      ...(opts.vfioUserSockets ?? []).flatMap((s) => vfioUserDeviceArgs(s)),
-      ...(opts.extraArgs ?? []),
-    ];
+    const args = guestQemuArgs(opts, accel, initrd);
     const run = await runQemu({
       qemu: p.qemu,
       args,

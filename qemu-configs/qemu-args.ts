@@ -16,6 +16,8 @@ export interface MachineOptions {
   smp?: number;
   /** An emulated Intel IOMMU in the guest (pair with `kernelCmdline({ viommu: true })`). */
   viommu?: boolean;
+  /** The console is a person's terminal: multiplexed, so that Ctrl-A X quits QEMU. */
+  interactive?: boolean;
 }
 
 /** q35 with its RAM from an explicit memory backend, no default devices, serial on stdio. */
@@ -39,15 +41,18 @@ export function machineArgs(o: MachineOptions): string[] {
     '-m', `${mem}M`,
     '-object', backend,
     '-smp', String(o.smp ?? 1),
-    ...consoleArgs(),
+    ...consoleArgs(o.interactive ?? false),
     // The IOMMU must exist before the PCI devices that sit behind it.
     ...(o.viommu ? viommuArgs() : []),
   ];
 }
 
-/** The first serial port on QEMU's stdin/stdout (Ctrl-C is not a QEMU signal). */
-export function consoleArgs(): string[] {
-  return ['-chardev', 'stdio,id=ser0,signal=off', '-serial', 'chardev:ser0', '-monitor', 'none'];
+/**
+ * The first serial port on QEMU's stdin/stdout (Ctrl-C goes to the guest, not to QEMU);
+ * `mux` adds QEMU's Ctrl-A escapes (Ctrl-A X quits).
+ */
+export function consoleArgs(mux = false): string[] {
+  return ['-chardev', `stdio,id=ser0,signal=off${mux ? ',mux=on' : ''}`, '-serial', 'chardev:ser0', '-monitor', 'none'];
 }
 
 /** An Intel vIOMMU that reports every mapping change (what vfio-user needs). */
