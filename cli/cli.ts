@@ -1,7 +1,7 @@
-// `vfio-user-ts <command>`: serve, demo, provision, devices, help.
+// `vfio-user-ts <command>`: serve, vm, demo, iommu, provision, devices, help.
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 import path from 'node:path';
-import { helpFor, parseArgs, UnknownFlagError, UsageError, type FlagSpec } from './cli-args.js';
+import { helpFor, parseArgs, UnknownFlagError, UsageError, type FlagSpec, type FlagValues } from './cli-args.js';
 import { ConfigError, loadConfigFile, validateConfig, type ServerConfig } from './config.js';
 import { deviceFlagSpecs, deviceTable, optionsFromFlags } from './device-flags.js';
 import { setLogLevel, rootLog } from '../server/log.js';
@@ -16,7 +16,8 @@ const COMMON: Record<string, FlagSpec> = {
   help: { type: 'boolean', help: 'show help' },
 };
 
-const SERVE_FLAGS: Record<string, FlagSpec> = {
+/** The flags of `serve` (and of `vm`, which takes them too). */
+export const SERVE_FLAGS: Record<string, FlagSpec> = {
   ...COMMON,
   socket: { type: 'string', help: 'UNIX socket path QEMU connects to' },
   name: { type: 'string', help: 'device name (default: <kind>0)' },
@@ -31,6 +32,8 @@ commands:
   serve <kind> --socket PATH [device options]   serve one device (<kind>: a built-in kind or ./my-device.js)
   serve <kind> --help                           the options of one kind
   serve --config devices.json                   serve the devices in a file
+  vm <kind> [device options] | vm --config F     boot the guest against devices, its shell on this terminal
+  vm ... --print-qemu-args                      print the QEMU command line for them instead
   demo                                          provision, serve a GPIO device, boot a guest, show what it saw
   iommu <op> --control PATH [key=value ...]     one IOMMU operation over a server's control socket
   provision [--json]                            fetch and build QEMU + guest into the cache
@@ -45,7 +48,8 @@ ${deviceKinds().map((d) => kindHelp(d)).join('\n')}
 `;
 }
 
-function kindHelp(d: DeviceDefinition, label = d.kind): string {
+/** A kind's description and options, for help. */
+export function kindHelp(d: DeviceDefinition, label = d.kind): string {
   const flags = deviceFlagSpecs(d);
   return `  ${label.padEnd(10)} ${d.description}\n${Object.keys(flags).length ? helpFor(flags).replace(/^/gm, '  ') : '    (no options)'}`;
 }
@@ -57,6 +61,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     switch (command) {
       case 'serve':
         return await serve(rest);
+      case 'vm': {
+        const { vm } = await import('./vm.js');
+        return await vm(rest);
+      }
       case 'demo': {
         const { demo } = await import('./demo.js');
         return await demo(rest);
@@ -102,18 +110,36 @@ function serveKind(argv: readonly string[]): string | undefined {
   return argv[0] && !argv[0].startsWith('--') ? argv[0] : undefined;
 }
 
+/** How a command that takes `serve`'s flags (`vm`) reads them. */
+export interface ServeArgsOptions {
+  /** The command in messages. */
+  command: string;
+  /** The command's own flags, on top of serve's. */
+  flags: Record<string, FlagSpec>;
+  /** The socket of a device given by kind without --socket (without this, --socket is required). */
+  defaultSocket?: (name: string) => string;
+}
+
 /** Parse `serve` arguments into a validated ServerConfig (loading a device module if the kind is a path). */
 export async function serveConfig(argv: readonly string[]): Promise<ServerConfig> {
+  return (await parseServeArgs(argv, { command: 'serve', flags: {} })).cfg;
+}
+
+/** Parse `serve`'s flags plus a command's own: the validated ServerConfig and all parsed flags. */
+export async function parseServeArgs(argv: readonly string[], o: ServeArgsOptions): Promise<{ cfg: ServerConfig; flags: FlagValues }> {
   const kind = serveKind(argv);
   const definition = kind === undefined ? undefined : await resolveDeviceKind(kind);
-  const spec = { ...SERVE_FLAGS, ...(definition ? deviceFlagSpecs(definition) : {}) };
+  const commandFlags = { ...SERVE_FLAGS, ...o.flags };
+  const spec = { ...commandFlags, ...(definition ? deviceFlagSpecs(definition) : {}) };
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs(kind ? argv.slice(1) : argv, spec);
   } catch (err) {
-    if (err instanceof UnknownFlagError && definition && kind) {
+    if (err instanceof UnknownFlagError) {
+      const listed = `${o.command} options: ${Object.keys(commandFlags).map((f) => `--${f}`).join(', ')}`;
+      if (!definition || !kind) throw new UsageError(`${err.message} (${listed})`);
       const known = Object.keys(deviceFlagSpecs(definition)).map((f) => `--${f}`);
-      throw new UsageError(`${err.message} for ${kind} (its options: ${known.length ? known.join(', ') : 'none'}; serve options: ${Object.keys(SERVE_FLAGS).map((f) => `--${f}`).join(', ')})`);
+      throw new UsageError(`${err.message} for ${kind} (its options: ${known.length ? known.join(', ') : 'none'}; ${listed})`);
     }
     throw err;
   }
@@ -126,15 +152,17 @@ export async function serveConfig(argv: readonly string[]): Promise<ServerConfig
     }
     const cfg = await loadConfigFile(flags.config as string);
     if (flags.control !== undefined) cfg.control = path.resolve(flags.control as string);
-    return cfg;
+    return { cfg, flags };
   }
-  if (!kind || !definition) throw new UsageError('serve needs a device kind (see `vfio-user-ts devices`) or --config');
-  if (flags.socket === undefined) throw new UsageError('serve needs --socket PATH');
+  if (!kind || !definition) throw new UsageError(`${o.command} needs a device kind (see \`vfio-user-ts devices\`) or --config`);
+  const name = (flags.name as string | undefined) ?? `${definition.kind}0`;
+  const socket = (flags.socket as string | undefined) ?? o.defaultSocket?.(name);
+  if (socket === undefined) throw new UsageError(`${o.command} needs --socket PATH`);
   const raw: Record<string, unknown> = {
-    devices: [{ kind, socket: flags.socket, ...(flags.name !== undefined ? { name: flags.name } : {}), ...optionsFromFlags(definition, flags, kindLabel(kind, definition)) }],
+    devices: [{ kind, socket, name, ...optionsFromFlags(definition, flags, kindLabel(kind, definition)) }],
   };
   if (flags.control !== undefined) raw.control = flags.control;
-  return await validateConfig(raw, 'command line');
+  return { cfg: await validateConfig(raw, 'command line'), flags };
 }
 
 async function serve(argv: readonly string[]): Promise<number> {
