@@ -35,10 +35,13 @@ export default defineDevice({
   create(options, context) {
     const regs = new Uint32Array(Reg.ERRORS / 4 + 1);
     let interrupts = 0;
+    /** Bumped by reset: a copy still in flight then finishes without touching the registers. */
+    let generation = 0;
     const reg = (/** @type {number} */ offset) => regs[offset / 4] ?? 0;
     const iova = (/** @type {number} */ lo) => (BigInt(reg(lo + 4)) << 32n) | BigInt(reg(lo));
 
     async function copy() {
+      const started = generation;
       const dma = device.dma;
       const length = reg(Reg.LEN);
       try {
@@ -46,9 +49,11 @@ export default defineDevice({
         if (length === 0 || length > options.maxLength) throw new Error(`length ${length} (1..${options.maxLength})`);
         // Whole read before the write: overlapping ranges copy like memmove.
         await dma.write(iova(Reg.DST_LO), await dma.read(iova(Reg.SRC_LO), length));
+        if (started !== generation) return;
         regs[Reg.COMPLETIONS / 4] = reg(Reg.COMPLETIONS) + 1;
         finish(Status.DONE);
       } catch (err) {
+        if (started !== generation) return;
         context.log.warn(`${context.name}: copy failed: ${/** @type {Error} */ (err).message}`);
         regs[Reg.ERRORS / 4] = reg(Reg.ERRORS) + 1;
         finish(Status.ERROR);
@@ -68,8 +73,8 @@ export default defineDevice({
         index: 0, kind: 'mem32', size: 4096,
         handlers: {
           read: (offset, size) => (size === 4 ? reg(offset) : 0),
-          write(offset, _data, value) {
-            if (typeof value !== 'number' || offset % 4 !== 0 || offset >= regs.byteLength) return;
+          write(offset, data, value) {
+            if (data.length !== 4 || typeof value !== 'number' || offset % 4 !== 0 || offset >= regs.byteLength) return;
             if (offset === Reg.STATUS) {
               regs[Reg.STATUS / 4] = reg(Reg.STATUS) & ~(value & (Status.DONE | Status.ERROR));
               if (!(reg(Reg.STATUS) & (Status.DONE | Status.ERROR))) device.lowerIrq();
@@ -84,7 +89,7 @@ export default defineDevice({
           },
         },
       }],
-      reset() { regs.fill(0); },
+      reset() { regs.fill(0); generation++; },
     }, { log: context.log });
     /** The device, and how often a completion asserted INTx while the guest had it enabled. */
     return { device, get interrupts() { return interrupts; } };

@@ -71,12 +71,14 @@ for (const memory of ['shared', 'private'] as const) {
   t.test(`the copy engine example, no guest driver, ${memory} guest RAM`, async (t) => {
     const p = await provision({ log: (m) => t.comment(`provision: ${m}`) });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vut-e2e-'));
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
     const module = installExample(dir);
     const { Reg, Status } = (await import(module)) as CopyEngineModule;
     const socket = path.join(dir, 'ce.sock');
     const rt = await startServer({ devices: [{ name: 'ce0', kind: module, socket }] });
-    t.teardown(() => rt.close());
+    t.teardown(async () => {
+      await rt.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
     const model = rt.models.get('ce0') as unknown as CopyEngine;
     const ctx = rt.contexts.get('ce0')!;
     /** The backing kind of the IOAS area holding the copy's source, while QEMU's mappings are live. */
