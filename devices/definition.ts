@@ -231,7 +231,8 @@ export function validateOptions(
   }
   for (const [name, spec] of Object.entries(schema)) {
     if (out[name] !== undefined) continue;
-    if (spec.default !== undefined) out[name] = spec.default;
+    // Defaults go through the same parser: a size default may be written '1M'.
+    if (spec.default !== undefined) out[name] = parseOption(name, spec, spec.default, `${what(name)} (default)`);
     else if (spec.required) throw new OptionError(`${what(name)} is required for ${device}`);
   }
   return out;

@@ -73,6 +73,8 @@ t.test('validateOptions parses, bounds, defaults and refuses unknown names', asy
   t.throws(() => validateOptions(tiny, { path: 'f', count: '2x' }, what), /not an unsigned number/);
   t.throws(() => validateOptions(tiny, { path: 'f', bytes: 100 }, what), /at least 512/);
   t.throws(() => validateOptions(tiny, { path: '' }, what), /non-empty string/);
+  const sized: DeviceDefinition = { ...tiny, options: { ...tiny.options, bytes: { type: 'size', help: 'a size', default: '1M' } } };
+  t.equal(validateOptions(sized, { path: 'f' }, what)['bytes'], 1 << 20, "a size default written '1M' reaches create as bytes");
   t.throws(() => validateOptions(tiny, { path: 'f', fast: 1 }, what), /true or false/);
   t.throws(() => validateOptions(tiny, { path: 'f', count: 2 ** 32 }, what), /at most/, 'u32 without max is still 32-bit');
   t.throws(() => validateOptions(tiny, { path: 'f', toString: 1 }, what), /unknown option/, 'no prototype keys');
