@@ -3,10 +3,6 @@
 // its backing reference until the last hold is released, then lets it go.
 import type { Backing } from './backing.js';
 
-/** Device access rights of an area (IOMMU_READ / IOMMU_WRITE). */
-export const PROT_READ = 1;
-export const PROT_WRITE = 2;
-
 export class Area {
   /** In-flight views / DMA holding this area. */
   holds = 0;
@@ -26,6 +22,7 @@ export class Area {
     readonly end: number,
     readonly backing: Backing,
     readonly offset: number,
+    /** Device access rights: PROT_READ | PROT_WRITE (native/prot.ts). */
     readonly prot: number,
   ) {
     backing.retain();

@@ -4,6 +4,7 @@
 import { fail, VfioUserError } from '../protocol/errno.js';
 import { BackingBase } from './backing.js';
 
+/** Reads and writes guest memory with DMA_READ/DMA_WRITE messages to the client. */
 export interface DmaMessenger {
   /** Largest payload of one DMA_READ/DMA_WRITE (max_data_xfer_size). */
   readonly maxChunk: number;

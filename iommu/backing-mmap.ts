@@ -6,6 +6,7 @@ import { closeSync, openSync } from 'node:fs';
 import { fail, VfioUserError } from '../protocol/errno.js';
 import { BackingBase } from './backing.js';
 import { PAGE_SIZE } from './u64.js';
+import { PROT_READ, PROT_WRITE } from '../native/prot.js';
 
 /** The part of the native addon (native/index.ts) that backings use. */
 export interface NativeMem {
@@ -18,8 +19,6 @@ export interface NativeMem {
   close(fd: number): number;
 }
 
-const PROT_READ = 1;
-const PROT_WRITE = 2;
 
 export interface FdMapOptions {
   /** Byte offset in the file (any alignment). */

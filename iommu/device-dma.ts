@@ -2,6 +2,7 @@
 // the IOMMU model implements DeviceDma (translation through the IOAS the
 // device, or one of its PASIDs, is attached to). Owned by iommu/.
 import { Errno, VfioUserError } from '../protocol/errno.js';
+import type { SpanList } from '../native/index.js';
 
 export type Iova = bigint | number;
 
@@ -44,17 +45,8 @@ export class DmaFault extends VfioUserError {
   }
 }
 
-/**
- * A scatter list as byte ranges of ArrayBuffers: range i is
- * buffers[spans[3i]] bytes [spans[3i+1], +spans[3i+2]). What withSpans hands
- * out instead of one view object per range (for native I/O on hundreds of
- * guest pages; native/index.ts preadvSpans takes it as it is).
- */
-export interface SpanList {
-  readonly buffers: ArrayBufferLike[];
-  readonly spans: Float64Array;
-  readonly count: number;
-}
+/** A scatter list as byte ranges of ArrayBuffers (native/index.ts). */
+export type { SpanList };
 
 export interface DeviceDma {
   /** Copy `length` bytes at `iova` out of guest memory. Rejects with DmaFault. */

@@ -4,7 +4,7 @@
 // or decimal/0x string, and returned as numbers when <= 2^53-1, else bigint.
 // Failures throw VfioUserError (IommuError adds `data`, e.g. EMSGSIZE).
 import { VfioUserError, fail } from '../protocol/errno.js';
-import { PROT_READ, PROT_WRITE } from './area.js';
+import { PROT_READ, PROT_WRITE } from '../native/prot.js';
 import type { Backing } from './backing.js';
 import type { DmaMessenger } from './backing-message.js';
 import type { IommuContext, MemorySource } from './context.js';

@@ -31,6 +31,7 @@ import type { Backing } from './backing.js';
 import type { NativeMem } from './backing-mmap.js';
 import { FileIoBacking, FileMapping, type FileOwner, type NativeFileIo } from './backing-file.js';
 import { PAGE_SIZE } from './u64.js';
+import { PROT_READ, PROT_WRITE } from '../native/prot.js';
 
 /** fileStat of the native addon (native/index.ts FileStat). */
 export interface GuestFileStat {
@@ -75,9 +76,6 @@ const processBudget = new MappingBudget(DEFAULT_GUEST_FILE_BUDGET);
 
 /** Largest single mapping: one ArrayBuffer (a multiple of two pages). */
 const MAX_MAPPING = Math.floor(bufferConstants.MAX_LENGTH / (2 * PAGE_SIZE)) * 2 * PAGE_SIZE;
-
-const PROT_READ = 1;
-const PROT_WRITE = 2;
 
 export interface GuestFilesOptions {
   /** Shared limit on mappings + fds (default: one for the whole process). */

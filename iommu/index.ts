@@ -2,7 +2,7 @@
 // one dispatcher, backings, and DeviceDma (the devices' only door to memory).
 export { IommuContext, IommuDevice, PASID_MAX, type IommuContextOptions, type MemorySource } from './context.js';
 export { Ioas, type AreaInfo, type IovaRangesResult, type Slice, type UnmapResult } from './ioas.js';
-export { Area, PROT_READ, PROT_WRITE } from './area.js';
+export { Area } from './area.js';
 export { IntervalMap, type Interval } from './interval-map.js';
 export { BackingBase, MemoryBacking, type Backing, type BackingKind } from './backing.js';
 export { MmapBacking, type FdMapOptions, type NativeMem } from './backing-mmap.js';

@@ -3,7 +3,8 @@
 // errnos follow drivers/iommu/iommufd/{ioas,io_pagetable}.c, with the IOVA
 // alignment of a 4 KiB-page domain (every area boundary is page aligned).
 import { fail } from '../protocol/errno.js';
-import { Area, PROT_READ, PROT_WRITE } from './area.js';
+import { Area } from './area.js';
+import { PROT_READ, PROT_WRITE } from '../native/prot.js';
 import type { Backing } from './backing.js';
 import { bitmapBytes, checkReport, collectDirty, sliceDirty } from './dirty.js';
 import { IommuError } from './errors.js';

@@ -6,7 +6,8 @@
 // iommufd/vfio_compat.c (ENOENT for bisect / nothing mapped, EOVERFLOW wrap).
 import { closeSync } from 'node:fs';
 import { fail, type ErrnoName } from '../protocol/errno.js';
-import { Area, PROT_READ, PROT_WRITE } from './area.js';
+import { Area } from './area.js';
+import { PROT_READ, PROT_WRITE } from '../native/prot.js';
 import type { IommuContext, MemorySource } from './context.js';
 import { DIRTY_BITMAP_SIZE_MAX, bitmapBytes, checkReport } from './dirty.js';
 import { PAGE_SIZE, U64_MAX, isPow2, u64, type U64Like } from './u64.js';

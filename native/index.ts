@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PROT_READ, PROT_WRITE } from './prot.js';
 
 /**
  * The per-message calls of one socket with its buffers registered once (see
@@ -127,8 +128,7 @@ export const F_SEAL_FUTURE_WRITE = constant('F_SEAL_FUTURE_WRITE');
 
 export const READABLE = 1;
 export const WRITABLE = 2;
-export const PROT_READ = 1;
-export const PROT_WRITE = 2;
+export { PROT_READ, PROT_WRITE };
 for (const [name, v] of [['READABLE', READABLE], ['WRITABLE', WRITABLE], ['PROT_READ', PROT_READ], ['PROT_WRITE', PROT_WRITE]] as const) {
   if (constant(name) !== v) throw new Error(`vfio_native: ${name} is ${constant(name)}, expected ${v}`);
 }
@@ -269,20 +269,25 @@ export function pwritevFull(fd: number, views: readonly ArrayBufferView[], posit
   return addon.pwritevFull(fd, buffers, spans, views.length, position, tryInline);
 }
 
-/** A scatter list as DeviceDma.withSpans hands it out (iommu/device-dma.ts SpanList). */
-export interface Spans {
+/**
+ * A scatter list as byte ranges of ArrayBuffers: range i is
+ * buffers[spans[3i]] bytes [spans[3i+1], +spans[3i+2]). DeviceDma.withSpans
+ * hands it out instead of one view object per range, so native I/O on
+ * hundreds of guest pages reads one Float64Array.
+ */
+export interface SpanList {
   readonly buffers: ArrayBufferLike[];
   readonly spans: Float64Array;
   readonly count: number;
 }
 
 /** preadvFull on a span list as it is (no view objects; the buffers must be ArrayBuffers). */
-export function preadvSpans(fd: number, list: Spans, position: number, tryInline: boolean): number | Promise<number> {
+export function preadvSpans(fd: number, list: SpanList, position: number, tryInline: boolean): number | Promise<number> {
   return addon.preadvFull(fd, list.buffers as ArrayBuffer[], list.spans, list.count, position, tryInline);
 }
 
 /** pwritevFull on a span list as it is. */
-export function pwritevSpans(fd: number, list: Spans, position: number, tryInline: boolean): number | Promise<number> {
+export function pwritevSpans(fd: number, list: SpanList, position: number, tryInline: boolean): number | Promise<number> {
   return addon.pwritevFull(fd, list.buffers as ArrayBuffer[], list.spans, list.count, position, tryInline);
 }
 

@@ -32,6 +32,13 @@ export const Command = {
   MIG_DATA_WRITE: 18,
 } as const;
 export type CommandName = keyof typeof Command;
+
+const commandNames = new Map<number, string>(Object.entries(Command).map(([name, id]) => [id as number, name]));
+
+/** "REGION_READ" for 9; "command 99" for an unknown number (for logs). */
+export function commandName(command: number): string {
+  return commandNames.get(command) ?? `command ${command}`;
+}
 export const COMMAND_MIN = 1;
 export const COMMAND_MAX = 18;
 

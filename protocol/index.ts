@@ -1,8 +1,6 @@
 // The protocol layer: wire constants, the header, VERSION negotiation and one
 // codec per command. Pure functions over Buffers: no I/O, no device or server
 // knowledge. Decoders throw VfioUserError(errno) for every bad field.
-import { Command } from './constants.js';
-
 export * from './errno.js';
 export * from './constants.js';
 export * from './limits.js';
@@ -22,12 +20,3 @@ export * from './commands/region-write-multi.js';
 export * from './commands/device-feature.js';
 export * from './commands/mig-data.js';
 export * from './commands/dirty-pages.js';
-
-/** Command number → name, for logs ("REGION_READ"). */
-export const COMMAND_NAMES: Readonly<Record<number, string>> = Object.freeze(
-  Object.fromEntries(Object.entries(Command).map(([name, id]) => [id, name])),
-);
-
-export function commandName(command: number): string {
-  return COMMAND_NAMES[command] ?? `command ${command}`;
-}

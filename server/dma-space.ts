@@ -4,14 +4,7 @@
 import type { DmaMapRequest } from '../protocol/commands/dma-map.js';
 import type { DmaUnmapRequest } from '../protocol/commands/dma-unmap.js';
 import type { DeviceDma } from '../iommu/device-dma.js';
-
-/** Reads and writes guest memory with DMA_READ/DMA_WRITE messages. */
-export interface DmaMessenger {
-  /** Largest count one DMA_READ/DMA_WRITE may carry. */
-  readonly maxChunk: number;
-  read(addr: bigint, length: number): Promise<Buffer>;
-  write(addr: bigint, data: Uint8Array): Promise<void>;
-}
+import type { DmaMessenger } from '../iommu/backing-message.js';
 
 export interface DmaLoggingRange { iova: bigint; length: bigint }
 

@@ -22,7 +22,8 @@ import { decodeRegionWriteMultiRequest, encodeRegionWriteMultiReply } from '../p
 import { decodeDeviceResetRequest } from '../protocol/commands/device-reset.js';
 import { decodeMigDataReadRequest, decodeMigDataWriteRequest } from '../protocol/commands/mig-data.js';
 import type { VfioUserDevice } from '../devices/device.js';
-import type { DmaMessenger, DmaSpace } from './dma-space.js';
+import type { DmaSpace } from './dma-space.js';
+import type { DmaMessenger } from '../iommu/backing-message.js';
 import { handleDeviceFeature } from './feature.js';
 import type { FdBag } from './session.js';
 import type { Log } from './log.js';

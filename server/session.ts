@@ -9,7 +9,7 @@ import {
   hasError, isReply, noReply, replyHeader, requestHeader, validateRequestHeader, maxMessageSize,
   readHeader, u16At, u32At, HEADER_SIZE, type Header,
 } from '../protocol/header.js';
-import { Command, VFIO_USER_F_NO_REPLY, VFIO_USER_F_TYPE_COMMAND } from '../protocol/constants.js';
+import { Command, commandName, VFIO_USER_F_NO_REPLY, VFIO_USER_F_TYPE_COMMAND } from '../protocol/constants.js';
 import {
   encodeRegionReadReply, encodeRegionWriteReply, peekRegionAccess, writeRegionAccessReply, REGION_ACCESS_SIZE,
   type RegionAccess,
@@ -23,9 +23,9 @@ import * as native from '../native/index.js';
 import type { VfioUserDevice } from '../devices/device.js';
 import { Transport, type Disconnect, type IncomingMessage } from './transport.js';
 import { ReplyBudget } from './reply-budget.js';
-import type { DmaMessenger, DmaSpace } from './dma-space.js';
+import type { DmaSpace } from './dma-space.js';
+import type { DmaMessenger } from '../iommu/backing-message.js';
 import { handleCommand, type HandlerContext, type Reply } from './handlers.js';
-import { commandName } from './names.js';
 import type { Log } from './log.js';
 
 interface Queued { header: Header; payload: Buffer; fds: number[] }

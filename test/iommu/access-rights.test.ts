@@ -3,7 +3,7 @@
 // read-only mapping cannot be written (iopt_insert_area: EPERM), and devices
 // see exactly the rights of the area they reach, whatever PASID or IOAS.
 import t from 'tap';
-import { PROT_READ, PROT_WRITE } from '../../iommu/area.js';
+import { PROT_READ, PROT_WRITE } from '../../native/prot.js';
 import { MemoryBacking } from '../../iommu/backing.js';
 import { IommuContext } from '../../iommu/context.js';
 import { DMA_WRITE } from '../../iommu/device-dma.js';

@@ -3,7 +3,7 @@
 // every errno, every returned IOVA or length, the area lists and the
 // translation of every page of the window after every step.
 import t from 'tap';
-import { PROT_READ, PROT_WRITE } from '../../iommu/area.js';
+import { PROT_READ, PROT_WRITE } from '../../native/prot.js';
 import { MemoryBacking, type Backing } from '../../iommu/backing.js';
 import { IommuContext } from '../../iommu/context.js';
 import type { Ioas } from '../../iommu/ioas.js';

@@ -1,12 +1,11 @@
 import t from 'tap';
-import { Command, VFIO_USER_F_ERROR, VFIO_USER_F_NO_REPLY, VFIO_USER_F_TYPE_REPLY } from '../../protocol/constants.js';
+import { Command, commandName, VFIO_USER_F_ERROR, VFIO_USER_F_NO_REPLY, VFIO_USER_F_TYPE_REPLY } from '../../protocol/constants.js';
 import { Errno } from '../../protocol/errno.js';
 import {
   HEADER_OK, HEADER_SIZE, hasError, isReply, maxMessageSize, noReply, readHeader, replyHeader, requestHeader,
   validateReplyHeader, validateRequestHeader, writeHeader, type Header,
 } from '../../protocol/header.js';
 import { DEFAULT_LIMITS } from '../../protocol/limits.js';
-import { COMMAND_NAMES, commandName } from '../../protocol/index.js';
 
 const L = DEFAULT_LIMITS;
 const cmd = (over: Partial<Header> = {}): Header => ({ msgId: 7, command: Command.REGION_READ, size: 32, flags: 0, error: 0, ...over });
@@ -68,9 +67,9 @@ t.test('validateReplyHeader', async (t) => {
   t.match(validateReplyHeader(cmd({ flags: 1, size: 4 }), L), { action: 'drop' });
 });
 
-t.test('COMMAND_NAMES', async (t) => {
-  for (let c = 1; c <= 18; c++) t.type(COMMAND_NAMES[c], 'string', `command ${c} has a name`);
-  t.equal(COMMAND_NAMES[Command.REGION_READ], 'REGION_READ');
+t.test('commandName', async (t) => {
+  for (let c = 1; c <= 18; c++) t.not(commandName(c), `command ${c}`, `command ${c} has a name`);
+  t.equal(commandName(Command.REGION_READ), 'REGION_READ');
   t.equal(commandName(14), 'DIRTY_PAGES');
   t.equal(commandName(99), 'command 99');
 });
