@@ -39,13 +39,13 @@ export type { DeviceClient } from '../devices/device.js';
 /** The logger interface devices are given. */
 export type { Logger } from '../devices/device.js';
 /** A region's size, VFIO flags and mmap-able areas (device side of REGION_INFO). */
-export type { RegionInfo } from '../devices/device.js';
+export type { RegionDescription } from '../devices/device.js';
 /** One sparse mmap-able area of a region. */
 export type { MmapArea } from '../devices/device.js';
 /** An IRQ index's count and VFIO flags. */
 export type { IrqInfo } from '../devices/device.js';
 /** A decoded SET_IRQS request as the device sees it. */
-export type { SetIrqsRequest } from '../devices/device.js';
+export type { IrqSetRequest } from '../devices/device.js';
 
 /** A PCI function from a declarative spec: config space, BARs, capabilities, interrupts, reset. */
 export { PciDevice } from '../devices/pci/pci-device.js';
@@ -82,6 +82,10 @@ export type { IrqRoute } from '../devices/pci/types.js';
 export type { DeviceDma } from '../iommu/device-dma.js';
 /** An I/O virtual address (bigint or a safe number). */
 export type { Iova } from '../iommu/device-dma.js';
+/** The access bit for a DMA that reads guest memory (withView/withSpans/mappedView). */
+export { DMA_ACCESS_READ } from '../iommu/device-dma.js';
+/** The access bit for a DMA that writes guest memory. */
+export { DMA_ACCESS_WRITE } from '../iommu/device-dma.js';
 /** The error a DMA to an unmapped or forbidden address throws. */
 export { DmaFault } from '../iommu/device-dma.js';
 /** Why a DMA faulted. */

@@ -17,7 +17,7 @@ export interface MmapArea {
   size: number;
 }
 
-export interface RegionInfo {
+export interface RegionDescription {
   /** Bytes; 0 means the region does not exist. */
   size: number;
   /** VFIO_REGION_INFO_FLAG_{READ,WRITE,MMAP,CAPS} (protocol/constants). */
@@ -33,7 +33,7 @@ export interface IrqInfo {
 }
 
 /** A decoded VFIO_USER_DEVICE_SET_IRQS request. */
-export interface SetIrqsRequest {
+export interface IrqSetRequest {
   /** DATA_{NONE,BOOL,EVENTFD} | ACTION_{MASK,UNMASK,TRIGGER}. */
   flags: number;
   index: number;
@@ -60,7 +60,7 @@ export interface VfioUserDevice {
   readonly name: string;
   /** VFIO_DEVICE_FLAGS_{PCI,RESET}, region and IRQ counts. */
   info(): { flags: number; numRegions: number; numIrqs: number };
-  regionInfo(index: number): RegionInfo;
+  regionInfo(index: number): RegionDescription;
   /**
    * Read `count` bytes at `offset` of region `index`. The session has already
    * checked `count` against max_data_xfer_size; the device checks the range.
@@ -69,7 +69,7 @@ export interface VfioUserDevice {
   /** `data` is only valid during the call: copy what you keep. */
   regionWrite(index: number, offset: number, data: Buffer): void | Promise<void>;
   irqInfo(index: number): IrqInfo;
-  setIrqs(req: SetIrqsRequest): void;
+  setIrqs(req: IrqSetRequest): void;
   /** VFIO_USER_DEVICE_RESET. */
   reset(): void | Promise<void>;
   /**

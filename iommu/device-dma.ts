@@ -6,9 +6,10 @@ import type { SpanList } from '../native/index.js';
 
 export type Iova = bigint | number;
 
-/** Access rights a DMA needs (match the mapping's READ / WRITE flags). */
-export const DMA_READ = 1;
-export const DMA_WRITE = 2;
+/** The access a DMA reads with (the mapping needs its READ right). */
+export const DMA_ACCESS_READ = 1;
+/** The access a DMA writes with (the mapping needs its WRITE right). */
+export const DMA_ACCESS_WRITE = 2;
 
 export type DmaFaultReason =
   /** No mapping at (some byte of) the range. */
@@ -17,7 +18,7 @@ export type DmaFaultReason =
   | 'permission'
   /** The device (or this PASID of it) is attached to no IOAS. */
   | 'not-attached'
-  /** The memory behind the mapping failed (e.g. a DMA_READ message). */
+  /** The memory behind the mapping failed (e.g. a DMA_ACCESS_READ message). */
   | 'io'
   /** Malformed request: negative length, IOVA past 2^64, ... */
   | 'invalid'
@@ -57,7 +58,7 @@ export interface DeviceDma {
    * Zero-copy access: fn gets the range as one Uint8Array per mapping it
    * spans (a scatter list). The views are valid only until fn returns (or
    * its promise settles): never keep them. Memory reached by messages is
-   * bounced (read before fn for DMA_READ, written back after for DMA_WRITE).
+   * bounced (read before fn for DMA_ACCESS_READ, written back after for DMA_ACCESS_WRITE).
    * Rejects with DmaFault before fn runs if any byte is not accessible.
    */
   withView<T>(

@@ -4,7 +4,7 @@
 // defers the real munmap and its drained promise waits for us).
 import { VfioUserError } from '../protocol/errno.js';
 import type { Area } from './area.js';
-import { DMA_READ, DMA_WRITE, DmaFault, type DeviceDma, type Iova, type SpanList } from './device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, type DeviceDma, type Iova, type SpanList } from './device-dma.js';
 import { markDirty } from './dirty.js';
 import type { Ioas } from './ioas.js';
 import { TWO_POW_64, U64_MAX } from './u64.js';
@@ -41,14 +41,14 @@ export class DeviceDmaPort implements DeviceDma {
       if (length === 0) return Promise.resolve(Buffer.alloc(0));
       // Fast path: one area of directly mapped memory.
       if (typeof iova === 'number') {
-        const a = ioas.translate(iova, length, DMA_READ);
+        const a = ioas.translate(iova, length, DMA_ACCESS_READ);
         const b = a?.backing.bytes;
         if (a && b) {
           const off = a.offset + (iova - a.start);
           return Promise.resolve(Buffer.from(b.subarray(off, off + length)));
         }
       }
-      return this.readSegs(this.resolve(ioas, iova, length, DMA_READ, pasid), length, iova, pasid);
+      return this.readSegs(this.resolve(ioas, iova, length, DMA_ACCESS_READ, pasid), length, iova, pasid);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -60,7 +60,7 @@ export class DeviceDmaPort implements DeviceDma {
       const ioas = this.check(iova, length, pasid);
       if (length === 0) return Promise.resolve();
       if (typeof iova === 'number') {
-        const a = ioas.translate(iova, length, DMA_WRITE);
+        const a = ioas.translate(iova, length, DMA_ACCESS_WRITE);
         const b = a?.backing.bytes;
         if (a && b && !a.backing.readOnlyMemory) {
           const pos = iova - a.start;
@@ -69,7 +69,7 @@ export class DeviceDmaPort implements DeviceDma {
           return Promise.resolve();
         }
       }
-      return this.writeSegs(ioas, this.resolve(ioas, iova, length, DMA_WRITE, pasid), data, iova, pasid);
+      return this.writeSegs(ioas, this.resolve(ioas, iova, length, DMA_ACCESS_WRITE, pasid), data, iova, pasid);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -104,8 +104,8 @@ export class DeviceDmaPort implements DeviceDma {
   ): Promise<T> {
     const first = iovas.length > 0 ? iovas[0]! : 0;
     try {
-      if (!(access === DMA_READ || access === DMA_WRITE || access === (DMA_READ | DMA_WRITE))) {
-        throw new DmaFault('invalid', first, 0, pasid, 'access must be DMA_READ and/or DMA_WRITE');
+      if (!(access === DMA_ACCESS_READ || access === DMA_ACCESS_WRITE || access === (DMA_ACCESS_READ | DMA_ACCESS_WRITE))) {
+        throw new DmaFault('invalid', first, 0, pasid, 'access must be DMA_ACCESS_READ and/or DMA_ACCESS_WRITE');
       }
       if (!Array.isArray(iovas) || !Array.isArray(lengths) || lengths.length !== iovas.length) {
         throw new DmaFault('invalid', first, 0, pasid, 'one length per IOVA');
@@ -123,13 +123,13 @@ export class DeviceDmaPort implements DeviceDma {
   mappedView(iova: Iova, length: number, access: number, pasid?: number): Uint8Array | null {
     // Numbers only (a bigint IOVA is above 2^53: never guest RAM in practice).
     if (typeof iova !== 'number' || !Number.isSafeInteger(iova) || iova < 0 || !Number.isSafeInteger(length) || length <= 0) return null;
-    if (access !== DMA_READ && access !== DMA_WRITE && access !== (DMA_READ | DMA_WRITE)) return null;
+    if (access !== DMA_ACCESS_READ && access !== DMA_ACCESS_WRITE && access !== (DMA_ACCESS_READ | DMA_ACCESS_WRITE)) return null;
     const ioas = this.target.ioasFor(pasid);
     const a = ioas ? ioas.translate(iova, length, access) : null;
     const b = a ? a.backing.bytes : null;
-    if (!a || !b || (access & DMA_WRITE && a.backing.readOnlyMemory)) return null;
+    if (!a || !b || (access & DMA_ACCESS_WRITE && a.backing.readOnlyMemory)) return null;
     const pos = iova - a.start;
-    if (access & DMA_WRITE && ioas!.dirtyTracking) markDirty(a, pos, length);
+    if (access & DMA_ACCESS_WRITE && ioas!.dirtyTracking) markDirty(a, pos, length);
     const off = b.byteOffset + a.offset + pos;
     return new Uint8Array(b.buffer, off, length);
   }
@@ -206,7 +206,7 @@ export class DeviceDmaPort implements DeviceDma {
           if (bytes) buf = Uint8Array.prototype.slice.call(bytes, off, off + s.n); // read-only memory: a copy
           else {
             const b = area.backing;
-            const bb = access & DMA_READ ? await this.io(() => b.read(off, s.n), s, pasid) : Buffer.alloc(s.n);
+            const bb = access & DMA_ACCESS_READ ? await this.io(() => b.read(off, s.n), s, pasid) : Buffer.alloc(s.n);
             (bounced ??= []).push({ s, buf: bb });
             buf = bb;
           }
@@ -215,11 +215,11 @@ export class DeviceDmaPort implements DeviceDma {
         }
         spans[3 * i + 2] = s.n;
       }
-      if (access & DMA_WRITE && ioas.dirtyTracking) for (const s of segs) markDirty(s.area, s.pos, s.n);
+      if (access & DMA_ACCESS_WRITE && ioas.dirtyTracking) for (const s of segs) markDirty(s.area, s.pos, s.n);
       // No await when fn finished synchronously: one turn less per request.
       const r0 = fn({ buffers, spans, count: segs.length });
       const r = isThenable(r0) ? await r0 : r0;
-      if (access & DMA_WRITE && bounced) {
+      if (access & DMA_ACCESS_WRITE && bounced) {
         for (const { s, buf } of bounced) await this.io(() => s.area.backing.write(s.area.offset + s.pos, buf), s, pasid);
       }
       return r;
@@ -239,13 +239,13 @@ export class DeviceDmaPort implements DeviceDma {
     for (const s of segs) {
       const b = s.area.backing;
       const bytes = b.bytes;
-      if (!bytes || (b.readOnlyMemory && access & DMA_WRITE)) {
+      if (!bytes || (b.readOnlyMemory && access & DMA_ACCESS_WRITE)) {
         throw new DmaFault('indirect', BigInt(s.area.start) + BigInt(s.pos), s.n, pasid, 'memory is reached by messages');
       }
       const off = s.area.offset + s.pos;
       views.push(b.readOnlyMemory ? bytes.slice(off, off + s.n) : bytes.subarray(off, off + s.n));
     }
-    if (access & DMA_WRITE && ioas.dirtyTracking) for (const s of segs) markDirty(s.area, s.pos, s.n);
+    if (access & DMA_ACCESS_WRITE && ioas.dirtyTracking) for (const s of segs) markDirty(s.area, s.pos, s.n);
     for (const s of segs) s.area.hold();
     try {
       return fn(views);
@@ -289,7 +289,7 @@ export class DeviceDmaPort implements DeviceDma {
     const segs: Seg[] = [];
     for (;;) {
       if ((area.prot & access) !== access) {
-        throw new DmaFault('permission', BigInt(area.start) + BigInt(pos), left, pasid, `mapping lacks ${access & DMA_WRITE && !(area.prot & DMA_WRITE) ? 'WRITE' : 'READ'}`);
+        throw new DmaFault('permission', BigInt(area.start) + BigInt(pos), left, pasid, `mapping lacks ${access & DMA_ACCESS_WRITE && !(area.prot & DMA_ACCESS_WRITE) ? 'WRITE' : 'READ'}`);
       }
       const n = Math.min(left, area.length - pos);
       segs.push({ area, pos, n });

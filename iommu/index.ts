@@ -9,7 +9,7 @@ export { MmapBacking, type FdMapOptions, type NativeMem } from './backing-mmap.j
 export { MessageBacking, type DmaMessenger } from './backing-message.js';
 export { FileIoBacking, FileMapping, type NativeFileIo } from './backing-file.js';
 export { GuestFiles, GuestFile, MappingBudget, DEFAULT_GUEST_FILE_BUDGET, type GuestFileNative, type GuestFilesOptions } from './guest-files.js';
-export { DMA_READ, DMA_WRITE, DmaFault, type DeviceDma, type DmaFaultReason, type Iova } from './device-dma.js';
+export { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, type DeviceDma, type DmaFaultReason, type Iova } from './device-dma.js';
 export { DeviceDmaPort, type DmaTarget } from './dma-port.js';
 export * from './type1.js';
 export { IommuDispatcher, DMA_OP_MAX, type OpResult } from './dispatcher.js';

@@ -14,7 +14,7 @@
 // - MASK/UNMASK with DATA_EVENTFD (irqfd-style resampling) is refused: a
 //   device here cannot poll fds. QEMU then falls back to unmasking INTx
 //   with DATA_NONE after each EOI, which is what we implement.
-import type { IrqInfo, Logger, SetIrqsRequest } from '../device.js';
+import type { IrqInfo, Logger, IrqSetRequest } from '../device.js';
 import { fail } from '../../protocol/errno.js';
 import type { FdOps } from './fd-ops.js';
 import {
@@ -104,7 +104,7 @@ export class IrqState {
     return true;
   }
 
-  setIrqs(req: SetIrqsRequest): void {
+  setIrqs(req: IrqSetRequest): void {
     try {
       this.validate(req);
     } catch (e) {
@@ -120,7 +120,7 @@ export class IrqState {
     for (let i = 0; i < this.idx.length; i++) this.disable(i, false);
   }
 
-  private validate(req: SetIrqsRequest): void {
+  private validate(req: IrqSetRequest): void {
     const { flags, index, start, count } = req;
     const data = flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
     const action = flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
@@ -185,7 +185,7 @@ export class IrqState {
     if (!st.enabled) throw fail('EINVAL', `SET_IRQS: loopback on disabled index ${index}`);
   }
 
-  private apply(req: SetIrqsRequest): void {
+  private apply(req: IrqSetRequest): void {
     const { flags, index, start, count } = req;
     const data = flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
     const action = flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;

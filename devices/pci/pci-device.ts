@@ -8,8 +8,8 @@ import type {
   DeviceClient,
   IrqInfo,
   Logger,
-  RegionInfo,
-  SetIrqsRequest,
+  RegionDescription,
+  IrqSetRequest,
   VfioUserDevice,
 } from '../device.js';
 import { fail } from '../../protocol/errno.js';
@@ -208,7 +208,7 @@ export class PciDevice implements VfioUserDevice {
     };
   }
 
-  regionInfo(index: number): RegionInfo {
+  regionInfo(index: number): RegionDescription {
     if (!Number.isInteger(index) || index < 0 || index >= V.VFIO_PCI_NUM_REGIONS) {
       throw fail('EINVAL', `no region ${index}`);
     }
@@ -263,7 +263,7 @@ export class PciDevice implements VfioUserDevice {
     return this.irqs.info(index);
   }
 
-  setIrqs(req: SetIrqsRequest): void {
+  setIrqs(req: IrqSetRequest): void {
     this.irqs.setIrqs(req);
   }
 

@@ -2,7 +2,7 @@
 // device-readable bytes (in chain order) and the device-writable bytes.
 // A request header may straddle descriptors, a status byte may share the
 // last data descriptor: device models address bytes, not descriptors.
-import { DMA_READ, DMA_WRITE, type DeviceDma, type Iova, type SpanList } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma, type Iova, type SpanList } from '../../iommu/device-dma.js';
 import { iovaAdd } from './dma-util.js';
 import type { DescChain } from './virtqueue.js';
 
@@ -11,8 +11,8 @@ export type ChainSpace = 'readable' | 'writable';
 /** A space's descriptors (addresses, lengths), total bytes and DMA access. */
 function spaceOf(chain: DescChain, space: ChainSpace): { A: Iova[]; L: number[]; total: number; access: number } {
   return space === 'readable'
-    ? { A: chain.rAddr, L: chain.rLen, total: chain.readable, access: DMA_READ }
-    : { A: chain.wAddr, L: chain.wLen, total: chain.writable, access: DMA_WRITE };
+    ? { A: chain.rAddr, L: chain.rLen, total: chain.readable, access: DMA_ACCESS_READ }
+    : { A: chain.wAddr, L: chain.wLen, total: chain.writable, access: DMA_ACCESS_WRITE };
 }
 
 /** The guest ranges holding bytes [offset, offset+len) of one space. */
@@ -97,7 +97,7 @@ export async function chainWrite(dma: DeviceDma, chain: DescChain, offset: numbe
 
 /**
  * Zero-copy views of bytes [offset, offset+len) of a space (readable: for
- * DMA_READ, writable: for DMA_WRITE), held until fn's promise settles.
+ * DMA_ACCESS_READ, writable: for DMA_ACCESS_WRITE), held until fn's promise settles.
  */
 export function withChainViews<T>(
   dma: DeviceDma,

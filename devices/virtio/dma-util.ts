@@ -2,7 +2,7 @@
 // (numbers while exact, bigint above 2^53), little-endian u16 access, a
 // store with a full fence (the store→load ordering event-index suppression
 // depends on). Views over many ranges at once: DeviceDma.withViews.
-import { DMA_READ, DMA_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const TWO32 = 0x1_0000_0000;
@@ -32,7 +32,7 @@ export function iovaHex(a: Iova): string {
 
 /** A u16 of mapped guest memory, read synchronously; null: use readU16. */
 export function mapped16(dma: DeviceDma, addr: Iova): number | null {
-  const v = dma.mappedView(addr, 2, DMA_READ);
+  const v = dma.mappedView(addr, 2, DMA_ACCESS_READ);
   return v ? v[0]! | (v[1]! << 8) : null;
 }
 
@@ -49,7 +49,7 @@ export async function readU16(dma: DeviceDma, addr: Iova): Promise<number> {
  * issue: each message completes before the next access).
  */
 export function storeU16Fenced(dma: DeviceDma, addr: Iova, value: number): Promise<void> {
-  return dma.withView(addr, 2, DMA_WRITE, (segs) => {
+  return dma.withView(addr, 2, DMA_ACCESS_WRITE, (segs) => {
     const s = segs[0]!;
     if (segs.length === 1 && (s.byteOffset & 1) === 0) {
       fencedStore(s, value);
@@ -64,7 +64,7 @@ export function storeU16Fenced(dma: DeviceDma, addr: Iova, value: number): Promi
 
 /** storeU16Fenced done synchronously in mapped, aligned memory; false: use storeU16Fenced. */
 export function store16Fenced(dma: DeviceDma, addr: Iova, value: number): boolean {
-  const v = dma.mappedView(addr, 2, DMA_WRITE);
+  const v = dma.mappedView(addr, 2, DMA_ACCESS_WRITE);
   if (!v || (v.byteOffset & 1) !== 0) return false;
   fencedStore(v, value);
   return true;

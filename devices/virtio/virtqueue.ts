@@ -22,7 +22,7 @@
 // range, a loop, nested indirect, a bad indirect length, an unreadable ring)
 // is a RingError: the host puts the device in DEVICE_NEEDS_RESET. A reset
 // bumps the queue's epoch, which drops everything still in flight.
-import { DMA_READ, DMA_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
 import { Desc, NO_VECTOR, VRING_AVAIL_F_NO_INTERRUPT } from './constants.js';
 import { iovaAdd, iovaFrom, iovaHex, iovaOf, mapped16, readU16, store16Fenced, storeU16Fenced } from './dma-util.js';
 
@@ -271,7 +271,7 @@ export class Virtqueue {
   private headsNow(dma: DeviceDma, n: number): Buffer | null {
     const start = this.lastAvail % this.size;
     if (start + n > this.size) return null;
-    const v = dma.mappedView(iovaAdd(this.avail, 4 + 2 * start), 2 * n, DMA_READ);
+    const v = dma.mappedView(iovaAdd(this.avail, 4 + 2 * start), 2 * n, DMA_ACCESS_READ);
     return v ? Buffer.from(v) : null;
   }
 
@@ -306,7 +306,7 @@ export class Virtqueue {
     // The head alone first: most chains are one descriptor (an indirect one).
     // Read in place when mapped: every field is read once, before any await.
     const headAddr = iovaAdd(this.desc, Desc.SIZE * head);
-    let d = descView(table ?? dma.mappedView(headAddr, Desc.SIZE, DMA_READ) ?? (await this.ringRead(dma, headAddr, Desc.SIZE, 'descriptor')));
+    let d = descView(table ?? dma.mappedView(headAddr, Desc.SIZE, DMA_ACCESS_READ) ?? (await this.ringRead(dma, headAddr, Desc.SIZE, 'descriptor')));
     let base = table ? Desc.SIZE * head : 0;
     for (;;) {
       if (++count > size) throw new RingError(`queue ${q}: descriptor loop in chain ${head}`);
@@ -339,7 +339,7 @@ export class Virtqueue {
     const n = len / Desc.SIZE;
     if (n > MAX_INDIRECT) throw new RingError(`queue ${q}: indirect table of ${n} descriptors (max ${MAX_INDIRECT})`);
     // In place when mapped (the walk below is synchronous), else a copy.
-    const t = descView(dma.mappedView(addr, len, DMA_READ) ?? (await this.ringRead(dma, addr, len, 'indirect table')));
+    const t = descView(dma.mappedView(addr, len, DMA_ACCESS_READ) ?? (await this.ringRead(dma, addr, len, 'indirect table')));
     chain.indirect = true;
     let i = 0;
     let count = 0;
@@ -432,7 +432,7 @@ export class Virtqueue {
   private writeUsedNow(dma: DeviceDma, elems: Buffer, n: number): boolean {
     const start = this.usedIdx % this.size;
     if (start + n > this.size) return false;
-    const v = dma.mappedView(iovaAdd(this.used, 4 + 8 * start), 8 * n, DMA_WRITE);
+    const v = dma.mappedView(iovaAdd(this.used, 4 + 8 * start), 8 * n, DMA_ACCESS_WRITE);
     if (v) v.set(elems);
     return v !== null;
   }

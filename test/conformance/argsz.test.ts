@@ -24,7 +24,7 @@ import {
   dmaLoggingReportData, dmaLoggingStartData, encodeDeviceFeatureRequest, migStateData,
 } from '../../protocol/commands/device-feature.js';
 import { encodeMigDataReadRequest, encodeMigDataWriteRequest } from '../../protocol/commands/mig-data.js';
-import type { RegionInfo } from '../../devices/device.js';
+import type { RegionDescription } from '../../devices/device.js';
 import {
   BAR2, assertErrorReply, assertServes, native, openClient, patternMemfd, send, startGpio, type ReplyMessage,
   type VfioUserClient,
@@ -68,7 +68,7 @@ t.test('DEVICE_GET_REGION_INFO: below 32 EINVAL; capabilities only when they fit
   const mem = patternMemfd(0x2000);
   const dev = fx.model.device;
   const plain = dev.regionInfo.bind(dev);
-  const mmapped: RegionInfo = {
+  const mmapped: RegionDescription = {
     size: 0x2000, flags: VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_MMAP,
     mmap: { fd: mem.fd, areas: [{ offset: 0, size: 0x1000 }, { offset: 0x1000, size: 0x1000 }] },
   };

@@ -6,7 +6,7 @@ import t from 'tap';
 import { PROT_READ, PROT_WRITE } from '../../native/prot.js';
 import { MemoryBacking } from '../../iommu/backing.js';
 import { IommuContext } from '../../iommu/context.js';
-import { DMA_WRITE } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_WRITE } from '../../iommu/device-dma.js';
 import { Type1Compat } from '../../iommu/type1.js';
 import { PAGE, RW, errnoOf, errnoOfAsync, fault } from './helpers.js';
 
@@ -94,8 +94,8 @@ t.test('PASID attach / replace: a device sees the rights of the IOAS it is attac
   await dma.write(0x10000, Uint8Array.of(7), 3);
   ctx.replace('dev', ro.id, 3);
   t.equal((await fault(dma.write(0x10000, Uint8Array.of(9), 3))).reason, 'permission', 'after replace: read-only');
-  t.equal(dma.mappedView(0x10000, 1, DMA_WRITE, 3), null, 'no writable view either');
-  t.equal((await fault(dma.withView(0x10000, 1, DMA_WRITE, () => undefined, 3))).reason, 'permission');
+  t.equal(dma.mappedView(0x10000, 1, DMA_ACCESS_WRITE, 3), null, 'no writable view either');
+  t.equal((await fault(dma.withView(0x10000, 1, DMA_ACCESS_WRITE, () => undefined, 3))).reason, 'permission');
   t.equal((await dma.read(0x10000, 1, 3))[0], 7);
   ctx.attach('dev', rw.id, 4);
   await dma.write(0x10000, Uint8Array.of(8), 4);

@@ -4,7 +4,7 @@ import t from 'tap';
 import { ClientDmaSpace } from '../../iommu/client-dma.js';
 import { IommuContext } from '../../iommu/context.js';
 import { MemoryBacking } from '../../iommu/backing.js';
-import { DMA_WRITE } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_WRITE } from '../../iommu/device-dma.js';
 import { PAGE, errnoOf } from './helpers.js';
 
 const P = BigInt(PAGE);
@@ -33,7 +33,7 @@ t.test('DMA_MAP without fd, DMA through messages, DMA_UNMAP with the bitmap', as
   await space.dma.write(0x10000n, Buffer.from([1]));
   const sub = space.loggingReport(0x10000n, P, 1024n);
   t.same([...sub], [0b1111, 0, 0, 0, 0, 0, 0, 0], 'a dirty 4 KiB page covers four 1 KiB bits');
-  await space.dma.withView(0x10000n + 15n * P, 1, DMA_WRITE, (v) => v[0].fill(7));
+  await space.dma.withView(0x10000n + 15n * P, 1, DMA_ACCESS_WRITE, (v) => v[0].fill(7));
   t.equal(errnoOf(() => space.unmap({ flags: 1, addr: 0x10000n, size: 16n * P, bitmap: { pgsize: 4096n, size: 1 } })), 'EINVAL', 'bitmap buffer too small');
   const bm = await space.unmap({ flags: 1, addr: 0x10000n, size: 16n * P, bitmap: { pgsize: 4096n, size: 16 } });
   t.equal(bm!.length, 16, 'padded to the client buffer');

@@ -5,7 +5,7 @@ import t from 'tap';
 import { MemoryBacking } from '../../iommu/backing.js';
 import { MessageBacking, type DmaMessenger } from '../../iommu/backing-message.js';
 import { IommuContext } from '../../iommu/context.js';
-import { DMA_READ, DMA_WRITE, type Iova } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type Iova } from '../../iommu/device-dma.js';
 import { PAGE, fault } from './helpers.js';
 
 const P = BigInt(PAGE);
@@ -29,26 +29,26 @@ t.test('adjacent ranges merge into one view; gaps, other areas and order are kep
   ioas.map({ backing: mem, offset: 8 * PAGE, length: 2n * P, prot: 3, iova: BigInt(BASE + 4 * PAGE) });
   const iovas: Iova[] = [BASE, BASE + PAGE, BASE + 3 * PAGE, BASE + 3 * PAGE + 100, BigInt(BASE + 4 * PAGE), BASE + 2 * PAGE];
   const lens = [PAGE, 512, 100, PAGE - 100, PAGE, 8];
-  const segs = await dma.withViews(iovas, lens, DMA_READ, (v) => v.map((s) => where(mem, s)));
+  const segs = await dma.withViews(iovas, lens, DMA_ACCESS_READ, (v) => v.map((s) => where(mem, s)));
   t.same(segs, [
     { at: 0, n: PAGE + 512 }, // two adjacent ranges: one view
     { at: 3 * PAGE, n: PAGE }, // a gap before, then two adjacent pieces of one page
     { at: 8 * PAGE, n: PAGE }, // the next area (another backing offset): its own view
     { at: 2 * PAGE, n: 8 }, // out of order: not merged backwards
   ]);
-  const bytes = await dma.withViews([BASE + 10, BASE + 20], [4, 4], DMA_READ, (v) => Buffer.concat(v.map((s) => Buffer.from(s))));
+  const bytes = await dma.withViews([BASE + 10, BASE + 20], [4, 4], DMA_ACCESS_READ, (v) => Buffer.concat(v.map((s) => Buffer.from(s))));
   t.same([...bytes], [10, 11, 12, 13, 20, 21, 22, 23].map((i) => (i * 3) & 0xff), 'the views hold the memory');
-  t.same(await dma.withViews([BASE + PAGE - 2], [4], DMA_READ, (v) => v.length), 1, 'one mapping, one view');
-  t.same(await dma.withViews([BASE + 4 * PAGE - 2], [4], DMA_READ, (v) => v.map((s) => s.length)), [2, 2], 'a range across two mappings: two views');
-  t.same(await dma.withViews([], [], DMA_READ, (v) => v.length), 0, 'no ranges: fn([])');
-  t.same(await dma.withViews([BASE, 0x7000_0000], [8, 0], DMA_READ, (v) => v.map((s) => s.length)), [8], 'a zero-length range is skipped, even unmapped');
+  t.same(await dma.withViews([BASE + PAGE - 2], [4], DMA_ACCESS_READ, (v) => v.length), 1, 'one mapping, one view');
+  t.same(await dma.withViews([BASE + 4 * PAGE - 2], [4], DMA_ACCESS_READ, (v) => v.map((s) => s.length)), [2, 2], 'a range across two mappings: two views');
+  t.same(await dma.withViews([], [], DMA_ACCESS_READ, (v) => v.length), 0, 'no ranges: fn([])');
+  t.same(await dma.withViews([BASE, 0x7000_0000], [8, 0], DMA_ACCESS_READ, (v) => v.map((s) => s.length)), [8], 'a zero-length range is skipped, even unmapped');
 });
 
 t.test('writes reach the memory; dirty logging covers every range', async (t) => {
   const { mem, dma, ioas } = setup();
   ioas.map({ backing: mem, length: 8n * P, prot: 3, iova: BigInt(BASE) });
   ioas.dirtyStart();
-  await dma.withViews([BASE + PAGE, BASE + 5 * PAGE + 7], [3, 2], DMA_WRITE, (v) => {
+  await dma.withViews([BASE + PAGE, BASE + 5 * PAGE + 7], [3, 2], DMA_ACCESS_WRITE, (v) => {
     for (const s of v) s.fill(0xee);
   });
   t.same([...mem.bytes!.subarray(PAGE, PAGE + 4)], [0xee, 0xee, 0xee, (PAGE + 3) * 3 & 0xff]);
@@ -59,13 +59,13 @@ t.test('writes reach the memory; dirty logging covers every range', async (t) =>
 t.test('a bad range anywhere in the list: DmaFault before fn, nothing held', async (t) => {
   const { mem, dma, ioas } = setup();
   ioas.map({ backing: mem, length: 4n * P, prot: 3, iova: BigInt(BASE) });
-  ioas.map({ backing: mem, offset: 4 * PAGE, length: P, prot: DMA_READ, iova: BigInt(BASE + 8 * PAGE) });
+  ioas.map({ backing: mem, offset: 4 * PAGE, length: P, prot: DMA_ACCESS_READ, iova: BigInt(BASE + 8 * PAGE) });
   let ran = 0;
   const fn = () => void ran++;
   const cases: { name: string; iovas: Iova[]; lens: number[]; access?: number; reason: string; iova?: bigint }[] = [
     { name: 'unmapped (last of many)', iovas: [BASE, BASE + PAGE, BASE + 5 * PAGE], lens: [PAGE, PAGE, 16], reason: 'unmapped', iova: BigInt(BASE + 5 * PAGE) },
     { name: 'runs past the mapping', iovas: [BASE, BASE + 3 * PAGE], lens: [16, 2 * PAGE], reason: 'unmapped', iova: BigInt(BASE + 4 * PAGE) },
-    { name: 'read-only mapping, DMA_WRITE', iovas: [BASE, BASE + 8 * PAGE], lens: [16, 16], access: DMA_WRITE, reason: 'permission' },
+    { name: 'read-only mapping, DMA_ACCESS_WRITE', iovas: [BASE, BASE + 8 * PAGE], lens: [16, 16], access: DMA_ACCESS_WRITE, reason: 'permission' },
     { name: 'negative length', iovas: [BASE, BASE + 16], lens: [16, -1], reason: 'invalid' },
     { name: 'fractional length', iovas: [BASE], lens: [1.5], reason: 'invalid' },
     { name: 'unsafe number IOVA', iovas: [BASE, 2 ** 60], lens: [1, 1], reason: 'invalid' },
@@ -76,7 +76,7 @@ t.test('a bad range anywhere in the list: DmaFault before fn, nothing held', asy
     { name: 'bad access', iovas: [BASE], lens: [16], access: 4, reason: 'invalid' },
   ];
   for (const c of cases) {
-    const f = await fault(dma.withViews(c.iovas, c.lens, c.access ?? DMA_READ, fn));
+    const f = await fault(dma.withViews(c.iovas, c.lens, c.access ?? DMA_ACCESS_READ, fn));
     t.equal(f.reason, c.reason, c.name);
     t.equal(f.errno, 14, `${c.name}: EFAULT`);
     if (c.iova !== undefined) t.equal(f.iova, c.iova, `${c.name}: names the first missing byte`);
@@ -89,7 +89,7 @@ t.test('a bad range anywhere in the list: DmaFault before fn, nothing held', asy
   await new Promise((r) => setImmediate(r));
   t.equal(drained, true, 'no hold was left behind by the faults');
   const detached = new IommuContext().addDevice('lonely', { attach: false });
-  t.equal((await fault(detached.dma.withViews([BASE], [1], DMA_READ, fn))).reason, 'not-attached');
+  t.equal((await fault(detached.dma.withViews([BASE], [1], DMA_ACCESS_READ, fn))).reason, 'not-attached');
 });
 
 t.test('unmap while the views are in use: memory kept until fn settles', async (t) => {
@@ -100,7 +100,7 @@ t.test('unmap while the views are in use: memory kept until fn settles', async (
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const stale: Uint8Array[] = [];
-  const inFlight = dma.withViews([BASE, BASE + PAGE, BASE + 4 * PAGE], [PAGE, PAGE, 16], DMA_WRITE, async (v) => {
+  const inFlight = dma.withViews([BASE, BASE + PAGE, BASE + 4 * PAGE], [PAGE, PAGE, 16], DMA_ACCESS_WRITE, async (v) => {
     stale.push(...v);
     await gate;
     for (const s of v) s[0] = 42; // still valid: nothing is unmapped for real yet
@@ -121,7 +121,7 @@ t.test('unmap while the views are in use: memory kept until fn settles', async (
   t.same(stale.map((s) => s.length), [0, 0], 'stale views are detached: they reach nothing');
 });
 
-t.test('memory reached by messages: bounced per view, written back for DMA_WRITE', async (t) => {
+t.test('memory reached by messages: bounced per view, written back for DMA_ACCESS_WRITE', async (t) => {
   const { dma, ioas } = setup();
   const remote = Buffer.alloc(4 * PAGE);
   const log: string[] = [];
@@ -139,7 +139,7 @@ t.test('memory reached by messages: bounced per view, written back for DMA_WRITE
   const b = new MessageBacking(messenger, 0n, 4 * PAGE);
   ioas.map({ backing: b, length: 4n * P, prot: 3, iova: BigInt(BASE) });
   b.release();
-  await dma.withViews([BASE + 8, BASE + 12, BASE + PAGE], [4, 4, 2], DMA_READ | DMA_WRITE, (v) => {
+  await dma.withViews([BASE + 8, BASE + 12, BASE + PAGE], [4, 4, 2], DMA_ACCESS_READ | DMA_ACCESS_WRITE, (v) => {
     for (const s of v) s.fill(9);
   });
   t.same(log, ['R8+8', 'R4096+2', 'W8+8', 'W4096+2'], 'merged, read before, written back after');
@@ -150,33 +150,33 @@ t.test('mappedView: in-place bytes of directly mapped memory, null for everythin
   const { mem, dma, ioas } = setup();
   ioas.map({ backing: mem, offset: 0, length: 4n * P, prot: 3, iova: BigInt(BASE) });
   ioas.map({ backing: mem, offset: 8 * PAGE, length: P, prot: 1, iova: BigInt(BASE + 4 * PAGE) });
-  const v = dma.mappedView(BASE + 10, 4, DMA_READ)!;
+  const v = dma.mappedView(BASE + 10, 4, DMA_ACCESS_READ)!;
   t.same([...v], [10, 11, 12, 13].map((i) => (i * 3) & 0xff), 'the bytes at the IOVA');
   t.same(where(mem, v), { at: 10, n: 4 }, 'a view of the memory itself, not a copy');
   ioas.dirtyStart();
-  dma.mappedView(BASE + 2 * PAGE + 1, 2, DMA_WRITE)!.fill(0xab);
+  dma.mappedView(BASE + 2 * PAGE + 1, 2, DMA_ACCESS_WRITE)!.fill(0xab);
   t.same([...mem.bytes!.subarray(2 * PAGE, 2 * PAGE + 4)], [(2 * PAGE * 3) & 0xff, 0xab, 0xab, ((2 * PAGE + 3) * 3) & 0xff], 'writes land in place');
   t.equal(ioas.dirtyReport(BigInt(BASE), 4n * P)[0], 0b100, 'a writable view counts as a write for dirty tracking');
-  t.ok(dma.mappedView(BASE + 4 * PAGE, 8, DMA_READ), 'a read-only mapping can be read');
+  t.ok(dma.mappedView(BASE + 4 * PAGE, 8, DMA_ACCESS_READ), 'a read-only mapping can be read');
 
   // Everything else: null, and the general path says what is wrong.
-  t.equal(dma.mappedView(BASE + 4 * PAGE, 8, DMA_WRITE), null, 'no WRITE right');
+  t.equal(dma.mappedView(BASE + 4 * PAGE, 8, DMA_ACCESS_WRITE), null, 'no WRITE right');
   t.equal((await fault(dma.write(BASE + 4 * PAGE, Buffer.alloc(8)))).reason, 'permission');
-  t.equal(dma.mappedView(BASE + 4 * PAGE - 2, 4, DMA_READ), null, 'a range across two mappings');
-  t.equal(dma.mappedView(0x7000_0000, 4, DMA_READ), null, 'unmapped');
+  t.equal(dma.mappedView(BASE + 4 * PAGE - 2, 4, DMA_ACCESS_READ), null, 'a range across two mappings');
+  t.equal(dma.mappedView(0x7000_0000, 4, DMA_ACCESS_READ), null, 'unmapped');
   t.equal((await fault(dma.read(0x7000_0000, 4))).reason, 'unmapped');
-  t.equal(dma.mappedView(BigInt(BASE), 4, DMA_READ), null, 'a bigint IOVA');
-  for (const len of [0, -1, 1.5, NaN, 2 ** 60]) t.equal(dma.mappedView(BASE, len, DMA_READ), null, `length ${len}`);
-  for (const iova of [-1, 0.5, 2 ** 60, NaN]) t.equal(dma.mappedView(iova, 4, DMA_READ), null, `iova ${iova}`);
-  for (const access of [0, 4, DMA_READ | 8]) t.equal(dma.mappedView(BASE, 4, access), null, `access ${access}`);
+  t.equal(dma.mappedView(BigInt(BASE), 4, DMA_ACCESS_READ), null, 'a bigint IOVA');
+  for (const len of [0, -1, 1.5, NaN, 2 ** 60]) t.equal(dma.mappedView(BASE, len, DMA_ACCESS_READ), null, `length ${len}`);
+  for (const iova of [-1, 0.5, 2 ** 60, NaN]) t.equal(dma.mappedView(iova, 4, DMA_ACCESS_READ), null, `iova ${iova}`);
+  for (const access of [0, 4, DMA_ACCESS_READ | 8]) t.equal(dma.mappedView(BASE, 4, access), null, `access ${access}`);
 
   const messenger: DmaMessenger = { maxChunk: PAGE, read: async (_a, len) => Buffer.alloc(len), write: async () => {} };
   const b = new MessageBacking(messenger, 0n, PAGE);
   ioas.map({ backing: b, length: P, prot: 3, iova: 0x900000n });
   b.release();
-  t.equal(dma.mappedView(0x900000, 4, DMA_READ), null, 'memory reached by messages');
+  t.equal(dma.mappedView(0x900000, 4, DMA_ACCESS_READ), null, 'memory reached by messages');
   const { ctx } = setup();
-  t.equal(ctx.addDevice('lonely').dma.mappedView(BASE, 4, DMA_READ), null, 'a device attached to nothing');
+  t.equal(ctx.addDevice('lonely').dma.mappedView(BASE, 4, DMA_ACCESS_READ), null, 'a device attached to nothing');
 });
 
 t.test('withSpans: the same scatter list as spans of ArrayBuffers (no view objects)', async (t) => {
@@ -184,7 +184,7 @@ t.test('withSpans: the same scatter list as spans of ArrayBuffers (no view objec
   ioas.map({ backing: mem, offset: 0, length: 4n * P, prot: 3, iova: BigInt(BASE) });
   ioas.map({ backing: mem, offset: 8 * PAGE, length: 2n * P, prot: 1, iova: BigInt(BASE + 4 * PAGE) });
   const base = mem.bytes!.byteOffset;
-  const got = await dma.withSpans([BASE, BASE + PAGE, BASE + 3 * PAGE], [PAGE, 512, 100], DMA_READ, (l) => ({
+  const got = await dma.withSpans([BASE, BASE + PAGE, BASE + 3 * PAGE], [PAGE, 512, 100], DMA_ACCESS_READ, (l) => ({
     n: l.count,
     same: l.buffers.length === 1 && l.buffers[0] === mem.bytes!.buffer,
     spans: [...l.spans.subarray(0, 3 * l.count)],
@@ -201,7 +201,7 @@ t.test('withSpans: the same scatter list as spans of ArrayBuffers (no view objec
   const b = new MessageBacking(messenger, 0n, 2 * PAGE);
   ioas.map({ backing: b, length: 2n * P, prot: 3, iova: 0x900000n });
   b.release();
-  await dma.withSpans([BASE + 8, 0x900000 + 16], [4, 8], DMA_READ | DMA_WRITE, (l) => {
+  await dma.withSpans([BASE + 8, 0x900000 + 16], [4, 8], DMA_ACCESS_READ | DMA_ACCESS_WRITE, (l) => {
     t.equal(l.count, 2);
     t.equal(l.buffers[l.spans[0]!], mem.bytes!.buffer, 'mapped memory in place');
     t.not(l.buffers[l.spans[3]!], mem.bytes!.buffer, 'message memory bounced');
@@ -211,7 +211,7 @@ t.test('withSpans: the same scatter list as spans of ArrayBuffers (no view objec
   });
   t.same([...remote.subarray(15, 25)], [5, 7, 7, 7, 7, 7, 7, 7, 7, 5], 'and written back after');
 
-  const f = await fault(dma.withSpans([BASE, BASE + 4 * PAGE], [8, 8], DMA_WRITE, () => t.fail('fn must not run')));
+  const f = await fault(dma.withSpans([BASE, BASE + 4 * PAGE], [8, 8], DMA_ACCESS_WRITE, () => t.fail('fn must not run')));
   t.equal(f.reason, 'permission', 'one bad range: a fault before fn');
   const u = ioas.unmap(BigInt(BASE), 4n * P);
   let drained = false;

@@ -4,7 +4,7 @@ import t from 'tap';
 import { MemoryBacking } from '../../iommu/backing.js';
 import { MessageBacking, type DmaMessenger } from '../../iommu/backing-message.js';
 import { IommuContext } from '../../iommu/context.js';
-import { DMA_READ, DMA_WRITE, DmaFault } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault } from '../../iommu/device-dma.js';
 import { PAGE, errnoOfAsync, fault } from './helpers.js';
 
 const P = BigInt(PAGE);
@@ -37,7 +37,7 @@ t.test('a range across adjacent mappings is a scatter list; a gap faults', async
   ioas.map({ backing: mem, offset: 8 * PAGE, length: P, prot: 3, iova: BigInt(BASE + PAGE) });
   const got = await dma.read(BASE + PAGE - 2, 4);
   t.same([...got], [(PAGE - 2) & 0xff, (PAGE - 1) & 0xff, (8 * PAGE) & 0xff, (8 * PAGE + 1) & 0xff]);
-  const segs = await dma.withView(BASE + PAGE - 2, 4, DMA_READ, (v) => v.map((s) => s.length));
+  const segs = await dma.withView(BASE + PAGE - 2, 4, DMA_ACCESS_READ, (v) => v.map((s) => s.length));
   t.same(segs, [2, 2]);
   const f = await fault(dma.read(BASE + PAGE, 2 * PAGE));
   t.equal(f.reason, 'unmapped');
@@ -51,7 +51,7 @@ t.test('rights: READ-only and WRITE-only mappings', async (t) => {
   ioas.map({ backing: mem, length: P, prot: 2, iova: BigInt(BASE + PAGE) });
   t.equal((await fault(dma.write(BASE, Buffer.from([1])))).reason, 'permission');
   t.equal((await fault(dma.read(BASE + PAGE, 1))).reason, 'permission');
-  t.equal((await fault(dma.withView(BASE, 1, DMA_READ | DMA_WRITE, () => 0))).reason, 'permission');
+  t.equal((await fault(dma.withView(BASE, 1, DMA_ACCESS_READ | DMA_ACCESS_WRITE, () => 0))).reason, 'permission');
   await dma.write(BASE + PAGE, Buffer.from([1]));
   t.equal((await dma.read(BASE, 1)).length, 1);
 });
@@ -100,13 +100,13 @@ t.test('withView: zero-copy views, dirty logging of writes', async (t) => {
   const { mem, dma, ioas } = setup();
   ioas.map({ backing: mem, length: 4n * P, prot: 3, iova: BigInt(BASE) });
   ioas.dirtyStart();
-  await dma.withView(BASE + 2 * PAGE, 8, DMA_WRITE, (v) => {
+  await dma.withView(BASE + 2 * PAGE, 8, DMA_ACCESS_WRITE, (v) => {
     v[0].fill(0x77);
   });
   t.same([...mem.bytes!.subarray(2 * PAGE, 2 * PAGE + 8)], Array(8).fill(0x77), 'the view is the memory');
   const bm = ioas.dirtyReport(BigInt(BASE), 4n * P);
   t.equal(bm[0], 0b0100);
-  const r = dma.withViewSync(BASE, 4, DMA_READ, (v) => v[0][1]);
+  const r = dma.withViewSync(BASE, 4, DMA_ACCESS_READ, (v) => v[0][1]);
   t.equal(r, 1);
   await dma.write(BASE + 3 * PAGE, Buffer.from([1]));
   t.equal(ioas.dirtyReport(BigInt(BASE), 4n * P, 2 * PAGE)[0], 0b10, 'coarser report page size');
@@ -119,7 +119,7 @@ t.test('unmap while a view is in use: the table changes at once, the memory goes
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   let stale: Uint8Array | null = null;
-  const inFlight = dma.withView(BASE, 16, DMA_WRITE, async (v) => {
+  const inFlight = dma.withView(BASE, 16, DMA_ACCESS_WRITE, async (v) => {
     stale = v[0];
     await gate;
     v[0][0] = 42; // still valid: the memory is not gone yet
@@ -178,11 +178,11 @@ t.test('message-backed memory: chunked, asynchronous, bounced views', async (t) 
   t.same(client.log, ['W10+100', 'W110+50'], 'writes in order, chunked');
   t.equal(client.mem[159], 1);
   client.log = [];
-  await dma.withView(BASE, 4, DMA_READ | DMA_WRITE, (v) => {
+  await dma.withView(BASE, 4, DMA_ACCESS_READ | DMA_ACCESS_WRITE, (v) => {
     v[0][0] = v[0][0] + 1;
   });
   t.same(client.log, ['R0+4', 'W0+4'], 'bounce: read before, write back after');
-  t.throws(() => dma.withViewSync(BASE, 4, DMA_READ, () => 0), DmaFault);
+  t.throws(() => dma.withViewSync(BASE, 4, DMA_ACCESS_READ, () => 0), DmaFault);
   client.fail = true;
   const f = await fault(dma.read(BASE, 10));
   t.equal(f.reason, 'io');

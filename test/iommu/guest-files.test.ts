@@ -5,7 +5,7 @@ import { openSync } from 'node:fs';
 import t from 'tap';
 import * as native from '../../native/index.js';
 import { IommuContext } from '../../iommu/context.js';
-import { DMA_READ, DMA_WRITE } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from '../../iommu/device-dma.js';
 import { MappingBudget } from '../../iommu/guest-files.js';
 import { PAGE, errnoOf } from './helpers.js';
 
@@ -67,7 +67,7 @@ t.test('an in-flight access keeps the mapping until it is done', async (t) => {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   let sawDisposed: boolean | null = null;
-  const access = dma.withView(0x100000, 16, DMA_WRITE, async (v) => {
+  const access = dma.withView(0x100000, 16, DMA_ACCESS_WRITE, async (v) => {
     await gate;
     sawDisposed = m.disposed;
     v[0]!.fill(7);
@@ -167,6 +167,6 @@ t.test('read-only maps and fds: copies, never writes', async (t) => {
   t.equal(errnoOf(() => ctx.type1.map({ iova: 0x100000n, size: P, flags: 3, fd: openSync(`/proc/self/fd/${fd}`, 'r') })), 'EACCES', 'a writable map of a read-only fd');
   ctx.type1.map({ iova: 0x100000n, size: P, flags: 1, fd: ro });
   t.equal(backingAt(0x100000).readOnlyMemory, true, 'a private read-only mapping');
-  t.equal(dma.mappedView(0x100000, 4, DMA_READ) !== null, true, 'readable in place');
+  t.equal(dma.mappedView(0x100000, 4, DMA_ACCESS_READ) !== null, true, 'readable in place');
   native.close(fd);
 });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MmapBacking } from '../../iommu/backing-mmap.js';
 import { IommuContext } from '../../iommu/context.js';
-import { DMA_WRITE } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_WRITE } from '../../iommu/device-dma.js';
 import { PAGE, errnoOf } from './helpers.js';
 
 let native: typeof import('../../native/index.js') | undefined;
@@ -83,7 +83,7 @@ t.test('anonymous and file-backed control-API memory', { skip: !native && 'no na
   const fiova = ctx.mapMemory(b.id, { length: 2n * P, prot: 3, file, offset: PAGE, iova: 0x40000000n });
   t.equal(fiova, 0x40000000n);
   t.same([...(await dev.dma.read(0x40000000, 2, 5))], [0x11, 0x11]);
-  await dev.dma.withView(0x40000000 + PAGE, 4, DMA_WRITE, (v) => v[0].set([9, 9, 9, 9]), 5);
+  await dev.dma.withView(0x40000000 + PAGE, 4, DMA_ACCESS_WRITE, (v) => v[0].set([9, 9, 9, 9]), 5);
   t.equal(errnoOf(() => ctx.mapMemory(b.id, { length: 8n * P, prot: 3, file })), 'EINVAL', 'longer than the file');
   await ctx.getIoas(b.id).unmap(0n, (1n << 64n) - 1n).drained;
   t.same([...readFileSync(file).subarray(2 * PAGE, 2 * PAGE + 4)], [9, 9, 9, 9], 'shared file mapping');
@@ -128,7 +128,7 @@ t.test('stress: async views racing unmap/remap of real mappings never crash', { 
     const s = i % SLOTS;
     users.push(
       dev.dma
-        .withView(iovaOf(s) + BigInt((i % 16) * PAGE), 64, DMA_WRITE, async (v) => {
+        .withView(iovaOf(s) + BigInt((i % 16) * PAGE), 64, DMA_ACCESS_WRITE, async (v) => {
           await tick();
           v[0].fill(i & 0xff); // the mapping must still be there
           stale.push(v[0]);

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { MemoryBacking } from '../../iommu/backing.js';
 import { IommuContext } from '../../iommu/context.js';
-import { DMA_READ, DMA_WRITE, DmaFault } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault } from '../../iommu/device-dma.js';
 import { PAGE, errnoOf } from './helpers.js';
 import { rng, randInt } from './rng.js';
 
@@ -68,7 +68,7 @@ t.test('random DMA matches a byte-level reference (3 seeds x 3000 ops)', async (
             const data = Buffer.alloc(len);
             for (let i = 0; i < len; i++) data[i] = randInt(r, 256);
             if (useView) {
-              await dev.dma.withView(addr, len, DMA_WRITE, (segs) => {
+              await dev.dma.withView(addr, len, DMA_ACCESS_WRITE, (segs) => {
                 let o = 0;
                 for (const s of segs) {
                   s.set(data.subarray(o, o + s.length));
@@ -83,7 +83,7 @@ t.test('random DMA matches a byte-level reference (3 seeds x 3000 ops)', async (
             }
           } else {
             const got = useView
-              ? await dev.dma.withView(addr, len, DMA_READ, (segs) => Buffer.concat(segs.map((s) => Buffer.from(s))))
+              ? await dev.dma.withView(addr, len, DMA_ACCESS_READ, (segs) => Buffer.concat(segs.map((s) => Buffer.from(s))))
               : await dev.dma.read(addr, len);
             if (!ok) note(`read at ${iova}+${len} succeeded, reference faults`);
             for (let i = 0; i < len; i++) {

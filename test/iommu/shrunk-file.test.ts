@@ -6,7 +6,7 @@ import { openSync, readSync } from 'node:fs';
 import t from 'tap';
 import * as native from '../../native/index.js';
 import { IommuContext } from '../../iommu/context.js';
-import { DMA_READ, DMA_WRITE } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from '../../iommu/device-dma.js';
 import { PAGE, fault } from './helpers.js';
 
 const IOVA = 0x100000;
@@ -33,15 +33,15 @@ t.test('an unsealed memfd truncated behind the server: DMA is EFAULT, the proces
   native.ftruncate(fd, 0);
   t.equal((await fault(dma.read(IOVA + PAGE, 6))).errno, 14, 'read: EFAULT');
   t.equal((await fault(dma.write(IOVA + 2 * PAGE, Buffer.from('x')))).errno, 14, 'write: EFAULT');
-  t.equal((await fault(dma.withView(IOVA, PAGE, DMA_READ, (v) => v[0]![0]))).errno, 14, 'withView read: EFAULT');
-  t.equal((await fault(dma.withSpans([IOVA], [PAGE], DMA_WRITE, () => 0))).errno, 14, 'withSpans write: EFAULT');
-  t.equal(dma.mappedView(IOVA, 4, DMA_READ), null, 'no direct view of a file that can shrink');
+  t.equal((await fault(dma.withView(IOVA, PAGE, DMA_ACCESS_READ, (v) => v[0]![0]))).errno, 14, 'withView read: EFAULT');
+  t.equal((await fault(dma.withSpans([IOVA], [PAGE], DMA_ACCESS_WRITE, () => 0))).errno, 14, 'withSpans write: EFAULT');
+  t.equal(dma.mappedView(IOVA, 4, DMA_ACCESS_READ), null, 'no direct view of a file that can shrink');
   native.close(fd);
 });
 
 t.test('a sealed memfd is mapped directly (zero copy); an unsealed one is not', async (t) => {
   const s = setup(true);
-  const view = s.dma.mappedView(IOVA, 4, DMA_WRITE);
+  const view = s.dma.mappedView(IOVA, 4, DMA_ACCESS_WRITE);
   t.ok(view, 'sealed: a direct view');
   view!.set([1, 2, 3, 4]);
   const b = Buffer.alloc(4);
@@ -49,7 +49,7 @@ t.test('a sealed memfd is mapped directly (zero copy); an unsealed one is not', 
   t.same([...b], [1, 2, 3, 4], 'the view is the file itself');
   t.not(s.ctx.compatIoas.allAreas()[0]!.backing.bytes, null, 'sealed backing has bytes');
   const u = setup(false);
-  t.equal(u.dma.mappedView(IOVA, 4, DMA_WRITE), null, 'unsealed: no direct view');
+  t.equal(u.dma.mappedView(IOVA, 4, DMA_ACCESS_WRITE), null, 'unsealed: no direct view');
   t.equal(u.ctx.compatIoas.allAreas()[0]!.backing.bytes, null, 'unsealed backing is reached by file I/O');
   await u.dma.write(IOVA, Buffer.from([9, 8, 7]));
   readSync(u.fd, b, 0, 3, 0);
