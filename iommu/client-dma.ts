@@ -7,7 +7,7 @@ import { fail } from '../protocol/errno.js';
 import type { DmaMessenger } from './backing-message.js';
 import type { IommuContext } from './context.js';
 import type { DeviceDma } from './device-dma.js';
-import { VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP } from './type1.js';
+import { VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP } from '../protocol/constants.js';
 import { PAGE_SIZE } from './u64.js';
 
 /** The fields of a decoded DMA_MAP this needs. flags: READ=1, WRITE=2. */

@@ -13,7 +13,8 @@ import { DeviceDmaPort } from './dma-port.js';
 import { GuestFiles, type GuestFileNative, type GuestFilesOptions } from './guest-files.js';
 import { Ioas, checkProt, type UnmapResult } from './ioas.js';
 import { Type1Compat, type Type1Options } from './type1.js';
-import { U64_MAX, u64, type U64Like } from './u64.js';
+import { u64, type U64Like } from './u64.js';
+import { U64_MAX } from '../protocol/wire.js';
 
 /** PASIDs are 20 bits wide (PCIe). */
 export const PASID_MAX = (1 << 20) - 1;

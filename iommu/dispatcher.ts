@@ -10,7 +10,7 @@ import type { DmaMessenger } from './backing-message.js';
 import type { IommuContext, MemorySource } from './context.js';
 import { deviceInfo } from './context.js';
 import { IommuError } from './errors.js';
-import { VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP } from './type1.js';
+import { VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP } from '../protocol/constants.js';
 import { PAGE_SIZE, u64, u64Out } from './u64.js';
 
 export type OpResult = Record<string, unknown>;

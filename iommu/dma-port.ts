@@ -7,7 +7,8 @@ import type { Area } from './area.js';
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, type DeviceDma, type Iova, type SpanList } from './device-dma.js';
 import { markDirty } from './dirty.js';
 import type { Ioas } from './ioas.js';
-import { TWO_POW_64, U64_MAX } from './u64.js';
+import { TWO_POW_64 } from './u64.js';
+import { U64_MAX } from '../protocol/wire.js';
 
 /** What the port needs to know of its device. */
 export interface DmaTarget {

@@ -15,6 +15,6 @@ export * from './type1.js';
 export { IommuDispatcher, DMA_OP_MAX, type OpResult } from './dispatcher.js';
 export { IommuError } from './errors.js';
 export { DIRTY_BITMAP_SIZE_MAX } from './dirty.js';
-export { PAGE_SIZE, U64_MAX, u64, u64Out, type U64Like } from './u64.js';
+export { PAGE_SIZE, u64, u64Out, type U64Like } from './u64.js';
 export type { IovaRange, ReservedRange } from './ranges.js';
 export { ClientDmaSpace, type DmaMapLike, type DmaUnmapLike } from './client-dma.js';

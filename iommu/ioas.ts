@@ -10,7 +10,8 @@ import { bitmapBytes, checkReport, collectDirty, sliceDirty } from './dirty.js';
 import { IommuError } from './errors.js';
 import { IntervalMap } from './interval-map.js';
 import { firstOverlap, holes, mergeRanges, overlaps, type IovaRange, type ReservedRange } from './ranges.js';
-import { PAGE_SIZE, U64_MAX, alignUp, lowBit, roundupPow2, u64, type U64Like } from './u64.js';
+import { PAGE_SIZE, alignUp, lowBit, roundupPow2, u64, type U64Like } from './u64.js';
+import { U64_MAX } from '../protocol/wire.js';
 
 const PAGE = BigInt(PAGE_SIZE);
 const PAGE_MASK = ~(PAGE - 1n);

@@ -1,6 +1,6 @@
 // Small lists of inclusive bigint ranges: the reserved and allowed IOVA
 // ranges of an IOAS. They hold a handful of entries, so plain sorted arrays.
-import { U64_MAX } from './u64.js';
+import { U64_MAX } from '../protocol/wire.js';
 
 export interface IovaRange {
   start: bigint;

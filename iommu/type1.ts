@@ -8,22 +8,20 @@ import { closeSync } from 'node:fs';
 import { fail, type ErrnoName } from '../protocol/errno.js';
 import { Area } from './area.js';
 import { PROT_READ, PROT_WRITE } from '../native/prot.js';
+import {
+  VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
+  VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP, VFIO_IOMMU_DIRTY_PAGES_FLAG_START, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP,
+} from '../protocol/constants.js';
 import type { IommuContext, MemorySource } from './context.js';
 import { DIRTY_BITMAP_SIZE_MAX, bitmapBytes, checkReport } from './dirty.js';
-import { PAGE_SIZE, U64_MAX, isPow2, u64, type U64Like } from './u64.js';
+import { PAGE_SIZE, isPow2, u64, type U64Like } from './u64.js';
+import { U64_MAX } from '../protocol/wire.js';
 
-export const VFIO_DMA_MAP_FLAG_READ = 1 << 0;
-export const VFIO_DMA_MAP_FLAG_WRITE = 1 << 1;
-export const VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP = 1 << 0;
-export const VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1;
 export const VFIO_IOMMU_INFO_PGSIZES = 1 << 0;
 export const VFIO_IOMMU_INFO_CAPS = 1 << 1;
 export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
 export const VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION = 2;
 export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
-export const VFIO_IOMMU_DIRTY_PAGES_FLAG_START = 1 << 0;
-export const VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP = 1 << 1;
-export const VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP = 1 << 2;
 
 export interface Type1Options {
   /** 2 = VFIO_TYPE1v2_IOMMU (default), 1 = VFIO_TYPE1_IOMMU. */

@@ -3,10 +3,10 @@
 // boundary is a multiple of 4096 below or equal to 2^64 (such values need at
 // most 52 significant bits, a double has 53).
 import { fail } from '../protocol/errno.js';
+import { U64_MAX } from '../protocol/wire.js';
 
 export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;
-export const U64_MAX = (1n << 64n) - 1n;
 /** 2^64 as a number (exact): the exclusive end of the IOVA space. */
 export const TWO_POW_64 = 2 ** 64;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);

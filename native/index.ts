@@ -338,5 +338,5 @@ export const eventfdRead: (fd: number) => number = addon.eventfdRead;
 export const close: (fd: number) => number = addon.close;
 /** Number of open fds of this process (entries of /proc/self/fd). */
 export const fdCount: () => number = addon.fdCount;
-/** 'EAGAIN' for 11 or -11. */
-export const errnoName: (errno: number) => string = addon.errnoName;
+/** 'EAGAIN' for 11 or -11: any errno the C library names (protocol/errno.ts errnoName knows only the protocol's). */
+export const systemErrnoName: (errno: number) => string = addon.errnoName;

@@ -1,5 +1,5 @@
 // Small helpers shared by the codecs: length and fd checks that throw the
-// errno a server returns, and u64 handling. Internal to protocol/.
+// errno a server returns, and u64 handling (U64_MAX is shared with iommu/).
 import { fail } from './errno.js';
 
 export const U64_LIMIT = 1n << 64n; // one past the largest u64

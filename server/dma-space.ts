@@ -3,10 +3,9 @@
 // for DEVICE_FEATURE, and the DeviceDma handed to the device.
 import type { DmaMapRequest } from '../protocol/commands/dma-map.js';
 import type { DmaUnmapRequest } from '../protocol/commands/dma-unmap.js';
+import type { DmaLoggingRange } from '../protocol/commands/device-feature.js';
 import type { DeviceDma } from '../iommu/device-dma.js';
 import type { DmaMessenger } from '../iommu/backing-message.js';
-
-export interface DmaLoggingRange { iova: bigint; length: bigint }
 
 export interface DmaSpace {
   readonly dma: DeviceDma;

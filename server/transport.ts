@@ -41,7 +41,7 @@ export class Disconnect extends Error {
 
   /** The end a failed socket call (`op`, -errno `status`) means. */
   static fromErrno(op: string, status: number): Disconnect {
-    const name = native.errnoName(-status);
+    const name = native.systemErrnoName(-status);
     if (-status === native.ECONNRESET) return new Disconnect('reset', 'connection reset by peer (ECONNRESET)');
     if (-status === native.EPIPE) return new Disconnect('broken-pipe', `broken pipe (EPIPE): the peer was gone when we sent (${op})`);
     return new Disconnect('io-error', `${op} failed: ${name}`);
@@ -199,7 +199,7 @@ export class Transport {
     this.readAvailable();
     if (this.closed) return;
     if (this.rbase + this.rend === received) {
-      this.close(new Disconnect('io-error', `poll reported ${native.errnoName(-status)} and the socket has no error to read`));
+      this.close(new Disconnect('io-error', `poll reported ${native.systemErrnoName(-status)} and the socket has no error to read`));
       return;
     }
     native.watchSet(this.watcher!, native.READABLE | (this.wantWrite ? native.WRITABLE : 0));

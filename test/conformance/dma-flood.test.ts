@@ -9,11 +9,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { Command } from '../../protocol/constants.js';
+import { Command, VFIO_DMA_UNMAP_FLAG_ALL } from '../../protocol/constants.js';
 import { Errno } from '../../protocol/errno.js';
 import { encodeDmaMapRequest } from '../../protocol/commands/dma-map.js';
 import { encodeDmaUnmapRequest } from '../../protocol/commands/dma-unmap.js';
-import { VFIO_DMA_UNMAP_FLAG_ALL } from '../../iommu/type1.js';
 import {
   QEMU_CAPS, VfioUserClient, assertErrorReply, assertReply, assertServes, native, openClient, send, startGpio,
   type ReplyMessage,

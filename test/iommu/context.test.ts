@@ -3,7 +3,7 @@
 import t from 'tap';
 import { MemoryBacking } from '../../iommu/backing.js';
 import { IommuContext } from '../../iommu/context.js';
-import { U64_MAX } from '../../iommu/u64.js';
+import { U64_MAX } from '../../protocol/wire.js';
 import { PAGE, RW, errnoOf } from './helpers.js';
 
 const P = BigInt(PAGE);

@@ -4,7 +4,7 @@ import { MemoryBacking } from '../../iommu/backing.js';
 import { IommuError } from '../../iommu/errors.js';
 import { Ioas, MAX_IOVA_RANGES } from '../../iommu/ioas.js';
 import { PROT_READ, PROT_WRITE } from '../../native/prot.js';
-import { U64_MAX } from '../../iommu/u64.js';
+import { U64_MAX } from '../../protocol/wire.js';
 import { PAGE, RW, errnoOf } from './helpers.js';
 
 const BASE = 0x100000n;

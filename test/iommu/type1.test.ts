@@ -9,13 +9,15 @@ import {
   VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP,
   VFIO_IOMMU_DIRTY_PAGES_FLAG_START,
   VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP,
+} from '../../protocol/constants.js';
+import {
   VFIO_IOMMU_INFO_CAPS,
   VFIO_IOMMU_INFO_PGSIZES,
   VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
   VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
   type Type1Options,
 } from '../../iommu/type1.js';
-import { U64_MAX } from '../../iommu/u64.js';
+import { U64_MAX } from '../../protocol/wire.js';
 import { PAGE, errnoOf } from './helpers.js';
 import { rng } from './rng.js';
 

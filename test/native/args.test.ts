@@ -78,7 +78,7 @@ t.test('strings and numbers elsewhere', async (t) => {
   t.throws(call(n.memfdCreate, null, 1), TypeError);
   t.throws(call(n.ftruncate, 0, -1), RangeError);
   t.throws(call(n.addSeals, 0, -1), RangeError);
-  t.throws(call(n.errnoName, 5000), RangeError);
+  t.throws(call(n.systemErrnoName, 5000), RangeError);
   t.throws(call(n.watch), TypeError);
   t.throws(call(n.watchSet, {}, 1), TypeError);
 });

@@ -93,8 +93,8 @@ t.test('setup errors carry code, errno and syscall', async (t) => {
   t.throws(() => n.connectUnix(file), { code: 'ECONNREFUSED' }, 'not a socket');
   const e = t.throws(() => n.listenUnix('/proc/nope/x.sock', 1)) as Error;
   t.match(e.message, /^bind ENOENT: .*\/proc\/nope\/x\.sock$/, 'message names call, code and path');
-  t.equal(n.errnoName(n.EAGAIN), 'EAGAIN');
-  t.equal(n.errnoName(-n.EPIPE), 'EPIPE');
+  t.equal(n.systemErrnoName(n.EAGAIN), 'EAGAIN');
+  t.equal(n.systemErrnoName(-n.EPIPE), 'EPIPE');
 });
 
 t.test('socketpair: connected, non-blocking, cloexec; accept/recv on wrong fds give -errno', async (t) => {

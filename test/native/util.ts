@@ -32,7 +32,7 @@ export function ready(fd: number, events = n.READABLE, timeoutMs = 5000): Promis
     const w = n.watch(fd, events, (status, ev) => {
       clearTimeout(timer);
       n.watchClose(w);
-      if (status < 0) reject(new Error(`poll error ${n.errnoName(status)}`));
+      if (status < 0) reject(new Error(`poll error ${n.systemErrnoName(status)}`));
       else resolve(ev);
     });
   });
