@@ -6,8 +6,7 @@
 import { Command, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET,
   VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_BOOL,
   VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_USER_F_ERROR, VFIO_USER_F_NO_REPLY,
-  VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP,
-  VFIO_IOMMU_DIRTY_PAGES_FLAG_START, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP, MAX_MSG_FDS_LIMIT,
+  VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, MAX_MSG_FDS_LIMIT,
 } from '../protocol/constants.js';
 // Every message stays within CONTROL_PAYLOAD_MAX: the smallest msg_size limit any negotiation leaves.
 import { CONTROL_PAYLOAD_MAX, HEADER_SIZE, putU16At, putU32At } from '../protocol/header.js';
@@ -25,7 +24,6 @@ import { encodeDeviceResetRequest } from '../protocol/commands/device-reset.js';
 import { encodeRegionWriteMultiRequest } from '../protocol/commands/region-write-multi.js';
 import { encodeDeviceFeatureRequest } from '../protocol/commands/device-feature.js';
 import { encodeMigDataReadRequest, encodeMigDataWriteRequest } from '../protocol/commands/mig-data.js';
-import { encodeDirtyPagesRequest } from '../protocol/commands/dirty-pages.js';
 import { DEFAULT_LIMITS } from '../protocol/limits.js';
 import { describe, frame, type FuzzMessage } from './frame.js';
 import type { FdMaker } from './fds.js';
@@ -230,12 +228,8 @@ export class MessageFactory {
         return { payload: Buffer.concat(encodeDmaWriteRequest(BigInt(r.below(0x10000) * PAGE), r.bytes(this.count()), DEFAULT_LIMITS)), fds: none };
       case Command.DEVICE_RESET:
         return { payload: encodeDeviceResetRequest(), fds: none };
-      case Command.DIRTY_PAGES: {
-        const flags = r.pick([VFIO_IOMMU_DIRTY_PAGES_FLAG_START, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP, VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP, r.u32Field()]);
-        const range = flags === VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP
-          ? { iova: this.iova(), size: BigInt(r.range(1, 64) * PAGE), pgsize: 4096n, bitmapBytes: r.pick([0, 1, 8]) } : undefined;
-        return { payload: encodeDirtyPagesRequest(flags, range, r.chance(0.7) ? undefined : r.u32Field()), fds: none };
-      }
+      case Command.DIRTY_PAGES: // nothing serves it: any bytes must get an error reply
+        return { payload: r.bytes(r.pick([8, 40])), fds: none };
       case Command.REGION_WRITE_MULTI: {
         const n = r.chance(0.9) ? r.range(0, 8) : r.pick([199, 200]);
         const writes = Array.from({ length: n }, () => ({ offset: this.offset(), region: this.region(), data: r.bytes(r.pick([1, 2, 4, 8])) }));

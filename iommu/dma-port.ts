@@ -229,32 +229,6 @@ export class DeviceDmaPort implements DeviceDma {
     }
   }
 
-  /**
-   * Synchronous zero-copy access, for memory that is mapped (not reached by
-   * messages: DmaFault 'indirect'). Views are valid only during fn.
-   */
-  withViewSync<T>(iova: Iova, length: number, access: number, fn: (segments: Uint8Array[]) => T, pasid?: number): T {
-    const ioas = this.check(iova, length, pasid);
-    const segs = length === 0 ? [] : this.resolve(ioas, iova, length, access, pasid);
-    const views: Uint8Array[] = [];
-    for (const s of segs) {
-      const b = s.area.backing;
-      const bytes = b.bytes;
-      if (!bytes || (b.readOnlyMemory && access & DMA_ACCESS_WRITE)) {
-        throw new DmaFault('indirect', BigInt(s.area.start) + BigInt(s.pos), s.n, pasid, 'memory is reached by messages');
-      }
-      const off = s.area.offset + s.pos;
-      views.push(b.readOnlyMemory ? bytes.slice(off, off + s.n) : bytes.subarray(off, off + s.n));
-    }
-    if (access & DMA_ACCESS_WRITE && ioas.dirtyTracking) for (const s of segs) markDirty(s.area, s.pos, s.n);
-    for (const s of segs) s.area.hold();
-    try {
-      return fn(views);
-    } finally {
-      for (const s of segs) s.area.release();
-    }
-  }
-
   // Validates the request and finds the IOAS for the PASID.
   private check(iova: Iova, length: number, pasid: number | undefined): Ioas {
     this.checkRange(iova, length, pasid);

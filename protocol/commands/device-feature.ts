@@ -171,16 +171,6 @@ export function encodeDeviceFeatureReply(req: DeviceFeatureRequest, data: Buffer
   return replyParts(req.flags, data);
 }
 
-export function encodeMigrationFeatureReply(req: DeviceFeatureRequest, migrationFlags: number): Buffer[] {
-  const d = Buffer.alloc(8);
-  writeU64(d, 0, migrationFlags);
-  return replyParts(req.flags, d);
-}
-
-export function encodeMigStateReply(req: DeviceFeatureRequest, state: number): Buffer[] {
-  return replyParts(req.flags, migStateData(state));
-}
-
 /** DMA_LOGGING_START: the request echoed, with the page size the device chose. */
 export function encodeDmaLoggingStartReply(req: DeviceFeatureRequest, pageSize = req.logging?.pageSize ?? 0n): Buffer[] {
   const d = Buffer.from(req.data);

@@ -9,10 +9,6 @@ export function decodeDeviceResetRequest(payload: Buffer, _limits: NegotiatedLim
   noFds(nfds, 'DEVICE_RESET');
 }
 
-export function encodeDeviceResetReply(): Buffer {
-  return Buffer.alloc(0);
-}
-
 /** Client side (test client). */
 export function encodeDeviceResetRequest(): Buffer {
   return Buffer.alloc(0);

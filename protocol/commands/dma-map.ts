@@ -62,10 +62,6 @@ export function decodeDmaMapRequest(payload: Buffer, limits: NegotiatedLimits, n
   };
 }
 
-export function encodeDmaMapReply(): Buffer {
-  return Buffer.alloc(0);
-}
-
 export interface DmaMapArgs {
   addr: bigint;
   size: bigint;
@@ -87,6 +83,3 @@ export function encodeDmaMapRequest(a: DmaMapArgs): Buffer {
   writeU64(b, 24, a.size);
   return b;
 }
-
-/** Client side: the reply has no payload; anything else is ignored. */
-export function decodeDmaMapReply(_payload: Buffer): void {}

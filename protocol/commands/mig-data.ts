@@ -47,19 +47,6 @@ export function decodeMigDataWriteRequest(payload: Buffer, limits: NegotiatedLim
   return { ...f, data: payload.subarray(MIG_DATA_SIZE) };
 }
 
-/** READ reply as [8-byte header, data]; `data` may be shorter than asked. */
-export function encodeMigDataReadReply(req: MigDataReadRequest, data: Buffer): Buffer[] {
-  if (data.length > req.size) throw fail('EIO', `MIG_DATA_READ: ${data.length} bytes for ${req.size}`);
-  const h = Buffer.alloc(MIG_DATA_SIZE);
-  h.writeUInt32LE(MIG_DATA_SIZE + data.length, 0);
-  h.writeUInt32LE(data.length, 4);
-  return [h, data];
-}
-
-export function encodeMigDataWriteReply(): Buffer {
-  return Buffer.alloc(0);
-}
-
 /** Client side (test client). */
 export function encodeMigDataReadRequest(size: number, argsz = MIG_DATA_SIZE + size): Buffer {
   const b = Buffer.alloc(MIG_DATA_SIZE);
@@ -75,12 +62,4 @@ export function encodeMigDataWriteRequest(data: Uint8Array, argsz = MIG_DATA_SIZ
   b.writeUInt32LE(data.length, 4);
   b.set(data, MIG_DATA_SIZE);
   return b;
-}
-
-/** Client side: the data read. */
-export function decodeMigDataReadReply(payload: Buffer): Buffer {
-  minLength(payload, MIG_DATA_SIZE, 'MIG_DATA_READ reply');
-  const size = payload.readUInt32LE(4);
-  minLength(payload, MIG_DATA_SIZE + size, 'MIG_DATA_READ reply');
-  return payload.subarray(MIG_DATA_SIZE, MIG_DATA_SIZE + size);
 }

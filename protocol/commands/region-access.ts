@@ -10,7 +10,7 @@
 // The WRITE reply is the 16 bytes (count = bytes written).
 // Offsets are JS numbers: a u64 above Number.MAX_SAFE_INTEGER cannot be
 // inside a region, so it is EINVAL here. The device checks offset + count
-// against the region's size (assertInRegion helps).
+// against the region's size.
 import { fail } from '../errno.js';
 import type { NegotiatedLimits } from '../limits.js';
 import { SAFE_HI, exactLength, minLength, noFds, readSafeU64, writeU64 } from '../wire.js';
@@ -52,13 +52,6 @@ export function decodeRegionWriteRequest(payload: Buffer, limits: NegotiatedLimi
   const a = decodeAccess(payload, limits, nfds, 'REGION_WRITE');
   exactLength(payload, REGION_ACCESS_SIZE + a.count, 'REGION_WRITE');
   return { offset: a.offset, region: a.region, count: a.count, data: payload.subarray(REGION_ACCESS_SIZE) };
-}
-
-/** Device helper: [offset, offset+count) must lie in a region of `size` bytes. */
-export function assertInRegion(a: RegionAccess, size: number): void {
-  if (a.offset + a.count > size) {
-    throw fail('EINVAL', `region ${a.region}: [0x${a.offset.toString(16)}, +${a.count}) outside its ${size} bytes`);
-  }
 }
 
 function accessHeader(offset: number, region: number, count: number): Buffer {

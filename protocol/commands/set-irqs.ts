@@ -114,10 +114,6 @@ export function setIrqsEventfds(req: SetIrqsRequest, fds: readonly number[], irq
   return req.fdCount === 0 ? new Array<number>(req.count).fill(-1) : fds.slice(0, req.fdCount);
 }
 
-export function encodeSetIrqsReply(): Buffer {
-  return Buffer.alloc(0);
-}
-
 export interface SetIrqsArgs {
   flags: number;
   index: number;

@@ -3,7 +3,7 @@ import t from 'tap';
 import {
   decodeDeviceGetInfoReply, decodeDeviceGetInfoRequest, encodeDeviceGetInfoReply, encodeDeviceGetInfoRequest,
 } from '../../protocol/commands/device-get-info.js';
-import { decodeDeviceResetRequest, encodeDeviceResetReply, encodeDeviceResetRequest } from '../../protocol/commands/device-reset.js';
+import { decodeDeviceResetRequest, encodeDeviceResetRequest } from '../../protocol/commands/device-reset.js';
 import { decodeIrqInfoReply, decodeIrqInfoRequest, encodeIrqInfoReply, encodeIrqInfoRequest } from '../../protocol/commands/irq-info.js';
 import {
   VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_INFO_NORESIZE, VFIO_PCI_MSIX_IRQ_INDEX,
@@ -52,7 +52,6 @@ t.test('DEVICE_GET_IRQ_INFO validation', async (t) => {
 
 t.test('DEVICE_RESET', async (t) => {
   t.equal(errnoOf(() => decodeDeviceResetRequest(encodeDeviceResetRequest(), L, 0)), 'no error');
-  t.equal(encodeDeviceResetReply().length, 0);
   t.equal(errnoOf(() => decodeDeviceResetRequest(Buffer.alloc(1), L, 0)), 'EINVAL', 'payload');
   t.equal(errnoOf(() => decodeDeviceResetRequest(Buffer.alloc(0), L, 1)), 'EINVAL', 'an fd');
 });

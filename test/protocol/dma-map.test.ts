@@ -1,5 +1,5 @@
 import t from 'tap';
-import { decodeDmaMapRequest, encodeDmaMapReply, encodeDmaMapRequest } from '../../protocol/commands/dma-map.js';
+import { decodeDmaMapRequest, encodeDmaMapRequest } from '../../protocol/commands/dma-map.js';
 import {
   decodeDmaUnmapReply, decodeDmaUnmapRequest, encodeDmaUnmapReply, encodeDmaUnmapRequest,
 } from '../../protocol/commands/dma-unmap.js';
@@ -16,7 +16,6 @@ t.test('DMA_MAP round trip', async (t) => {
   });
   const ro = decodeDmaMapRequest(encodeDmaMapRequest({ addr: 0n, size: 0x1000n, flags: VFIO_DMA_MAP_FLAG_READ }), L, 0);
   t.same([ro.readable, ro.writable, ro.fdIndex], [true, false, null]);
-  t.equal(encodeDmaMapReply().length, 0);
   t.equal(decodeDmaMapRequest(encodeDmaMapRequest({ addr: 0xffff_ffff_ffff_f000n, size: 0x1000n }), L, 0).size, 0x1000n,
     'a mapping may end exactly at 2^64');
 });

@@ -1,6 +1,6 @@
 import t from 'tap';
 import {
-  checkSetIrqsRange, decodeSetIrqsRequest, encodeSetIrqsReply, encodeSetIrqsRequest, setIrqsEventfds,
+  checkSetIrqsRange, decodeSetIrqsRequest, encodeSetIrqsRequest, setIrqsEventfds,
 } from '../../protocol/commands/set-irqs.js';
 import {
   VFIO_IRQ_SET_ACTION_MASK as MASK, VFIO_IRQ_SET_ACTION_TRIGGER as TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK as UNMASK,
@@ -17,7 +17,6 @@ t.test('DATA_EVENTFD with one fd per vector', async (t) => {
   const req = decodeSetIrqsRequest(p, L, 3);
   t.same(req, { argsz: 20, flags: EVENTFD | TRIGGER, dataType: EVENTFD, action: TRIGGER, index: MSIX, start: 4, count: 3, fdCount: 3 });
   t.same(setIrqsEventfds(req, [10, 11, 12], 8), [10, 11, 12]);
-  t.equal(encodeSetIrqsReply().length, 0);
 });
 
 t.test('DATA_EVENTFD without fds unassigns', async (t) => {
