@@ -25,7 +25,7 @@ import type { VfioUserDevice } from '../devices/device.js';
 import type { DmaSpace } from './dma-space.js';
 import type { DmaMessenger } from '../iommu/backing-message.js';
 import { handleDeviceFeature } from './feature.js';
-import type { FdBag } from './session.js';
+import type { FdBag } from './fd-bag.js';
 import type { Log } from './log.js';
 
 export type Reply = { payload?: Buffer | readonly Buffer[]; fds?: readonly number[] } | undefined | void;

@@ -1,12 +1,12 @@
-// One client connection: negotiation state, in-order dispatch, replies, and
-// the server→client requests (DMA_READ/DMA_WRITE) with their own msg ids.
+// One client connection: negotiation state, in-order dispatch and replies.
+// The server→client requests (DMA_READ/DMA_WRITE) are dma-messenger.ts.
 //
 // Ordering: requests are handled strictly in arrival order. A handler that
 // returns a promise (a device waiting on guest memory) holds later requests
 // in a queue, but replies to our own requests are matched at once, so a
 // device that awaits a DMA_READ never deadlocks the connection.
 import {
-  hasError, isReply, noReply, replyHeader, requestHeader, validateRequestHeader, maxMessageSize,
+  isReply, noReply, replyHeader, validateRequestHeader, maxMessageSize,
   readHeader, u16At, u32At, HEADER_SIZE, type Header,
 } from '../protocol/header.js';
 import { Command, commandName, VFIO_USER_F_NO_REPLY, VFIO_USER_F_TYPE_COMMAND } from '../protocol/constants.js';
@@ -14,40 +14,18 @@ import {
   encodeRegionReadReply, encodeRegionWriteReply, peekRegionAccess, writeRegionAccessReply, REGION_ACCESS_SIZE,
   type RegionAccess,
 } from '../protocol/commands/region-access.js';
-import {
-  decodeDmaReadReply, decodeDmaWriteReply, encodeDmaReadRequest, encodeDmaWriteRequest,
-} from '../protocol/commands/dma-access.js';
 import { DEFAULT_LIMITS, type NegotiatedLimits } from '../protocol/limits.js';
-import { Errno, VfioUserError, errnoName } from '../protocol/errno.js';
+import { Errno, VfioUserError } from '../protocol/errno.js';
 import * as native from '../native/index.js';
 import type { VfioUserDevice } from '../devices/device.js';
 import { Transport, type Disconnect, type IncomingMessage } from './transport.js';
-import { ReplyBudget } from './reply-budget.js';
 import type { DmaSpace } from './dma-space.js';
-import type { DmaMessenger } from '../iommu/backing-message.js';
+import { ClientDmaMessenger } from './dma-messenger.js';
+import { FdBag } from './fd-bag.js';
 import { handleCommand, type HandlerContext, type Reply } from './handlers.js';
 import type { Log } from './log.js';
 
 interface Queued { header: Header; payload: Buffer; fds: number[] }
-
-interface Pending {
-  command: number;
-  resolve(payload: Buffer): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout;
-}
-
-/** A client that does not answer our DMA_READ/WRITE within this is broken. */
-const REQUEST_TIMEOUT_MS = 30_000;
-/**
- * Largest DMA_READ/WRITE we send, and the reply bytes we may be owed at once
- * (see reply-budget.ts: QEMU's send buffer toward us must never fill).
- */
-const DMA_CHUNK_MAX = 64 * 1024;
-/** header + {address u64, count u64} in front of DMA_READ data / as the DMA_WRITE reply */
-const DMA_REPLY_OVERHEAD = HEADER_SIZE + 16;
-/** Two whole chunks in flight: about 128 KiB, well under QEMU's ~208 KiB send buffer. */
-const REPLY_BUDGET = 2 * (DMA_CHUNK_MAX + DMA_REPLY_OVERHEAD);
 
 export class Session implements HandlerContext {
   limits: NegotiatedLimits = DEFAULT_LIMITS;
@@ -55,14 +33,11 @@ export class Session implements HandlerContext {
   private readonly transport: Transport;
   private queue: Queued[] = [];
   private busy = false;
-  private nextMsgId = 0;
-  private readonly pending = new Map<number, Pending>();
-  private readonly budget = new ReplyBudget(REPLY_BUDGET);
   private closed = false;
   /** The fast path's decoded access (reused). */
   private readonly access: RegionAccess = { offset: 0, region: 0, count: 0 };
   private readonly scratch: Buffer[] = Array.from({ length: 9 }, (_, n) => Buffer.alloc(n));
-  readonly messenger: DmaMessenger;
+  readonly messenger: ClientDmaMessenger;
 
   constructor(
     fd: number,
@@ -79,11 +54,10 @@ export class Session implements HandlerContext {
       onClose: (err) => this.onClose(err),
     }, log, { maxMessageSize: maxMessageSize(DEFAULT_LIMITS), maxFds: DEFAULT_LIMITS.maxMsgFds });
     const session = this;
-    this.messenger = {
-      get maxChunk() { return Math.min(session.limits.peerMaxDataXferSize, DMA_CHUNK_MAX); },
-      read: (addr, length) => this.dmaRead(addr, length),
-      write: (addr, data) => this.dmaWrite(addr, data),
-    };
+    this.messenger = new ClientDmaMessenger({
+      get limits() { return session.limits; },
+      send: (header, payload) => this.transport.send(header, payload),
+    }, log);
   }
 
   /** After VERSION: the limits every later message is checked against. */
@@ -163,7 +137,7 @@ export class Session implements HandlerContext {
   }
 
   private onMessage(m: IncomingMessage): void {
-    if (isReply(m.header.flags)) return this.onReply(m);
+    if (isReply(m.header.flags)) return this.messenger.onReply(m);
     if (this.busy || this.queue.length > 0) {
       // Keep a copy: the receive buffer is reused after this call.
       this.queue.push({ header: m.header, payload: Buffer.from(m.payload), fds: m.fds });
@@ -239,95 +213,12 @@ export class Session implements HandlerContext {
     this.transport.send(replyHeader(h, 0, errno));
   }
 
-  // ---- server → client requests ----
-
-  /**
-   * Send a request to the client and resolve with (a copy of) its reply
-   * payload, once the reply budget has room for `replyBytes` (the whole reply
-   * we expect, header included).
-   */
-  async request(command: number, payload: readonly Buffer[], replyBytes: number): Promise<Buffer> {
-    if (this.closed) throw new VfioUserError(Errno.ENOTCONN, 'client disconnected');
-    await this.budget.acquire(replyBytes);
-    try {
-      return await this.send(command, payload);
-    } finally {
-      this.budget.release(replyBytes);
-    }
-  }
-
-  private send(command: number, payload: readonly Buffer[]): Promise<Buffer> {
-    if (this.closed) return Promise.reject(new VfioUserError(Errno.ENOTCONN, 'client disconnected'));
-    let id = this.nextMsgId;
-    while (this.pending.has(id)) id = (id + 1) & 0xffff;
-    this.nextMsgId = (id + 1) & 0xffff;
-    let size = 0;
-    for (const p of payload) size += p.length;
-    return new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new VfioUserError(Errno.ETIMEDOUT, `${commandName(command)} #${id}: no reply from client`));
-      }, REQUEST_TIMEOUT_MS);
-      this.pending.set(id, { command, resolve, reject, timer });
-      this.transport.send(requestHeader(id, command, size), payload);
-    });
-  }
-
-  private onReply(m: IncomingMessage): void {
-    for (const fd of m.fds) native.close(fd);
-    const h = m.header;
-    const p = this.pending.get(h.msgId);
-    if (!p || p.command !== h.command) {
-      this.log.warn(`ignoring unexpected reply #${h.msgId} (${commandName(h.command)})`);
-      return;
-    }
-    this.pending.delete(h.msgId);
-    clearTimeout(p.timer);
-    if (hasError(h.flags)) p.reject(new VfioUserError(h.error || Errno.EIO, `client answered ${commandName(h.command)} with ${errnoName(h.error)}`));
-    else p.resolve(Buffer.from(m.payload));
-  }
-
-  private async dmaRead(addr: bigint, length: number): Promise<Buffer> {
-    const out = Buffer.allocUnsafe(length);
-    const chunk = this.messenger.maxChunk;
-    const jobs: Promise<void>[] = [];
-    for (let done = 0; done < length; done += chunk) {
-      const n = Math.min(chunk, length - done);
-      const at = addr + BigInt(done);
-      const req = encodeDmaReadRequest(at, n, this.limits);
-      jobs.push(this.request(Command.DMA_READ, [req], DMA_REPLY_OVERHEAD + n).then((reply) => {
-        decodeDmaReadReply(reply, { addr: at, count: n }).copy(out, done);
-      }));
-    }
-    await Promise.all(jobs);
-    return out;
-  }
-
-  private async dmaWrite(addr: bigint, data: Uint8Array): Promise<void> {
-    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    const chunk = this.messenger.maxChunk;
-    const jobs: Promise<void>[] = [];
-    for (let done = 0; done < buf.length; done += chunk) {
-      const piece = buf.subarray(done, Math.min(buf.length, done + chunk));
-      const at = addr + BigInt(done);
-      jobs.push(this.request(Command.DMA_WRITE, encodeDmaWriteRequest(at, piece, this.limits), DMA_REPLY_OVERHEAD).then((reply) => {
-        decodeDmaWriteReply(reply, { addr: at, count: piece.length });
-      }));
-    }
-    await Promise.all(jobs);
-  }
-
   private onClose(error?: Error): void {
     if (this.closed) return;
     this.closed = true;
     for (const q of this.queue) for (const fd of q.fds) native.close(fd);
     this.queue = [];
-    for (const [, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new VfioUserError(Errno.ENOTCONN, 'client disconnected'));
-    }
-    this.pending.clear();
-    this.budget.fail(new VfioUserError(Errno.ENOTCONN, 'client disconnected'));
+    this.messenger.close();
     this.onEnd(error);
   }
 }
@@ -340,24 +231,4 @@ function copySmall(src: Uint8Array, dst: Uint8Array, at: number): void {
     return;
   }
   for (let i = 0; i < n; i++) dst[at + i] = src[i]!;
-}
-
-/** The fds of one request: handlers take what they keep, the rest is closed. */
-export class FdBag {
-  private taken: boolean[];
-  constructor(readonly fds: readonly number[]) {
-    this.taken = fds.map(() => false);
-  }
-  get count(): number { return this.fds.length; }
-  /** Take ownership of fd number `i` of this message. */
-  take(i: number): number {
-    if (i < 0 || i >= this.fds.length || this.taken[i]) throw new VfioUserError(Errno.EINVAL, `no fd #${i} in message`);
-    this.taken[i] = true;
-    return this.fds[i]!;
-  }
-  closeRest(): void {
-    this.fds.forEach((fd, i) => {
-      if (!this.taken[i]) { this.taken[i] = true; native.close(fd); }
-    });
-  }
 }
