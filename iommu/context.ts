@@ -5,11 +5,12 @@
 import { closeSync } from 'node:fs';
 import { fail } from '../protocol/errno.js';
 import { MemoryBacking, type Backing } from './backing.js';
-import { MessageBacking, type DmaMessenger } from './backing-message.js';
+import { MessageBacking } from './backing-message.js';
 import { MmapBacking } from './backing-mmap.js';
 import type { DeviceDma } from './device-dma.js';
 import { IommuDispatcher, type OpResult } from './dispatcher.js';
 import { DeviceDmaPort } from './dma-port.js';
+import type { MemorySource } from './memory-source.js';
 import { GuestFiles, type GuestFileNative, type GuestFilesOptions } from './guest-files.js';
 import { Ioas, checkProt, type UnmapResult } from './ioas.js';
 import { Type1Compat, type Type1Options } from './type1.js';
@@ -29,20 +30,6 @@ export interface IommuContextOptions {
   defaultIoas?: boolean;
 }
 
-/** Where the memory of a map comes from (the first one given wins). */
-export interface MemorySource {
-  backing?: Backing;
-  /** Offset in `backing` or in the fd / file. */
-  offset?: number;
-  /** An fd we take ownership of (kept or closed by guestFiles, also on failure). */
-  fd?: number;
-  messenger?: DmaMessenger;
-  /** Client address of byte 0 for a messenger (default: the IOVA). */
-  messageBase?: bigint;
-  file?: string;
-  anonymous?: boolean;
-}
-
 export class IommuDevice {
   readonly dma: DeviceDmaPort;
   /** IOAS of DMA without PASID. */
@@ -54,6 +41,16 @@ export class IommuDevice {
     readonly name: string,
   ) {
     this.dma = new DeviceDmaPort(this);
+  }
+
+  /** Name, id and attachments, as `device.list` and `context.info` report them. */
+  info(): Record<string, unknown> {
+    return {
+      name: this.name,
+      id: this.id,
+      ioasId: this.rid?.id ?? null,
+      pasids: [...this.pasids].map(([pasid, ioas]) => ({ pasid, ioasId: ioas.id })),
+    };
   }
 
   ioasFor(pasid?: number): Ioas | null {
@@ -318,18 +315,9 @@ export class IommuContext {
     return {
       compatIoasId: this.compat?.id ?? null,
       ioas: this.ioasList().map((i) => ({ ioasId: i.id, areas: i.areaCount, users: i.users, dirtyTracking: i.dirtyTracking })),
-      devices: this.deviceList().map((d) => deviceInfo(d)),
+      devices: this.deviceList().map((d) => d.info()),
     };
   }
-}
-
-export function deviceInfo(d: IommuDevice): Record<string, unknown> {
-  return {
-    name: d.name,
-    id: d.id,
-    ioasId: d.rid?.id ?? null,
-    pasids: [...d.pasids].map(([pasid, ioas]) => ({ pasid, ioasId: ioas.id })),
-  };
 }
 
 function checkPasid(pasid: number | undefined): void {

@@ -7,8 +7,8 @@ import { VfioUserError, fail } from '../protocol/errno.js';
 import { PROT_READ, PROT_WRITE } from '../native/prot.js';
 import type { Backing } from './backing.js';
 import type { DmaMessenger } from './backing-message.js';
-import type { IommuContext, MemorySource } from './context.js';
-import { deviceInfo } from './context.js';
+import type { IommuContext } from './context.js';
+import type { MemorySource } from './memory-source.js';
 import { IommuError } from './errors.js';
 import { VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP } from '../protocol/constants.js';
 import { PAGE_SIZE, u64, u64Out } from './u64.js';
@@ -205,7 +205,7 @@ const OPS: Record<string, Op> = {
   },
 
   // -- devices --
-  'device.list': (ctx) => ({ devices: ctx.deviceList().map(deviceInfo) }),
+  'device.list': (ctx) => ({ devices: ctx.deviceList().map((d) => d.info()) }),
   'device.attach': (ctx, a) => {
     ctx.attach(str(a, 'device'), ioasId(a), pasid(a));
     return {};

@@ -12,7 +12,9 @@ import {
   VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
   VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP, VFIO_IOMMU_DIRTY_PAGES_FLAG_START, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP,
 } from '../protocol/constants.js';
-import type { IommuContext, MemorySource } from './context.js';
+import type { MemorySource } from './memory-source.js';
+import type { Backing } from './backing.js';
+import type { Ioas } from './ioas.js';
 import { DIRTY_BITMAP_SIZE_MAX, bitmapBytes, checkReport } from './dirty.js';
 import { PAGE_SIZE, isPow2, u64, type U64Like } from './u64.js';
 import { U64_MAX } from '../protocol/wire.js';
@@ -22,6 +24,14 @@ export const VFIO_IOMMU_INFO_CAPS = 1 << 1;
 export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
 export const VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION = 2;
 export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
+
+/** What type1 needs of its context (IommuContext): the compat IOAS and backings. */
+export interface Type1Host {
+  /** The IOAS the type1 operations act on (throws ENODEV when there is none). */
+  readonly compatIoas: Ioas;
+  /** Memory for a map: a retained backing and the offset into it. */
+  makeBacking(src: MemorySource, length: number, writable: boolean, iova?: bigint): { backing: Backing; offset: number };
+}
 
 export interface Type1Options {
   /** 2 = VFIO_TYPE1v2_IOMMU (default), 1 = VFIO_TYPE1_IOMMU. */
@@ -82,7 +92,7 @@ export class Type1Compat {
   private readonly pg: bigint;
 
   constructor(
-    private readonly ctx: IommuContext,
+    private readonly ctx: Type1Host,
     opts: Type1Options = {},
   ) {
     this.version = opts.version ?? 2;

@@ -8,7 +8,7 @@ import { fail } from '../protocol/errno.js';
 import {
   decodeDeviceFeatureRequest, encodeDeviceFeatureReply, encodeDmaLoggingReportReply, encodeDmaLoggingStartReply,
 } from '../protocol/commands/device-feature.js';
-import type { HandlerContext, Reply } from './handlers.js';
+import type { HandlerContext, Reply } from './handler-context.js';
 
 const LOGGING = new Set([
   VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,

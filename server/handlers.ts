@@ -3,7 +3,6 @@
 import type { Header } from '../protocol/header.js';
 import { Command, VFIO_IRQ_SET_DATA_EVENTFD } from '../protocol/constants.js';
 import { fail } from '../protocol/errno.js';
-import type { NegotiatedLimits } from '../protocol/limits.js';
 import { decodeVersionRequest, encodeVersionReply, negotiateVersion } from '../protocol/version.js';
 import { decodeDmaMapRequest } from '../protocol/commands/dma-map.js';
 import { decodeDmaUnmapRequest, encodeDmaUnmapReply } from '../protocol/commands/dma-unmap.js';
@@ -22,24 +21,9 @@ import { decodeRegionWriteMultiRequest, encodeRegionWriteMultiReply } from '../p
 import { decodeDeviceResetRequest } from '../protocol/commands/device-reset.js';
 import { decodeMigDataReadRequest, decodeMigDataWriteRequest } from '../protocol/commands/mig-data.js';
 import type { VfioUserDevice } from '../devices/device.js';
-import type { DmaSpace } from './dma-space.js';
-import type { DmaMessenger } from '../iommu/backing-message.js';
 import { handleDeviceFeature } from './feature.js';
 import type { FdBag } from './fd-bag.js';
-import type { Log } from './log.js';
-
-export type Reply = { payload?: Buffer | readonly Buffer[]; fds?: readonly number[] } | undefined | void;
-
-/** What handlers may see of the session. */
-export interface HandlerContext {
-  readonly limits: NegotiatedLimits;
-  readonly negotiated: boolean;
-  readonly device: VfioUserDevice;
-  readonly space: DmaSpace;
-  readonly messenger: DmaMessenger;
-  readonly log: Log;
-  setLimits(limits: NegotiatedLimits): void;
-}
+import type { HandlerContext, Reply } from './handler-context.js';
 
 type Handler = (s: HandlerContext, payload: Buffer, fds: FdBag, h: Header) => Reply | Promise<Reply>;
 

@@ -22,7 +22,8 @@ import { Transport, type Disconnect, type IncomingMessage } from './transport.js
 import type { DmaSpace } from './dma-space.js';
 import { ClientDmaMessenger } from './dma-messenger.js';
 import { FdBag } from './fd-bag.js';
-import { handleCommand, type HandlerContext, type Reply } from './handlers.js';
+import { handleCommand } from './handlers.js';
+import type { HandlerContext, Reply } from './handler-context.js';
 import type { Log } from './log.js';
 
 interface Queued { header: Header; payload: Buffer; fds: number[] }
