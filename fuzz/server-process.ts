@@ -15,8 +15,8 @@ export interface ExitInfo {
 const TARGET = path.join(path.dirname(fileURLToPath(import.meta.url)), 'target.js');
 /** Lines of stderr kept for the report. */
 const STDERR_KEEP = 40;
-/** VUT_FUZZ_STDERR=<file>: the server's whole stderr is appended there too (with VUT_FUZZ_LOG_LEVEL=debug, a trace of a run). */
-const STDERR_COPY = process.env.VUT_FUZZ_STDERR;
+/** VFIO_USER_TS_FUZZ_STDERR=<file>: the server's whole stderr is appended there too (with VFIO_USER_TS_FUZZ_LOG_LEVEL=debug, a trace of a run). */
+const STDERR_COPY = process.env.VFIO_USER_TS_FUZZ_STDERR;
 const READY_TIMEOUT_MS = 20_000;
 /** server/log.ts's format: "<time> error [scope] message". */
 const ERROR_LINE = /^\S+ error +\[/;

@@ -2,7 +2,7 @@
 // exit code or signal and its RSS and fds can be read from /proc:
 //   node dist/fuzz/target.js <kind> <socket> [<disk image>]
 // Prints "ready" on stdout once the socket listens; log lines (level
-// VUT_FUZZ_LOG_LEVEL, default error) go to stderr;
+// VFIO_USER_TS_FUZZ_LOG_LEVEL, default error) go to stderr;
 // exits when its stdin (held by the fuzzer) closes.
 import { startServer } from '../server/runtime.js';
 
@@ -13,7 +13,7 @@ async function main(): Promise<void> {
   const [kind, socket, disk] = process.argv.slice(2);
   if (!kind || !socket) throw new Error('usage: target.js <kind> <socket> [<disk image>]');
   const options: Record<string, unknown> = kind === 'blk' ? { disk, size: FUZZ_DISK_SIZE } : {};
-  const logLevel = process.env.VUT_FUZZ_LOG_LEVEL ?? 'error';
+  const logLevel = process.env.VFIO_USER_TS_FUZZ_LOG_LEVEL ?? 'error';
   const rt = await startServer({ devices: [{ name: `${kind}0`, kind, socket, options }], logLevel });
   process.on('SIGTERM', () => {
     void rt.close().finally(() => process.exit(0));

@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import type { SpanList } from '../../iommu/device-dma.js';
 import * as native from '../../native/index.js';
 
-// Inline page-cache copies can be turned off (VUT_BLK_INLINE_IO=0) to compare.
-const INLINE = process.env.VUT_BLK_INLINE_IO !== '0';
+// Inline page-cache copies can be turned off (VFIO_USER_TS_BLK_INLINE_IO=0) to compare.
+const INLINE = process.env.VFIO_USER_TS_BLK_INLINE_IO !== '0';
 
 export function fdatasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));

@@ -182,7 +182,7 @@ t.test('exiting with watchers and mappings still open is clean', async (t) => {
 
 t.test('worker threads can exit with watchers and mappings open', async (t) => {
   // The addon is unloaded when a worker ends: every uv close callback must
-  // have run by then (this used to SIGSEGV).
+  // have run by then, or it runs in unloaded code (SIGSEGV).
   const url = pathToFileURL(path.join(repoRoot(), 'dist', 'native', 'index.js')).href;
   const src = `import * as n from ${JSON.stringify(url)};
     const [a, b] = n.socketpair(); n.watch(a, n.WRITABLE, () => {}); n.watch(b, 0, () => {});
