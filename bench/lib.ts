@@ -2,10 +2,11 @@
 // project root, compiling the C helpers, running child processes and the
 // result table.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { run } from '../qemu-configs/exec.js';
 
 /** One line of the result table. `value` is ours, `floor` the reference measured in the same run. */
 export interface BenchRow {
@@ -50,36 +51,6 @@ export function envNumber(name: string, dflt: number): number {
   return n;
 }
 
-/** Run a command to completion; reject with its output if it fails. */
-export function run(cmd: string, args: string[], timeoutMs = 120_000): Promise<{ stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = new Tail(1 << 20);
-    const err = new Tail(64 << 10);
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`${cmd}: ${e.message}`));
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const stdout = out.text();
-      const stderr = err.text();
-      if (code === 0 && !timedOut) resolve({ stdout, stderr });
-      else {
-        const why = timedOut ? `timed out after ${timeoutMs / 1000} s` : signal ? `killed by ${signal}` : `exit ${code}`;
-        reject(new Error(`${[cmd, ...args].join(' ')}: ${why}${stderr.trim() ? '\n' + stderr.trim() : ''}`));
-      }
-    });
-  });
-}
-
 /** Keeps the last `max` bytes of a stream. */
 export class Tail {
   private chunks: Buffer[] = [];
@@ -99,7 +70,7 @@ export class Tail {
 /** Compile one C file with the system compiler (CC, default cc) at -O2. */
 export async function compileC(src: string, out: string): Promise<void> {
   const cc = process.env.CC || 'cc';
-  await run(cc, ['-O2', '-Wall', '-o', out, src]);
+  await run(cc, ['-O2', '-Wall', '-o', out, src], { timeoutMs: 120_000 });
 }
 
 export function haveCommand(cmd: string, args: string[]): boolean {

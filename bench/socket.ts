@@ -32,10 +32,10 @@ import {
   haveCommand,
   progress,
   projectRoot,
-  run,
   stopGroup,
   Tail,
 } from './lib.js';
+import { run } from '../qemu-configs/exec.js';
 
 /**
  * Where the two processes run: `same` = both on one CPU (no cross-CPU
@@ -264,7 +264,7 @@ export async function benchSocket(): Promise<BenchRow[]> {
       const timeout = Math.max(30_000, seconds * 15_000);
       let stdout: string;
       try {
-        ({ stdout } = await run(args[0]!, args.slice(1), timeout));
+        ({ stdout } = await run(args[0]!, args.slice(1), { timeoutMs: timeout }));
       } catch (e) {
         const died = s.exited ? `\nthe server exited (${s.exitInfo}); its output:\n${s.out.text().trim()}` : '';
         throw new Error(`${(e as Error).message}${died}`);

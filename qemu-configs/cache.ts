@@ -6,7 +6,8 @@ import { homedir } from 'node:os';
 import { runCapture } from './exec.js';
 import { join, resolve } from 'node:path';
 
-export type Log = (message: string) => void;
+/** Where provisioning reports its progress, one line a call. */
+export type ProgressLog = (message: string) => void;
 
 /** `$VFIO_USER_TS_CACHE`, else `~/.cache/vfio-user-ts` (outside the repository). */
 export function defaultCacheDir(): string {
@@ -29,7 +30,7 @@ function pidAlive(pid: number): boolean {
  * Takes `<dir>/lock` (a file created with O_EXCL holding our pid). A lock left by a
  * dead process is taken over; a live holder is waited for. Returns the release function.
  */
-export async function acquireLock(dir: string, log: Log, waitMs = 60 * 60 * 1000): Promise<() => Promise<void>> {
+export async function acquireLock(dir: string, log: ProgressLog, waitMs = 60 * 60 * 1000): Promise<() => Promise<void>> {
   await mkdir(dir, { recursive: true });
   const path = join(dir, 'lock');
   const deadline = Date.now() + waitMs;

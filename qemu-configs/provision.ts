@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { acquireLock, defaultCacheDir, Stamps, type Log } from './cache.js';
+import { acquireLock, defaultCacheDir, Stamps, type ProgressLog } from './cache.js';
 import { which } from './exec.js';
 import { checkQemu, loaderQemu, systemQemu, type QemuCommand } from './qemu-command.js';
 import { debootstrapRoot, installQemu, DEBIAN_MIRROR } from './provision/debootstrap.js';
@@ -25,12 +25,12 @@ import { installBusybox } from './provision/busybox.js';
 import { buildBaseInitramfs, INIT_SCRIPT } from './initramfs.js';
 
 export type { QemuCommand } from './qemu-command.js';
-export type { Log } from './cache.js';
+export type { ProgressLog } from './cache.js';
 
 export interface ProvisionOptions {
   cacheDir?: string;
   /** Progress messages for long steps. */
-  log?: Log;
+  log?: ProgressLog;
 }
 
 export interface Provisioned {
@@ -68,7 +68,7 @@ export function provision(opts: ProvisionOptions = {}): Promise<Provisioned> {
   return p;
 }
 
-async function provisionLocked(cacheDir: string, log: Log): Promise<Provisioned> {
+async function provisionLocked(cacheDir: string, log: ProgressLog): Promise<Provisioned> {
   await mkdir(cacheDir, { recursive: true });
   const release = await acquireLock(cacheDir, log);
   try {
@@ -78,7 +78,7 @@ async function provisionLocked(cacheDir: string, log: Log): Promise<Provisioned>
   }
 }
 
-async function provisionSteps(cacheDir: string, log: Log): Promise<Provisioned> {
+async function provisionSteps(cacheDir: string, log: ProgressLog): Promise<Provisioned> {
   const stamps = new Stamps(cacheDir);
   const { qemu, note } = await provisionQemu(cacheDir, stamps, log);
 
@@ -145,7 +145,7 @@ async function provisionSteps(cacheDir: string, log: Log): Promise<Provisioned> 
  * (a) $VFIO_USER_TS_QEMU, which must be suitable; else (b) qemu-system-x86_64 on PATH
  * if it is >= 10.1 with vfio-user-pci; else (c) the cached trixie root's QEMU.
  */
-async function provisionQemu(cacheDir: string, stamps: Stamps, log: Log): Promise<{ qemu: QemuCommand; note: string }> {
+async function provisionQemu(cacheDir: string, stamps: Stamps, log: ProgressLog): Promise<{ qemu: QemuCommand; note: string }> {
   const explicit = process.env.VFIO_USER_TS_QEMU;
   if (explicit) {
     const q = systemQemu(explicit);

@@ -3,7 +3,7 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec.js';
-import type { Log } from '../cache.js';
+import type { ProgressLog } from '../cache.js';
 import { ensureHostFile, ensureHostTool } from './host-tools.js';
 import { DEBIAN_MIRROR, SUITE } from './debootstrap.js';
 
@@ -17,7 +17,7 @@ export class TrixieApt {
   ) {}
 
   /** Sets up `dir` and refreshes its package lists (about 10 MB from the mirror). */
-  static async open(dir: string, log: Log): Promise<TrixieApt> {
+  static async open(dir: string, log: ProgressLog): Promise<TrixieApt> {
     const aptGet = await ensureHostTool('apt-get', 'apt', log);
     const aptCache = await ensureHostTool('apt-cache', 'apt', log);
     await ensureHostFile(KEYRING, 'debian-archive-keyring', log);
@@ -58,7 +58,7 @@ export class TrixieApt {
   }
 
   /** Downloads `pkg` (a name, or name=version) and returns the .deb's path. */
-  async download(pkg: string, log: Log): Promise<string> {
+  async download(pkg: string, log: ProgressLog): Promise<string> {
     const debs = join(this.dir, 'debs');
     const name = pkg.split('=')[0]!;
     const isOld = (f: string) => f.startsWith(`${name}_`) && f.endsWith('.deb');

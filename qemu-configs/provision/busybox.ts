@@ -2,12 +2,12 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec.js';
-import { removeTree, type Log } from '../cache.js';
+import { removeTree, type ProgressLog } from '../cache.js';
 import { ensureHostTool } from './host-tools.js';
 import type { TrixieApt } from './apt.js';
 
 /** Downloads busybox-static and leaves `<outDir>/busybox`; returns its path. */
-export async function installBusybox(apt: TrixieApt, outDir: string, log: Log): Promise<string> {
+export async function installBusybox(apt: TrixieApt, outDir: string, log: ProgressLog): Promise<string> {
   const dpkgDeb = await ensureHostTool('dpkg-deb', 'dpkg', log);
   const deb = await apt.download('busybox-static', log);
   await removeTree(outDir);

@@ -3,7 +3,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec.js';
-import { removeTree, type Log } from '../cache.js';
+import { removeTree, type ProgressLog } from '../cache.js';
 import { ensureHostTool } from './host-tools.js';
 
 export const DEBIAN_MIRROR = process.env.VFIO_USER_TS_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
@@ -17,7 +17,7 @@ const aptEnv = {
 };
 
 /** Creates `root` from scratch (any partial content is removed first). */
-export async function debootstrapRoot(root: string, log: Log): Promise<void> {
+export async function debootstrapRoot(root: string, log: ProgressLog): Promise<void> {
   const debootstrap = await ensureHostTool('debootstrap', 'debootstrap', log);
   await removeTree(root);
   await mkdir(root, { recursive: true });
@@ -31,7 +31,7 @@ function inRoot(root: string, args: string[]) {
 }
 
 /** Adds trixie-backports and installs qemu-system-x86 from it, without recommends. */
-export async function installQemu(root: string, log: Log): Promise<void> {
+export async function installQemu(root: string, log: ProgressLog): Promise<void> {
   await writeFile(
     join(root, 'etc/apt/sources.list.d/backports.list'),
     `deb ${DEBIAN_MIRROR} ${SUITE}-backports main\n`,

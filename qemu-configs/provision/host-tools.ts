@@ -2,11 +2,11 @@
 // packages when missing (with one `apt-get update` first if the install fails).
 import { existsSync } from 'node:fs';
 import { run, which } from '../exec.js';
-import type { Log } from '../cache.js';
+import type { ProgressLog } from '../cache.js';
 
 let updated = false;
 
-async function installHostPackage(pkg: string, why: string, log: Log): Promise<void> {
+async function installHostPackage(pkg: string, why: string, log: ProgressLog): Promise<void> {
   const apt = await which('apt-get');
   if (!apt) throw new Error(`${why}, and this host has no apt-get to install '${pkg}'`);
   if (process.getuid?.() !== 0) throw new Error(`${why}: install the '${pkg}' package (as root)`);
@@ -25,7 +25,7 @@ async function installHostPackage(pkg: string, why: string, log: Log): Promise<v
 }
 
 /** Returns the path of `command`, installing Debian package `pkg` if it is missing. */
-export async function ensureHostTool(command: string, pkg: string, log: Log): Promise<string> {
+export async function ensureHostTool(command: string, pkg: string, log: ProgressLog): Promise<string> {
   const found = await which(command);
   if (found) return found;
   await installHostPackage(pkg, `'${command}' is missing`, log);
@@ -35,7 +35,7 @@ export async function ensureHostTool(command: string, pkg: string, log: Log): Pr
 }
 
 /** Makes sure `path` exists, installing Debian package `pkg` if it does not. */
-export async function ensureHostFile(path: string, pkg: string, log: Log): Promise<void> {
+export async function ensureHostFile(path: string, pkg: string, log: ProgressLog): Promise<void> {
   if (existsSync(path)) return;
   await installHostPackage(pkg, `${path} is missing`, log);
   if (!existsSync(path)) throw new Error(`installed '${pkg}' but ${path} is still missing`);

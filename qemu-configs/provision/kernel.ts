@@ -3,7 +3,7 @@
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { run } from '../exec.js';
-import { removeTree, type Log } from '../cache.js';
+import { removeTree, type ProgressLog } from '../cache.js';
 import { ensureHostTool } from './host-tools.js';
 import { normModName, readModInfo } from './modinfo.js';
 import type { TrixieApt } from './apt.js';
@@ -37,7 +37,7 @@ export async function installKernel(
   pkg: string,
   modules: readonly string[],
   outDir: string,
-  log: Log,
+  log: ProgressLog,
 ): Promise<GuestKernel> {
   const dpkgDeb = await ensureHostTool('dpkg-deb', 'dpkg', log);
   const xz = await ensureHostTool('xz', 'xz-utils', log);
