@@ -6,7 +6,6 @@ import { fail } from '../protocol/errno.js';
 import { U64_MAX } from '../protocol/wire.js';
 
 export const PAGE_SIZE = 4096;
-export const PAGE_SHIFT = 12;
 /** 2^64 as a number (exact): the exclusive end of the IOVA space. */
 export const TWO_POW_64 = 2 ** 64;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);

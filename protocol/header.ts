@@ -69,7 +69,6 @@ export function putU32At(b: Uint8Array, off: number, v: number): void {
 
 export function messageType(flags: number): number { return flags & VFIO_USER_F_TYPE_MASK; }
 export function isReply(flags: number): boolean { return messageType(flags) === VFIO_USER_F_TYPE_REPLY; }
-export function isCommand(flags: number): boolean { return messageType(flags) === VFIO_USER_F_TYPE_COMMAND; }
 export function noReply(flags: number): boolean { return (flags & VFIO_USER_F_NO_REPLY) !== 0; }
 export function hasError(flags: number): boolean { return (flags & VFIO_USER_F_ERROR) !== 0; }
 

@@ -59,8 +59,3 @@ export function checkRange64(start: bigint, size: bigint, what: string): void {
 export function isPowerOfTwo(v: bigint): boolean {
   return v > 0n && (v & (v - 1n)) === 0n;
 }
-
-/** Concatenate reply parts (for callers that want one Buffer). */
-export function joinParts(parts: Buffer | readonly Buffer[]): Buffer {
-  return Buffer.isBuffer(parts) ? parts : Buffer.concat(parts as Buffer[]);
-}
