@@ -7,21 +7,47 @@ import { VfioUserError, fail } from '../protocol/errno.js';
 import { PROT_READ, PROT_WRITE } from '../native/prot.js';
 import type { Backing } from './backing.js';
 import type { DmaMessenger } from './backing-message.js';
-import type { IommuContext } from './context.js';
+import type { DeviceDma } from './device-dma.js';
+import type { Ioas, UnmapResult } from './ioas.js';
+import type { Type1Compat } from './type1.js';
 import type { MemorySource } from './memory-source.js';
 import { IommuError } from './errors.js';
 import { VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP } from '../protocol/constants.js';
-import { PAGE_SIZE, u64, u64Out } from './u64.js';
+import { PAGE_SIZE, u64, u64Out, type U64Like } from './u64.js';
 
 export type OpResult = Record<string, unknown>;
 type Args = Record<string, unknown>;
-type Op = (ctx: IommuContext, a: Args) => OpResult | Promise<OpResult>;
+
+/**
+ * What the operations act on: the IommuContext, named by its shape so that
+ * the context (which owns a dispatcher) and this module do not import each
+ * other.
+ */
+export interface DispatchContext {
+  readonly type1: Type1Compat;
+  readonly compatIoas: Ioas;
+  allocIoas(): Ioas;
+  getIoas(id: number): Ioas;
+  destroy(id: number): UnmapResult;
+  compatSet(id: number): void;
+  compatClear(): void;
+  deviceList(): { info(): Record<string, unknown> }[];
+  dma(name: string): DeviceDma;
+  attach(name: string, ioasId: number, pasid?: number): void;
+  replace(name: string, ioasId: number, pasid?: number): void;
+  detach(name: string, pasid?: number): void;
+  mapMemory(ioasId: number, req: { length: U64Like; iova?: U64Like; prot: number } & MemorySource): bigint;
+  copy(req: { srcIoasId: number; srcIova: U64Like; length: U64Like; dstIoasId: number; dstIova?: U64Like; prot?: number }): bigint;
+  info(): Record<string, unknown>;
+}
+
+type Op = (ctx: DispatchContext, a: Args) => OpResult | Promise<OpResult>;
 
 /** Largest dma.read / dma.write, and largest dirty bitmap, through the dispatcher. */
 export const DMA_OP_MAX = 64 * 1024 * 1024;
 
 export class IommuDispatcher {
-  constructor(private readonly ctx: IommuContext) {}
+  constructor(private readonly ctx: DispatchContext) {}
 
   /** Names of every operation. */
   static get ops(): string[] {
@@ -294,7 +320,7 @@ function checkBitmapReply(length: bigint, pgsize: number | undefined): void {
   }
 }
 
-function dirtyIoas(ctx: IommuContext, a: Args) {
+function dirtyIoas(ctx: DispatchContext, a: Args) {
   return a.ioasId === undefined || a.ioasId === null ? ctx.compatIoas : ctx.getIoas(ioasId(a));
 }
 
