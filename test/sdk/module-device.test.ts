@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startServer } from '../../server/runtime.js';
 import { loadConfigFile } from '../../cli/config.js';
@@ -13,6 +13,7 @@ import { serveConfig } from '../../cli/cli.js';
 import { DefinitionError } from '../../devices/definition.js';
 import { loadDeviceModule } from '../../devices/load.js';
 import { VfioUserClient } from '../../testing/vfio-user-client.js';
+import { startServeChild } from './serve-child.js';
 import { Command } from '../../protocol/constants.js';
 import { encodeDeviceGetInfoRequest, decodeDeviceGetInfoReply } from '../../protocol/commands/device-get-info.js';
 
@@ -162,19 +163,10 @@ t.test('the CLI: help shows a module device options; serve answers GET_INFO', as
   t.match(bad.stderr, /unknown option --colour for \.\/tiny\.js \(its options: --regions, --label;/);
 
   const sock = path.join(dir, 'cli.sock');
-  const child = spawn(process.execPath, [bin, 'serve', './tiny.js', '--socket', sock, '--regions', '7'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString();
-      if (stderr.includes('serving')) resolve();
-    });
-    child.on('exit', () => reject(new Error(`serve exited: ${stderr}`)));
-  });
-  t.match(stderr, `vfio-user-ts: serving tiny 'tiny0' on ${sock}`);
+  const child = await startServeChild(process.execPath, [bin, 'serve', './tiny.js', '--socket', sock, '--regions', '7'], dir);
+  t.match(child.stderr(), `vfio-user-ts: serving tiny 'tiny0' on ${sock}`);
   t.match(await getInfo(sock), { flags: 3, numRegions: 7, numIrqs: 5 });
   child.kill('SIGTERM');
-  t.equal(await exited, 0, 'SIGTERM exits cleanly');
+  t.equal(await child.exited, 0, 'SIGTERM exits cleanly');
   t.notOk(fs.existsSync(sock), 'and removes the socket');
 });

@@ -6,8 +6,9 @@ import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { startServeChild } from './serve-child.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string; version: string };
@@ -73,19 +74,10 @@ t.test('npm pack, install --omit=dev in an empty project, then the CLI and a dev
   const sock = path.join(dir, 'ext.sock');
   // The installed bin itself (npx would not pass SIGTERM on to it).
   const bin = path.join(app, 'node_modules/.bin/vfio-user-ts');
-  const child = spawn(bin, ['serve', './ext.js', '--socket', sock, '--id', '0xabcd'], { cwd: app, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = await startServeChild(bin, ['serve', './ext.js', '--socket', sock, '--id', '0xabcd'], app);
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  let stderr = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString();
-      if (stderr.includes('serving')) resolve();
-    });
-    child.on('exit', () => reject(new Error(`serve exited: ${stderr}`)));
-  });
   const probe = run(process.execPath, ['probe.js', sock], { cwd: app });
   t.equal(probe.out.trim(), '1234:abcd', 'the module device answers with the ids its option set');
   child.kill('SIGTERM');
-  t.equal(await exited, 0, stderr);
+  t.equal(await child.exited, 0, child.stderr());
 });
