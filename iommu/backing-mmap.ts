@@ -26,10 +26,19 @@ export interface FdMapOptions {
   size: number;
   /** Areas over it may be mapped WRITE. */
   writable?: boolean;
-  /** Refuse a file that could shrink under us (no F_SEAL_SHRINK). */
-  requireSeal?: boolean;
   /** Close the fd once mapped (also on failure). Default true. */
   closeFd?: boolean;
+}
+
+/** The file behind fd has F_SEAL_SHRINK: it can never be truncated under a mapping. */
+export function sealedAgainstShrink(native: Pick<NativeMem, 'getSeals' | 'F_SEAL_SHRINK'>, fd: number): boolean {
+  let seals = 0;
+  try {
+    seals = native.getSeals(fd);
+  } catch {
+    seals = 0; // not sealable (not a memfd): no seals
+  }
+  return seals > 0 && (seals & native.F_SEAL_SHRINK) !== 0;
 }
 
 export class MmapBacking extends BackingBase {
@@ -67,7 +76,7 @@ export class MmapBacking extends BackingBase {
    * view can ever fault on a write; a read-only fd gives copies instead.
    */
   static fromFd(native: NativeMem, fd: number, opts: FdMapOptions): MmapBacking {
-    const { offset = 0, size, writable = true, requireSeal = false, closeFd = true } = opts;
+    const { offset = 0, size, writable = true, closeFd = true } = opts;
     try {
       if (!Number.isSafeInteger(offset) || offset < 0) throw fail('EINVAL', 'bad file offset');
       if (!Number.isSafeInteger(size) || size <= 0) throw fail('EINVAL', 'bad mapping size');
@@ -81,15 +90,7 @@ export class MmapBacking extends BackingBase {
       if (offset + size > fsize) {
         throw fail('EINVAL', `mapping [${offset}, ${offset + size}) is past the end of the file (${fsize} bytes)`);
       }
-      let seals = 0;
-      try {
-        const s = native.getSeals(fd);
-        seals = s > 0 ? s : 0;
-      } catch {
-        seals = 0; // not a memfd: no seals
-      }
-      const sealed = (seals & native.F_SEAL_SHRINK) !== 0;
-      if (requireSeal && !sealed) throw fail('EPERM', 'file is not sealed against shrinking');
+      const sealed = sealedAgainstShrink(native, fd);
       const delta = offset % PAGE_SIZE;
       const mapOff = offset - delta;
       let ab: ArrayBuffer;

@@ -28,7 +28,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { fail } from '../protocol/errno.js';
 import type { Backing } from './backing.js';
-import type { NativeMem } from './backing-mmap.js';
+import { sealedAgainstShrink, type NativeMem } from './backing-mmap.js';
 import { FileIoBacking, FileMapping, type FileOwner, type NativeFileIo } from './backing-file.js';
 import { PAGE_SIZE } from './u64.js';
 import { PROT_READ, PROT_WRITE } from '../native/prot.js';
@@ -135,7 +135,7 @@ export class GuestFiles {
       const key = keyOf(st);
       let file = this.files.get(key);
       if (!file) {
-        file = new GuestFile(this, key, this.sealed(fd));
+        file = new GuestFile(this, key, sealedAgainstShrink(this.native, fd));
         this.files.set(key, file);
       }
       try {
@@ -160,15 +160,6 @@ export class GuestFiles {
     return this.native;
   }
 
-  private sealed(fd: number): boolean {
-    let seals = 0;
-    try {
-      seals = this.native.getSeals(fd);
-    } catch {
-      seals = 0; // not sealable: no seals
-    }
-    return seals > 0 && (seals & this.native.F_SEAL_SHRINK) !== 0;
-  }
 }
 
 function keyOf(st: { dev: bigint; ino: bigint }): string {
