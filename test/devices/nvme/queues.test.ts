@@ -6,6 +6,10 @@
 // unmapped memory is Controller Fatal Status.
 import t from 'tap';
 import { Reg } from '../../../devices/nvme/constants.js';
+import { MemoryBacking } from '../../../iommu/backing.js';
+import type { DmaMessenger } from '../../../iommu/backing-message.js';
+import { IommuContext } from '../../../iommu/context.js';
+import { BASE, GuestMem, MEM_SIZE, type Guest } from '../virtio/env.js';
 import { enableMsix, make, tempDir, turns, until, PAGE, type Env, type QueuePair } from './env.js';
 
 const image = tempDir(t);
@@ -185,4 +189,61 @@ t.test('an SQ in unmapped memory is Controller Fatal Status', async (t) => {
   t.equal((await e.drv.csts()) & 2, 2, 'CFS');
   e.drv.write32(Reg.CC, 0);
   t.equal(await e.drv.csts(), 0, 'a reset clears it');
+});
+
+/**
+ * Guest memory behind DMA messages whose reads take the bytes when they are
+ * asked for and answer a few turns later, as QEMU's replies can arrive
+ * after a doorbell the guest wrote meanwhile.
+ */
+function lateReplyGuest(): Guest {
+  const ctx = new IommuContext();
+  ctx.addDevice('d');
+  const backing = new MemoryBacking(MEM_SIZE);
+  const bytes = backing.bytes!;
+  let n = 0;
+  const later = () => new Promise<void>((r) => {
+    let k = n++ % 5;
+    const step = () => (k-- > 0 ? setImmediate(step) : r());
+    step();
+  });
+  const messenger: DmaMessenger = {
+    maxChunk: 64 * 1024,
+    async read(addr, len) {
+      const off = Number(addr) - BASE;
+      const data = Buffer.from(bytes.subarray(off, off + len));
+      await later();
+      return data;
+    },
+    async write(addr, data) {
+      bytes.set(data, Number(addr) - BASE);
+      await later();
+    },
+  };
+  ctx.type1.map({ iova: BASE, size: MEM_SIZE, flags: 3, messenger });
+  return { ctx, dma: ctx.dma('d'), mem: new GuestMem(bytes, BASE), backing };
+}
+
+t.test('shadow doorbells in memory reached by DMA messages: a late shadow read never moves the tail back', async (t) => {
+  const guest = lateReplyGuest();
+  const e = await make(t, image, { guest });
+  const q = await e.drv.createIoQueues(1, 32);
+  const dbs = e.g.mem.alloc(PAGE, PAGE);
+  const eis = e.g.mem.alloc(PAGE, PAGE);
+  t.equal((await e.drv.cmd(e.drv.admin, { opcode: 0x7c, prp1: dbs, prp2: eis })).status, 0);
+  const buf = e.g.mem.alloc(512, PAGE);
+  // As the driver does: the shadow tail first, then the MMIO doorbell, every time.
+  // Varying gaps put submissions in every phase of the controller's EventIdx write and shadow read.
+  let bad = 0;
+  for (let i = 0; i < 200; i++) {
+    e.drv.put(q, { opcode: 0x02, nsid: 1, prp1: buf });
+    e.g.mem.set32(dbs + 8, q.sqTail);
+    e.drv.ring(q);
+    if ((await e.drv.reap(q)).status !== 0) bad++;
+    await turns(i % 7);
+  }
+  t.equal(bad, 0, 'every command succeeded');
+  await turns(50);
+  t.equal(e.drv.peek(q), undefined, 'no completion of a command never submitted');
+  t.equal(e.ctrl.stats().ioCommands, 200, 'exactly the 200 commands');
 });
