@@ -83,7 +83,8 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
   let control: ControlServer | null = null;
   if (cfg.control) {
     try {
-      control = await ControlServer.open(cfg.control, contexts, log.child('control'));
+      const devices = new Map([...models].map(([name, m]) => [name, m.device]));
+      control = await ControlServer.open(cfg.control, contexts, log.child('control'), { devices });
     } catch (err) {
       server.close();
       throw err;
