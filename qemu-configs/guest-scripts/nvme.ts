@@ -32,7 +32,7 @@ function checkNsid(nsid: number, what: string): number {
  *   nvme_ns CTRL NSID         the block device name of namespace NSID; waits up to 10 s
  *   nvme_names CTRL           the block device names of all its namespaces, in NSID order
  *   nvme_ns_report NAME       results NAME_nsid, _sectors, _lbs, _ro, _discard_max,
- *                             _max_hw_kb, _nr_queues
+ *                             _max_hw_kb, _nr_queues, _write_cache
  */
 export const NVME_HELPERS = `${TIMING_HELPERS}
 nvme_pci_of_class() {
@@ -102,6 +102,7 @@ nvme_ns_report() {
   result $1_discard_max "$(cat $q/discard_max_bytes)"
   result $1_max_hw_kb "$(cat $q/max_hw_sectors_kb)"
   result $1_nr_queues "$(ls /sys/block/$1/mq | wc -l)"
+  result $1_write_cache "$(cat $q/write_cache)"
 }
 `;
 
@@ -116,7 +117,8 @@ export interface NvmeScriptOptions {
    * After the pattern: the first `writeMiB` MiB of it written to namespace
    * `nsid` at offset 0 (O_DIRECT, fsync), then `blkdiscard -o offsetMiB -l
    * lengthMiB` on that namespace (the host checks that the image lost the
-   * blocks and holds zeros there).
+   * blocks and holds zeros there). The guest waits a second after its
+   * `@@MARK discard-start`, so that the host can look at the image first.
    */
   discard?: { nsid: number; writeMiB: number; offsetMiB: number; lengthMiB: number };
   /** After the rest: `count` reads of 4 KiB with O_DIRECT from namespace `nsid`, one at a time. */
@@ -162,6 +164,7 @@ result discard_dev $n
 dd if=/tmp/pattern of=/dev/$n bs=1M count=${d.writeMiB} oflag=direct conv=fsync 2>/tmp/dd.err
 result discard_write_status "$? $(tail -n 1 /tmp/dd.err)"
 echo "${MARK} discard-start"
+sleep 1
 blkdiscard -o $((${d.offsetMiB} * 1048576)) -l $((${d.lengthMiB} * 1048576)) /dev/$n 2>/tmp/discard.err
 result discard_status "$? $(tail -n 1 /tmp/discard.err)"
 echo "${MARK} discard-end"`);
