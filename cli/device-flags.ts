@@ -13,7 +13,7 @@ export function deviceFlagSpecs(definition: DeviceDefinition): Record<string, Fl
   for (const [name, o] of Object.entries(definition.options)) {
     out[flagName(name, o)] = o.type === 'boolean'
       ? { type: 'boolean', help: describeOption(o) }
-      : { type: 'string', help: describeOption(o), placeholder: PLACEHOLDER[o.type] };
+      : { type: 'string', help: describeOption(o), placeholder: PLACEHOLDER[o.type], ...(o.repeatable ? { repeat: true } : {}) };
   }
   return out;
 }

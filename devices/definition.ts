@@ -26,6 +26,11 @@ export interface OptionSpec {
   readonly hex?: boolean;
   /** Command-line flag without the dashes (default: the option name in kebab-case). */
   readonly flag?: string;
+  /**
+   * May be given more than once: the value is a non-empty list (`--disk a.img
+   * --disk b.img` on the command line, an array or a single value in a config file).
+   */
+  readonly repeatable?: boolean;
 }
 
 /** A device's options by name (the name used in config files and by `create`). */
@@ -33,6 +38,9 @@ export type OptionsSchema = { readonly [name: string]: OptionSpec };
 
 /** The TypeScript type of one option's value. */
 export type OptionValue<T extends OptionType> = T extends 'boolean' ? boolean : T extends 'string' ? string : number;
+
+/** An option's value as `create` gets it: a list for a repeatable option. */
+type SpecValue<S extends OptionSpec> = S extends { readonly repeatable: true } ? OptionValue<S['type']>[] : OptionValue<S['type']>;
 
 type Present<S extends OptionSpec> = S extends { readonly required: true } | { readonly default: unknown } ? true : false;
 
@@ -44,9 +52,9 @@ type Present<S extends OptionSpec> = S extends { readonly required: true } | { r
 export type OptionValues<S extends OptionsSchema> = string extends keyof S ? any : KnownOptionValues<S>;
 
 type KnownOptionValues<S extends OptionsSchema> = {
-  -readonly [K in keyof S as Present<S[K]> extends true ? K : never]: OptionValue<S[K]['type']>;
+  -readonly [K in keyof S as Present<S[K]> extends true ? K : never]: SpecValue<S[K]>;
 } & {
-  -readonly [K in keyof S as Present<S[K]> extends true ? never : K]?: OptionValue<S[K]['type']>;
+  -readonly [K in keyof S as Present<S[K]> extends true ? never : K]?: SpecValue<S[K]>;
 };
 
 /** What the server hands to `create`. */
@@ -138,9 +146,11 @@ function schemaProblems(options: Record<string, unknown>): string[] {
     if (s.required !== undefined && typeof s.required !== 'boolean') problems.push(`${what}: 'required' must be true or false`);
     if (s.required === true && s.default !== undefined) problems.push(`${what}: a required option has no default`);
     if (s.flag !== undefined && (typeof s.flag !== 'string' || !FLAG_RE.test(s.flag))) problems.push(`${what}: 'flag' must be a lower-case name like "queue-size"`);
+    if (s.repeatable !== undefined && typeof s.repeatable !== 'boolean') problems.push(`${what}: 'repeatable' must be true or false`);
+    if (s.repeatable === true && s.type === 'boolean') problems.push(`${what}: a boolean option cannot be repeatable`);
     if (s.default !== undefined && OPTION_TYPES.includes(s.type as OptionType)) {
       try {
-        parseOption(name, s as unknown as OptionSpec, s.default, 'default');
+        parseValue(name, s as unknown as OptionSpec, s.default, 'default');
       } catch (err) {
         problems.push(`${what}: bad default: ${(err as Error).message}`);
       }
@@ -227,15 +237,27 @@ export function validateOptions(
       throw new OptionError(`${what(name)}: unknown option for ${device} (${known.length ? `known: ${known.join(', ')}` : 'it has no options'})`);
     }
     if (value === undefined) continue;
-    out[name] = parseOption(name, schema[name]!, value, what(name));
+    out[name] = parseValue(name, schema[name]!, value, what(name));
   }
   for (const [name, spec] of Object.entries(schema)) {
     if (out[name] !== undefined) continue;
     // Defaults go through the same parser: a size default may be written '1M'.
-    if (spec.default !== undefined) out[name] = parseOption(name, spec, spec.default, `${what(name)} (default)`);
+    if (spec.default !== undefined) out[name] = parseValue(name, spec, spec.default, `${what(name)} (default)`);
     else if (spec.required) throw new OptionError(`${what(name)} is required for ${device}`);
   }
   return out;
+}
+
+/** Most values a repeatable option takes. */
+const MAX_REPEAT = 64;
+
+/** An option's value: parseOption, or for a repeatable option a list of them (one value alone is a list of one). */
+export function parseValue(name: string, spec: OptionSpec, value: unknown, what: string): unknown {
+  if (!spec.repeatable) return parseOption(name, spec, value, what);
+  const list = Array.isArray(value) ? value : [value];
+  if (list.length === 0) throw new OptionError(`${what} needs at least one value`);
+  if (list.length > MAX_REPEAT) throw new OptionError(`${what}: at most ${MAX_REPEAT} values`);
+  return list.map((v, i) => parseOption(name, spec, v, list.length > 1 ? `${what}[${i}]` : what));
 }
 
 /** One line of help for an option: its text, range, unit and default. */
@@ -246,6 +268,7 @@ export function describeOption(spec: OptionSpec): string {
   else if (spec.max !== undefined) notes.push(`at most ${formatNumber(spec, spec.max)}`);
   if (spec.unit) notes.push(spec.unit);
   if (spec.required) notes.push('required');
+  if (spec.repeatable) notes.push('repeatable');
   if (spec.default !== undefined) notes.push(`default ${typeof spec.default === 'number' ? formatNumber(spec, spec.default) : String(spec.default)}`);
   return notes.length ? `${spec.help} (${notes.join(', ')})` : spec.help;
 }

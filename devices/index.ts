@@ -8,8 +8,9 @@ import { DefinitionError, quietLogger } from './definition.js';
 import { gpioDevice } from './gpio-idio16/definition.js';
 import { rngDevice } from './virtio-rng/definition.js';
 import { blkDevice } from './virtio-blk/definition.js';
+import { nvmeDevice } from './nvme/definition.js';
 
-const builtins = { gpio: gpioDevice, rng: rngDevice, blk: blkDevice };
+const builtins = { gpio: gpioDevice, rng: rngDevice, blk: blkDevice, nvme: nvmeDevice };
 
 type Builtins = typeof builtins;
 /** The name of a built-in device kind. */

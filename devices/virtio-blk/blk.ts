@@ -5,7 +5,7 @@
 // file and guest memory (DeviceDma views: the mapped guest RAM itself, or
 // bounce buffers when the memory is reached by DMA_READ/WRITE messages):
 // what the page cache holds is copied at once on the event loop (it never
-// waits for the disk), the rest on the libuv thread pool (file-io.ts). The
+// waits for the disk), the rest on the libuv thread pool (../block/file-io.ts). The
 // header and status byte are read and written in place when mapped.
 // A failed request (bad sector, DMA fault, I/O error, write to a read-only
 // disk) completes with VIRTIO_BLK_S_IOERR; the device keeps going.
@@ -37,7 +37,8 @@ import {
   OUTHDR_SIZE,
   SECTOR,
 } from './constants.js';
-import { fdatasync, punchHole, readFull, writeFull, zeroRange } from './file-io.js';
+import { fdatasync, punchHole, readFull, writeFull, zeroRange } from '../block/file-io.js';
+import { openImage } from '../block/image.js';
 
 export interface VirtioBlkOptions {
   /** Raw image file. */
@@ -124,7 +125,7 @@ export class VirtioBlk {
       throw new RangeError(`queueSize must be a power of two in 4..1024, got ${queueSize}`);
     }
     this.numQueues = queues;
-    const { fd, size } = openImage(options.disk, options.size, this.readonly);
+    const { fd, size } = openImage('virtio-blk', options.disk, options.size, this.readonly, SECTOR);
     this.fd = fd;
     this.size = size;
     this.capacity = Math.floor(size / SECTOR);
@@ -305,37 +306,4 @@ export class VirtioBlk {
     if (!this.writeback) await fdatasync(this.fd);
     this.stats.bytesWritten += ranges.reduce((s, r) => s + r[1], 0);
   }
-}
-
-/** Open (or create) the image; its size decides the capacity. */
-function openImage(disk: string, size: number | undefined, readonly: boolean): { fd: number; size: number } {
-  if (size !== undefined && (!Number.isSafeInteger(size) || size < SECTOR || size % SECTOR !== 0)) {
-    throw new RangeError(`size must be a positive multiple of ${SECTOR} bytes, got ${size}`);
-  }
-  let fd: number;
-  try {
-    fd = fs.openSync(disk, readonly ? 'r' : 'r+');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || size === undefined || readonly) {
-      const hint = (e as NodeJS.ErrnoException).code === 'ENOENT' ? (readonly ? ' (a read-only disk must exist)' : ' (give a size to create it)') : '';
-      throw new Error(`virtio-blk: cannot open ${disk}: ${(e as Error).message}${hint}`);
-    }
-    fd = fs.openSync(disk, 'wx+', 0o644);
-    try {
-      fs.ftruncateSync(fd, size);
-    } catch (err) {
-      fs.closeSync(fd);
-      throw err;
-    }
-  }
-  const st = fs.fstatSync(fd);
-  if (!st.isFile()) {
-    fs.closeSync(fd);
-    throw new Error(`virtio-blk: ${disk} is not a regular file`);
-  }
-  if (st.size < SECTOR) {
-    fs.closeSync(fd);
-    throw new Error(`virtio-blk: ${disk} is smaller than one sector (${st.size} bytes)`);
-  }
-  return { fd, size: st.size };
 }

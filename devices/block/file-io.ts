@@ -1,4 +1,4 @@
-// File I/O for virtio-blk: positioned scatter/gather straight between the
+// File I/O for block devices (virtio-blk, nvme): positioned scatter/gather straight between the
 // image and the guest's buffers (native preadvSpans/pwritevSpans: one iovec
 // built once, a page-cache hit copied inline without waiting for the disk,
 // the rest on the libuv thread pool), fdatasync, and the fallocate-based
