@@ -81,6 +81,4 @@ export interface VfioUserDevice {
   attachClient(client: DeviceClient): void;
   /** The client went away: close IRQ fds, stop DMA, keep device state. */
   detachClient(): void;
-  /** Counters of what the device did (name → number), read by the control socket's `device.stats`. */
-  stats?(): Record<string, number>;
 }

@@ -9,7 +9,7 @@ import net from 'node:net';
 import fs from 'node:fs';
 import { Errno, VfioUserError } from '../protocol/errno.js';
 import type { IommuContext } from '../iommu/context.js';
-import type { VfioUserDevice } from '../devices/device.js';
+import type { DeviceModel } from '../devices/definition.js';
 import {
   FrameReader, MAX_FRAME, encodeFrame, errorResponse, failure, packr, type ControlResponse, type Frame,
 } from './control-frames.js';
@@ -28,19 +28,19 @@ const MAX_CLIENTS = 8;
 export interface ControlOptions {
   /** Largest request or response frame body (default MAX_FRAME). */
   maxFrame?: number;
-  /** The served devices by name, for `device.stats` (without it that op finds no device). */
-  devices?: ReadonlyMap<string, VfioUserDevice>;
+  /** The served device models by name, for `device.stats` (without it that op finds no device). */
+  models?: ReadonlyMap<string, DeviceModel>;
 }
 
 export class ControlServer {
   private readonly server: net.Server;
   private readonly clients = new Map<net.Socket, { end?: Disconnect }>();
   private readonly maxFrame: number;
-  private readonly devices: ReadonlyMap<string, VfioUserDevice>;
+  private readonly models: ReadonlyMap<string, DeviceModel>;
 
   private constructor(readonly path: string, private readonly contexts: ReadonlyMap<string, IommuContext>, private readonly log: Log, opts: ControlOptions) {
     this.maxFrame = opts.maxFrame ?? MAX_FRAME;
-    this.devices = opts.devices ?? new Map();
+    this.models = opts.models ?? new Map();
     // Half-open: a client that shuts down its side after its last request still gets every answer.
     this.server = net.createServer({ allowHalfOpen: true }, (s) => this.onClient(s));
     this.server.maxConnections = MAX_CLIENTS;
@@ -77,7 +77,7 @@ export class ControlServer {
       const ctx = this.contextFor(args);
       if (raw.op === DEVICE_STATS_OP) {
         const name = args.device as string; // contextFor checked it (or named the only device)
-        return { id, result: { ...deviceStats(name, this.devices.get(name)) } };
+        return { id, result: { ...deviceStats(name, this.models.get(name)) } };
       }
       const result = await ctx.dispatch(raw.op, args);
       return { id, result };

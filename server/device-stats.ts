@@ -1,9 +1,10 @@
-// The control socket's `device.stats` operation: a device's own counters
-// (e.g. an NVMe controller's commands and doorbell writes), for tests and
-// operators. A device offers them through the optional `stats()` of
-// VfioUserDevice; the IOMMU dispatcher knows nothing of them.
+// The control socket's `device.stats` operation: a device model's own
+// counters (e.g. an NVMe controller's commands and doorbell writes), for
+// tests and operators. They are part of the model's host-side API, beside
+// its `device`: a `stats()` method, or a `stats` object of numbers (as
+// virtio-blk keeps them). The IOMMU dispatcher knows nothing of them.
 import { fail } from '../protocol/errno.js';
-import type { VfioUserDevice } from '../devices/device.js';
+import type { DeviceModel } from '../devices/definition.js';
 
 /** The operation's name on the control socket. */
 export const DEVICE_STATS_OP = 'device.stats';
@@ -19,14 +20,17 @@ export interface DeviceStatsResult {
 
 /**
  * `device.stats` for `name`: ENODEV when no such device is served, EOPNOTSUPP
- * when it keeps no counters, EIO when what it returns is not a flat map of at
+ * when its model keeps no counters, EIO when they are not a flat map of at
  * most MAX_COUNTERS finite numbers.
  */
-export function deviceStats(name: string, device: VfioUserDevice | undefined): DeviceStatsResult {
-  if (!device) throw fail('ENODEV', `no device '${name}'`);
-  if (typeof device.stats !== 'function') throw fail('EOPNOTSUPP', `device '${name}' keeps no counters`);
-  const raw: unknown = device.stats();
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw fail('EIO', `device '${name}': stats() is not a map`);
+export function deviceStats(name: string, model: DeviceModel | undefined): DeviceStatsResult {
+  if (!model) throw fail('ENODEV', `no device '${name}'`);
+  const source = (model as { stats?: unknown }).stats;
+  let raw: unknown;
+  if (typeof source === 'function') raw = source.call(model);
+  else if (typeof source === 'object' && source !== null) raw = source;
+  else throw fail('EOPNOTSUPP', `device '${name}' keeps no counters`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw fail('EIO', `device '${name}': its stats are not a map`);
   const entries = Object.entries(raw);
   if (entries.length > MAX_COUNTERS) throw fail('EIO', `device '${name}': ${entries.length} counters, above ${MAX_COUNTERS}`);
   const stats: Record<string, number> = {};

@@ -83,8 +83,7 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
   let control: ControlServer | null = null;
   if (cfg.control) {
     try {
-      const devices = new Map([...models].map(([name, m]) => [name, m.device]));
-      control = await ControlServer.open(cfg.control, contexts, log.child('control'), { devices });
+      control = await ControlServer.open(cfg.control, contexts, log.child('control'), { models });
     } catch (err) {
       server.close();
       throw err;
