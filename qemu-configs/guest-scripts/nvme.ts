@@ -134,8 +134,10 @@ export interface NvmeScriptOptions {
  * order), each namespace's NAME_* (nvme_ns_report); with `pattern`: pattern_dev
  * and block.ts's pattern results; with `discard`: discard_dev, discard_write_status,
  * discard_status; with `smallReads`: small_status, small_s; last, per namespace
- * NAME_stat (/sys/block/NAME/stat: the block layer's counts) and irqs (the nvme
- * lines of /proc/interrupts, summed per line).
+ * NAME_stat (/sys/block/NAME/stat: the block layer's counts), kernel_trouble (how
+ * many kernel log lines tell of an nvme timeout, abort, reset, I/O error or a
+ * completion the driver did not expect) and kernel_trouble_first, and irqs (the
+ * nvme lines of /proc/interrupts, summed per line).
  */
 export function nvmeGuestScript(o: NvmeScriptOptions = {}): string {
   const pci = checkPci(o.pci);
@@ -198,6 +200,9 @@ for n in $names; do nvme_ns_report $n; done
 ${parts.join('\n')}
 sync
 for n in $names; do result \${n}_stat $(cat /sys/block/$n/stat); done
+dmesg | grep -E 'nvme.*(timeout|invalid id|genctr|reset|I/O error|Abort|failed)' > /tmp/nvme-trouble
+result kernel_trouble "$(wc -l < /tmp/nvme-trouble)"
+result kernel_trouble_first "$(head -n 1 /tmp/nvme-trouble)"
 result irqs "$(grep nvme /proc/interrupts | awk '{ s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; printf "%s=%d ", $NF, s }')"
 echo @@DONE
 `;

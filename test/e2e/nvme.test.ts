@@ -136,6 +136,10 @@ async function bootNvme(t: Test, v: Variant, script: NvmeScriptOptions, namespac
     return null;
   }
   checkController(t, v, boot, namespaces);
+  t.equal(res.kernel_trouble, '0', 'the driver logged no timeout, abort, reset, I/O error or unexpected completion', {
+    first: res.kernel_trouble_first,
+  });
+  t.equal(snapshots.get('end')?.errors, 0, 'no command completed with an error status');
   if (checkPatternImage(t, res, images[0]!, NS_MIB[0] * MiB, PATTERN_MIB)) {
     checkDmaPath(t, v, dma, counts, PATTERN_MIB * MiB);
     const end = snapshots.get('end') ?? {};
