@@ -10,9 +10,11 @@
 //            frees the image's blocks (st_blocks drops, zeros read back on the
 //            host, the rest intact); 2000 single 4 KiB reads during which the
 //            guest rings far fewer MMIO doorbells than it submits commands
-//            (shadow doorbells, read through the control socket's device.stats)
+//            (shadow doorbells, read through the control socket's device.stats);
+//            a serial number of our choosing
 //   viommu   intel-iommu,caching-mode=on + intel_iommu=on: the guest maps and
-//            unmaps IOVAs per command, QEMU sends a DMA_MAP/UNMAP for each
+//            unmaps IOVAs per command, QEMU sends a DMA_MAP/UNMAP for each;
+//            the namespace has 4096-byte LBAs
 //   private  guest RAM not shareable: every DMA is a DMA_READ/DMA_WRITE message
 //
 // VFIO_USER_TS_E2E_LOG=debug (any server log level) shows the server's log
@@ -61,7 +63,15 @@ interface Boot {
   log: { lines: string[] };
 }
 
-async function bootNvme(t: Test, v: Variant, script: NvmeScriptOptions, namespaces: number): Promise<Boot | null> {
+/** What a boot serves: how many namespaces, and controller options beyond the images. */
+interface Served {
+  namespaces: number;
+  lbaSize?: 512 | 4096;
+  serial?: string;
+}
+
+async function bootNvme(t: Test, v: Variant, script: NvmeScriptOptions, served: Served): Promise<Boot | null> {
+  const namespaces = served.namespaces;
   const p = await provision({ log: (m) => t.comment(`provision: ${m}`) });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `vut-nvme-${v.name}-`));
   const socket = path.join(dir, 'nvme.sock');
@@ -81,7 +91,8 @@ async function bootNvme(t: Test, v: Variant, script: NvmeScriptOptions, namespac
     log.restore();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  rt = await startServer({ devices: [{ name: DEVICE, kind: 'nvme', socket, options: { disk: images } }], control });
+  const options = { disk: images, ...(served.lbaSize ? { lbaSize: served.lbaSize } : {}), ...(served.serial ? { serial: served.serial } : {}) };
+  rt = await startServer({ devices: [{ name: DEVICE, kind: 'nvme', socket, options }], control });
   client = await ControlClient.connect(control);
   const ctx = rt.contexts.get(DEVICE)!;
   const dma = instrument(ctx);
@@ -135,7 +146,7 @@ async function bootNvme(t: Test, v: Variant, script: NvmeScriptOptions, namespac
     explain(t, v, boot);
     return null;
   }
-  checkController(t, v, boot, namespaces);
+  checkController(t, v, boot, served);
   t.equal(res.kernel_trouble, '0', 'the driver logged no timeout, abort, reset, I/O error or unexpected completion', {
     first: res.kernel_trouble_first,
   });
@@ -154,12 +165,14 @@ async function bootNvme(t: Test, v: Variant, script: NvmeScriptOptions, namespac
 }
 
 /** The controller and its namespaces as the guest's driver sees them. */
-function checkController(t: Test, v: Variant, b: Boot, namespaces: number): void {
+function checkController(t: Test, v: Variant, b: Boot, served: Served): void {
   const res = b.r.results;
+  const namespaces = served.namespaces;
   t.equal(res.nvme_class, '0x010802', 'class code 01 08 02 (NVM Express)');
   t.equal(res.nvme_pci_driver, 'nvme', 'the nvme driver bound to the PCI function');
   t.equal(res.nvme_ctrl, 'nvme0', 'the controller is nvme0');
   t.equal(res.nvme_state, 'live', 'the controller is live');
+  if (served.serial) t.equal(res.nvme_serial?.trim(), served.serial, `the serial number is the one served (${served.serial})`);
   t.ok(Number(res.nvme_msix_vectors) >= 2, `the driver enabled MSI-X vectors for the admin and I/O queues (${res.nvme_msix_vectors})`);
   t.ok(Number(res.nvme_queue_count) >= 2, `the driver created I/O queues (queue_count ${res.nvme_queue_count})`);
   if (v.viommu) t.match(res.nvme_iommu_domain ?? '', /^DMA/, `the guest put the controller in a DMA domain (${res.nvme_iommu_domain})`);
@@ -172,6 +185,7 @@ function checkController(t: Test, v: Variant, b: Boot, namespaces: number): void
     const bytes = Number(res[`${name}_sectors`]) * 512; // sysfs counts 512-byte sectors whatever the LBA size
     t.equal(bytes, NS_MIB[nsid - 1]! * MiB, `/dev/${name} (NSID ${nsid}) has its image's size, ${NS_MIB[nsid - 1]} MiB`);
     t.equal(res[`${name}_ro`], '0', `/dev/${name} is writable`);
+    t.equal(res[`${name}_lbs`], String(served.lbaSize ?? 512), `/dev/${name} has ${served.lbaSize ?? 512}-byte logical blocks`);
   }
 }
 
@@ -233,21 +247,21 @@ t.test('nvme: shared RAM; two namespaces, 32 MiB pattern, discard, shadow doorbe
     pattern: { nsid: 1, mib: PATTERN_MIB },
     discard: DISCARD,
     smallReads: { nsid: 1, count: SMALL_READS },
-  }, 2);
+  }, { namespaces: 2, serial: 'E2E-SERIAL-7' });
   if (!b) return;
   checkDiscard(t, b);
   checkShadowDoorbells(t, b);
   explain(t, v, b);
 });
 
-t.test('nvme: 32 MiB pattern behind a guest vIOMMU', async (t) => {
+t.test('nvme: 32 MiB pattern behind a guest vIOMMU, 4096-byte LBAs', async (t) => {
   const v: Variant = { name: 'viommu', memory: 'shared', viommu: true };
-  const b = await bootNvme(t, v, { pattern: { nsid: 1, mib: PATTERN_MIB } }, 1);
+  const b = await bootNvme(t, v, { pattern: { nsid: 1, mib: PATTERN_MIB } }, { namespaces: 1, lbaSize: 4096 });
   if (b) explain(t, v, b);
 });
 
 t.test('nvme: 32 MiB pattern with private RAM (DMA_READ/DMA_WRITE)', async (t) => {
   const v: Variant = { name: 'private', memory: 'private', viommu: false };
-  const b = await bootNvme(t, v, { pattern: { nsid: 1, mib: PATTERN_MIB } }, 1);
+  const b = await bootNvme(t, v, { pattern: { nsid: 1, mib: PATTERN_MIB } }, { namespaces: 1 });
   if (b) explain(t, v, b);
 });
