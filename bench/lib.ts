@@ -1,12 +1,13 @@
 // Shared helpers for the benchmarks: the row type every bench returns, the
-// project root, compiling the C helpers, running child processes and the
-// result table.
+// project root, compiling the C helpers, running child processes, the result
+// table, and what the guest benches share (images, the server log, medians).
 
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, realpathSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../qemu-configs/exec.js';
+import { setLogLevel, setLogSink } from '../server/log.js';
 
 /** One line of the result table. `value` is ours, `floor` the reference measured in the same run. */
 export interface BenchRow {
@@ -93,6 +94,62 @@ export async function stopGroup(child: ChildProcess, graceMs = 3000): Promise<vo
   const t = setTimeout(() => signal('SIGKILL'), graceMs);
   await exited;
   clearTimeout(t);
+}
+
+/** The file system type holding `p` (longest mount-point prefix in /proc/mounts). */
+export function fsTypeOf(p: string): string {
+  try {
+    const real = realpathSync(p);
+    let best = { mnt: '', type: 'unknown', dev: '' };
+    for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+      const [dev, mnt, type] = line.split(' ');
+      if (!dev || !mnt || !type) continue;
+      const m = mnt.replace(/\\040/g, ' ');
+      if ((real === m || real.startsWith(m.endsWith('/') ? m : m + '/')) && m.length >= best.mnt.length) best = { mnt: m, type, dev };
+    }
+    return `${best.type} on ${best.dev}`;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The median of a non-empty list. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+}
+
+/**
+ * dd's write time includes reading /dev/zero in the guest (TCG makes that slow),
+ * the same for both devices: without it the write ratio is the devices' own.
+ */
+export function netOfSource(ours: number, qemu: number, zero: number): string {
+  if (!(ours > zero && qemu > zero)) return '';
+  return `; net of the guest's /dev/zero read (${zero.toFixed(3)} s, rough): ratio ${((qemu - zero) / (ours - zero)).toFixed(2)}`;
+}
+
+/** Writes a raw image of `bytes` zeros, fully allocated, so that no device under test pays for block allocation. */
+export function allocatedImage(path: string, bytes: number): void {
+  const fd = openSync(path, 'w');
+  try {
+    const zeros = Buffer.alloc(16 << 20);
+    for (let off = 0; off < bytes; off += zeros.length) writeSync(fd, zeros, 0, Math.min(zeros.length, bytes - off), off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The server's log at `level`, its last `max` lines kept for a failure report; `restore` puts the usual sink back. */
+export function serverLogTail(level: string, max = 300): { lines: string[]; restore: () => void } {
+  const lines: string[] = [];
+  setLogLevel(level);
+  const restore = setLogSink((line) => {
+    lines.push(line);
+    if (lines.length > max) lines.shift();
+  });
+  return { lines, restore };
 }
 
 function fmtNumber(v: number, unit: string): string {

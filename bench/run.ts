@@ -26,6 +26,7 @@ const BENCHES: BenchModule[] = [
   { name: 'iommu', file: './iommu.js', exportName: 'benchIommu', optional: true },
   { name: 'dma-map', file: './dma-map.js', exportName: 'benchDmaMap', optional: true },
   { name: 'virtio-blk', file: './virtio-blk.js', exportName: 'benchVirtioBlk', optional: true },
+  { name: 'nvme', file: './nvme.js', exportName: 'benchNvme', optional: true },
 ];
 
 function checkRows(name: string, rows: unknown): BenchRow[] {

@@ -31,46 +31,13 @@ import { bootGuest, describeBoot } from '../qemu-configs/boot.js';
 import { builtinVirtioBlkArgs, vfioUserDeviceArgs } from '../qemu-configs/qemu-args.js';
 import { virtioBlkBenchScript } from '../qemu-configs/guest-scripts/virtio.js';
 import { startServer, type RunningServer } from '../server/runtime.js';
-import { setLogLevel, setLogSink } from '../server/log.js';
-import { envNumber, formatTable, progress, type BenchRow } from './lib.js';
+import { allocatedImage, envNumber, formatTable, fsTypeOf, median, netOfSource, progress, serverLogTail, type BenchRow } from './lib.js';
 
 const MiB = 1 << 20;
 const GOAL = 0.8;
 const OURS = { label: 'ours', slot: '08.0', pci: '0000:00:08.0' };
 const QEMU = { label: 'qemu', slot: '10.0', pci: '0000:00:10.0' };
 const QEMU_AP = { label: 'qemuap', slot: '18.0', pci: '0000:00:18.0' };
-
-/** The file system type holding `p` (longest mount-point prefix in /proc/mounts). */
-function fsTypeOf(p: string): string {
-  try {
-    const real = fs.realpathSync(p);
-    let best = { mnt: '', type: 'unknown', dev: '' };
-    for (const line of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
-      const [dev, mnt, type] = line.split(' ');
-      if (!dev || !mnt || !type) continue;
-      const m = mnt.replace(/\\040/g, ' ');
-      if ((real === m || real.startsWith(m.endsWith('/') ? m : m + '/')) && m.length >= best.mnt.length) best = { mnt: m, type, dev };
-    }
-    return `${best.type} on ${best.dev}`;
-  } catch {
-    return 'unknown';
-  }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
-
-/**
- * dd's write time includes reading /dev/zero in the guest (TCG makes that slow),
- * the same for both devices: without it the write ratio is the devices' own.
- */
-function netOfSource(ours: number, qemu: number, zero: number): string {
-  if (!(ours > zero && qemu > zero)) return '';
-  return `; net of the guest's /dev/zero read (${zero.toFixed(3)} s, rough): ratio ${((qemu - zero) / (ours - zero)).toFixed(2)}`;
-}
 
 export async function benchVirtioBlk(): Promise<BenchRow[]> {
   const rounds = envNumber('BENCH_VBLK_ROUNDS', 5);
@@ -81,20 +48,10 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
   const socket = path.join(dir, 'blk.sock');
   const image = path.join(dir, 'disk.img');
   const where = `${base} (${fsTypeOf(dir)})`;
-  const logLines: string[] = [];
-  setLogLevel(process.env.BENCH_VBLK_LOG || 'warn');
-  const restoreLog = setLogSink((line) => {
-    logLines.push(line);
-    if (logLines.length > 300) logLines.shift();
-  });
+  const log = serverLogTail(process.env.BENCH_VBLK_LOG || 'warn');
   let rt: RunningServer | null = null;
   try {
-    // Fully allocated up front, so neither device pays for block allocation.
-    const fd = fs.openSync(image, 'w');
-    const zeros = Buffer.alloc(16 * MiB);
-    for (let off = 0; off < mib * MiB; off += zeros.length) fs.writeSync(fd, zeros, 0, Math.min(zeros.length, mib * MiB - off), off);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
+    allocatedImage(image, mib * MiB);
     progress(`virtio-blk: ${mib} MiB image in ${where}; ${rounds} rounds of dd write+read on each device`);
 
     const standIn = process.env.BENCH_VBLK_OURS === 'qemu';
@@ -135,7 +92,7 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
     });
     const res = r.results;
     const failure = (why: string) =>
-      new Error(`virtio-blk bench: ${why}\n${describeBoot(r)}\n--- server log (last ${logLines.length} lines) ---\n${logLines.join('\n')}`);
+      new Error(`virtio-blk bench: ${why}\n${describeBoot(r)}\n--- server log (last ${log.lines.length} lines) ---\n${log.lines.join('\n')}`);
     if (!r.done || r.exitCode !== 0) throw failure(`the guest script did not finish (${res.error ?? 'see the console'})`);
     if (res.warmup_error) throw failure(`warm-up dd failed: ${res.warmup_error}`);
 
@@ -197,7 +154,7 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
     return rows;
   } finally {
     await rt?.close();
-    restoreLog();
+    log.restore();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

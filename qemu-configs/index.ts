@@ -8,6 +8,7 @@ export {
   viommuArgs,
   vfioUserDeviceArgs,
   builtinVirtioBlkArgs,
+  builtinNvmeArgs,
   kernelCmdline,
   kernelBootArgs,
   type Accel,

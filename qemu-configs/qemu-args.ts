@@ -115,3 +115,35 @@ export function builtinVirtioBlkArgs(image: string, o: BuiltinVirtioBlkOptions =
   if (o.queues) dev.push(`num-queues=${o.queues}`);
   return ['-drive', drive.join(','), '-device', dev.join(',')];
 }
+
+export interface BuiltinNvmeOptions {
+  /** Controller id (default 'qnvme0'); its drives are `<id>-ns<N>`. */
+  id?: string;
+  serial?: string;
+  /** PCI slot on the root bus, e.g. '10.0'. */
+  addr?: string;
+  /** QEMU's host cache mode for the images (default 'writeback'; 'none' = O_DIRECT). */
+  cache?: 'writeback' | 'none' | 'unsafe' | 'directsync' | 'writethrough';
+  /** Skip QEMU's image lock, so that drives used one at a time can share an image. */
+  noLocking?: boolean;
+  /** Discards reach the image (`discard=unmap`), as ours punch holes. */
+  discard?: boolean;
+}
+
+/**
+ * QEMU's own NVMe controller (`-device nvme`) with one namespace per raw image
+ * (NSIDs 1, 2, ... in order): the baseline the NVMe benchmark compares ours against.
+ */
+export function builtinNvmeArgs(images: readonly string[], o: BuiltinNvmeOptions = {}): string[] {
+  const id = o.id ?? 'qnvme0';
+  const ctrl = ['nvme', `id=${id}`, `serial=${o.serial ?? id}`];
+  if (o.addr) ctrl.push(`addr=${o.addr}`);
+  const args = ['-device', ctrl.join(',')];
+  images.forEach((image, i) => {
+    const drive = [`file=${image.replace(/,/g, ',,')}`, 'if=none', `id=${id}-ns${i + 1}`, 'format=raw', `cache=${o.cache ?? 'writeback'}`];
+    if (o.noLocking) drive.push('file.locking=off');
+    if (o.discard) drive.push('discard=unmap');
+    args.push('-drive', drive.join(','), '-device', `nvme-ns,drive=${id}-ns${i + 1},bus=${id},nsid=${i + 1}`);
+  });
+  return args;
+}

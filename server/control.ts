@@ -1,6 +1,7 @@
 // The control socket (`--control PATH`): the IOMMU model's new API (and the
-// legacy type1 ops) from outside the process. Each device has its own IOMMU
-// context; `args.device` picks it (optional when there is one device).
+// legacy type1 ops) from outside the process, plus `device.stats` (a device's
+// own counters). Each device has its own IOMMU context; `args.device` picks it
+// (optional when there is one device).
 // Every request gets exactly one response frame, in order; anything wrong
 // with a frame (bad msgpack, wrong types, unknown op, too large) is an error
 // frame and the connection goes on.
@@ -8,9 +9,11 @@ import net from 'node:net';
 import fs from 'node:fs';
 import { Errno, VfioUserError } from '../protocol/errno.js';
 import type { IommuContext } from '../iommu/context.js';
+import type { DeviceModel } from '../devices/definition.js';
 import {
   FrameReader, MAX_FRAME, encodeFrame, errorResponse, failure, packr, type ControlResponse, type Frame,
 } from './control-frames.js';
+import { DEVICE_STATS_OP, deviceStats } from './device-stats.js';
 import { clearStaleSocket } from './listener.js';
 import type { Log } from './log.js';
 import { Disconnect } from './transport.js';
@@ -25,15 +28,19 @@ const MAX_CLIENTS = 8;
 export interface ControlOptions {
   /** Largest request or response frame body (default MAX_FRAME). */
   maxFrame?: number;
+  /** The served device models by name, for `device.stats` (without it that op finds no device). */
+  models?: ReadonlyMap<string, DeviceModel>;
 }
 
 export class ControlServer {
   private readonly server: net.Server;
   private readonly clients = new Map<net.Socket, { end?: Disconnect }>();
   private readonly maxFrame: number;
+  private readonly models: ReadonlyMap<string, DeviceModel>;
 
   private constructor(readonly path: string, private readonly contexts: ReadonlyMap<string, IommuContext>, private readonly log: Log, opts: ControlOptions) {
     this.maxFrame = opts.maxFrame ?? MAX_FRAME;
+    this.models = opts.models ?? new Map();
     // Half-open: a client that shuts down its side after its last request still gets every answer.
     this.server = net.createServer({ allowHalfOpen: true }, (s) => this.onClient(s));
     this.server.maxConnections = MAX_CLIENTS;
@@ -68,6 +75,10 @@ export class ControlServer {
         if (k in args) throw new VfioUserError(Errno.EINVAL, `'${k}' cannot be passed over the control socket`);
       }
       const ctx = this.contextFor(args);
+      if (raw.op === DEVICE_STATS_OP) {
+        const name = args.device as string; // contextFor checked it (or named the only device)
+        return { id, result: { ...deviceStats(name, this.models.get(name)) } };
+      }
       const result = await ctx.dispatch(raw.op, args);
       return { id, result };
     } catch (err) {

@@ -83,7 +83,7 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
   let control: ControlServer | null = null;
   if (cfg.control) {
     try {
-      control = await ControlServer.open(cfg.control, contexts, log.child('control'));
+      control = await ControlServer.open(cfg.control, contexts, log.child('control'), { models });
     } catch (err) {
       server.close();
       throw err;

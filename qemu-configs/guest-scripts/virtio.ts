@@ -4,50 +4,28 @@
 // same scripts work against our devices over vfio-user and against QEMU's
 // built-in virtio-*-pci (which is how they were first checked). A script may
 // pin a device to a PCI address (e.g. 0000:00:08.0) when the guest has more
-// than one of a type, as the benchmark does.
-//
-// Guest tools are busybox's: dd (iflag/oflag=direct work), sha256sum,
-// md5sum, hexdump, cmp. Its date has no %N; times come from ash's builtin
-// $EPOCHREALTIME (microseconds, read without a fork). The host may also time
-// the @@MARK lines.
+// than one of a type, as the benchmark does. The block-device work itself
+// (pattern round trip, timed dd rounds) is block.ts's.
+import { MARK, TIMING_HELPERS, checkLabels, checkMiB, checkPci, ddRounds, patternRoundTrip, type DdRoundsOptions } from './block.js';
+
+export { MARK };
 
 /** virtio device types (virtio 1.x, 5 "Device Types"). */
 export const VIRTIO_ID_BLOCK = 2;
 export const VIRTIO_ID_RNG = 4;
 
-/** Printed as `@@MARK <what>` around timed work, for timing on the host. */
-export const MARK = '@@MARK';
-
 function hex4(v: number): string {
   return `0x${v.toString(16).padStart(4, '0')}`;
 }
 
-const PCI_ADDR_RE = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
-
-function checkPci(pci: string | undefined): string {
-  if (pci === undefined) return '';
-  if (!PCI_ADDR_RE.test(pci)) throw new RangeError(`bad PCI address '${pci}' (want e.g. 0000:00:08.0)`);
-  return pci;
-}
-
-function checkMiB(n: number, what: string): number {
-  if (!Number.isInteger(n) || n < 1 || n > 4096) throw new RangeError(`${what}: ${n} MiB`);
-  return n;
-}
-
 /**
- * Shell helpers (times are ash's builtin $EPOCHREALTIME, taken into a variable
- * before any command substitution forks):
- *   up                      guest uptime in seconds (10 ms resolution)
- *   elapsed T0 T1           T1 - T0 in seconds, 6 decimals
+ * Shell helpers (with block.ts's TIMING_HELPERS: up, elapsed):
  *   virtio_find TYPE [PCI]  the first /sys/bus/virtio/devices/virtioN of TYPE (0x0002),
  *                           optionally the one whose PCI parent is PCI; waits up to 10 s
  *   virtio_report PREFIX V  results PREFIX_ids, _pci, _pci_driver, _driver, _features,
  *                           _iommu_domain (when the device is behind an IOMMU)
  */
-export const VIRTIO_HELPERS = `
-up() { cut -d' ' -f1 /proc/uptime; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
+export const VIRTIO_HELPERS = `${TIMING_HELPERS}
 virtio_find() {
   tries=0
   while [ $tries -lt 100 ]; do
@@ -140,7 +118,6 @@ export function virtioBlkGuestScript(o: BlkScriptOptions = {}): string {
   const mib = checkMiB(o.mib ?? 32, 'mib');
   const pci = checkPci(o.pci);
   return `${VIRTIO_HELPERS}
-MIB=${mib}
 v=$(virtio_find ${hex4(VIRTIO_ID_BLOCK)} "${pci}") || { result error "no virtio-blk device on the virtio bus"; ls -l /sys/bus/virtio/devices/; exit 1; }
 virtio_report blk $v
 i=0
@@ -154,49 +131,7 @@ result blkdev $blk
 result sectors "$(cat /sys/block/$blk/size)"
 result ro "$(cat /sys/block/$blk/ro)"
 result logical_block_size "$(cat /sys/block/$blk/queue/logical_block_size)"
-dd if=/dev/urandom of=/tmp/pattern bs=1M count=$MIB 2>/dev/null
-result pattern_sha256 "$(sha256sum < /tmp/pattern | cut -d' ' -f1)"
-sums=
-i=0
-while [ $i -lt $MIB ]; do
-  sums="$sums $(dd if=/tmp/pattern bs=1M skip=$i count=1 2>/dev/null | md5sum | cut -d' ' -f1)"
-  i=$((i + 1))
-done
-result pattern_md5s $sums
-echo "${MARK} write-start"
-t0=$EPOCHREALTIME
-dd if=/tmp/pattern of=$dev bs=1M count=$MIB oflag=direct conv=fsync 2>/tmp/dd.err
-st=$?
-result write_status "$st $(tail -n 1 /tmp/dd.err)"
-t1=$EPOCHREALTIME
-result write_s "$(elapsed $t0 $t1)"
-echo "${MARK} write-end"
-echo 3 > /proc/sys/vm/drop_caches
-echo "${MARK} read-start"
-t0=$EPOCHREALTIME
-dd if=$dev of=/tmp/readback bs=1M count=$MIB iflag=direct 2>/tmp/dd.err
-st=$?
-result read_status "$st $(tail -n 1 /tmp/dd.err)"
-t1=$EPOCHREALTIME
-result read_s "$(elapsed $t0 $t1)"
-echo "${MARK} read-end"
-rsum=$(sha256sum < /tmp/readback | cut -d' ' -f1)
-result readback_sha256 "$rsum"
-if [ "$rsum" = "$(sha256sum < /tmp/pattern | cut -d' ' -f1)" ]; then
-  result match yes
-else
-  result match no
-  result first_diff "$(cmp /tmp/pattern /tmp/readback 2>&1 | head -n 1)"
-  bad=
-  i=0
-  for s in $sums; do
-    r=$(dd if=/tmp/readback bs=1M skip=$i count=1 2>/dev/null | md5sum | cut -d' ' -f1)
-    [ "$r" = "$s" ] || bad="$bad $i"
-    i=$((i + 1))
-  done
-  result bad_mib $bad
-fi
-rm -f /tmp/readback
+${patternRoundTrip(mib)}
 sync
 echo @@DONE
 `;
@@ -209,14 +144,8 @@ export interface BlkBenchDisk {
   pci: string;
 }
 
-export interface BlkBenchScriptOptions {
+export interface BlkBenchScriptOptions extends Omit<DdRoundsOptions, 'labels'> {
   disks: readonly BlkBenchDisk[];
-  /** MiB per dd (default 256). */
-  mib?: number;
-  /** Timed rounds; each round runs write then read on every disk in turn (default 3). */
-  rounds?: number;
-  /** Untimed MiB written and read on each disk first (default 16). */
-  warmupMiB?: number;
 }
 
 /**
@@ -233,18 +162,8 @@ export interface BlkBenchScriptOptions {
  * of a write's time).
  */
 export function virtioBlkBenchScript(o: BlkBenchScriptOptions): string {
-  const mib = checkMiB(o.mib ?? 256, 'mib');
-  const rounds = o.rounds ?? 3;
-  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) throw new RangeError(`rounds ${rounds}`);
-  const warm = o.warmupMiB ?? 16;
-  if (!Number.isInteger(warm) || warm < 0 || warm > mib) throw new RangeError(`warmupMiB ${warm}`);
-  if (o.disks.length === 0) throw new RangeError('no disks');
-  const labels = new Set<string>();
-  for (const d of o.disks) {
-    if (!/^[a-z0-9]+$/.test(d.label) || labels.has(d.label)) throw new RangeError(`bad or repeated label '${d.label}'`);
-    labels.add(d.label);
-    checkPci(d.pci);
-  }
+  checkLabels(o.disks.map((d) => d.label));
+  for (const d of o.disks) checkPci(d.pci);
   const find = o.disks
     .map(
       (d) => `
@@ -261,52 +180,10 @@ result ${d.label}_scheduler "$(cat /sys/block/$b/queue/scheduler)"
 result ${d.label}_nr_queues "$(ls /sys/block/$b/mq | wc -l)"`,
     )
     .join('\n');
-  const devOf = (label: string) => `$dev_${label}`;
-  const warmup =
-    warm === 0
-      ? ''
-      : o.disks
-          .map(
-            (d) => `
-dd if=/dev/zero of=${devOf(d.label)} bs=1M count=${warm} oflag=direct 2>/dev/null || result warmup_error "${d.label} write"
-dd if=${devOf(d.label)} of=/dev/null bs=1M count=${warm} iflag=direct 2>/dev/null || result warmup_error "${d.label} read"`,
-          )
-          .join('');
-  const round = (disks: readonly BlkBenchDisk[]) =>
-    disks
-      .map(
-        (d) => `
-    timed ${d.label} write $r if=/dev/zero of=${devOf(d.label)} oflag=direct
-    timed ${d.label} read $r if=${devOf(d.label)} of=/dev/null iflag=direct`,
-      )
-      .join('');
+  const rounds = ddRounds({ ...o, labels: o.disks.map((d) => d.label) });
   return `${VIRTIO_HELPERS}
 ${find}
-t0=$EPOCHREALTIME; t1=$EPOCHREALTIME
-result clock_overhead "$(elapsed $t0 $t1)"
-t0=$EPOCHREALTIME
-dd if=/dev/zero of=/dev/null bs=1M count=${mib} 2>/dev/null
-t1=$EPOCHREALTIME
-result t_zero_to_null "$(elapsed $t0 $t1)"
-timed() {
-  l=$1; op=$2; n=$3; shift 3
-  echo "${MARK} $l $op $n start"
-  t0=$EPOCHREALTIME
-  dd "$@" bs=1M count=${mib} 2>/tmp/dd.err
-  st=$?
-  t1=$EPOCHREALTIME
-  echo "${MARK} $l $op $n end"
-  result t_\${l}_\${op}_$n "$(elapsed $t0 $t1)"
-  result st_\${l}_\${op}_$n "$st $(tail -n 1 /tmp/dd.err)"
-}
-${warmup}
-r=1
-while [ $r -le ${rounds} ]; do
-  if [ $((r % 2)) = 1 ]; then${round(o.disks)}
-  else${round([...o.disks].reverse())}
-  fi
-  r=$((r + 1))
-done
+${rounds}
 echo @@DONE
 `;
 }
