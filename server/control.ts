@@ -14,6 +14,8 @@ import {
 import { clearStaleSocket } from './listener.js';
 import type { Log } from './log.js';
 import { Disconnect } from './transport.js';
+import type { FaultInjector } from '../faults/injector.js';
+import { dispatchFaultOp, isFaultOp } from '../faults/control-ops.js';
 
 /** In-process only: an fd or object from outside must never reach the model. */
 const LOCAL_ONLY = ['fd', 'backing', 'messenger', 'messageBase'];
@@ -25,15 +27,19 @@ const MAX_CLIENTS = 8;
 export interface ControlOptions {
   /** Largest request or response frame body (default MAX_FRAME). */
   maxFrame?: number;
+  /** The fault injector the fault.* operations act on (absent: they are EOPNOTSUPP). */
+  faults?: FaultInjector | null;
 }
 
 export class ControlServer {
   private readonly server: net.Server;
   private readonly clients = new Map<net.Socket, { end?: Disconnect }>();
   private readonly maxFrame: number;
+  private readonly faults: FaultInjector | null;
 
   private constructor(readonly path: string, private readonly contexts: ReadonlyMap<string, IommuContext>, private readonly log: Log, opts: ControlOptions) {
     this.maxFrame = opts.maxFrame ?? MAX_FRAME;
+    this.faults = opts.faults ?? null;
     // Half-open: a client that shuts down its side after its last request still gets every answer.
     this.server = net.createServer({ allowHalfOpen: true }, (s) => this.onClient(s));
     this.server.maxConnections = MAX_CLIENTS;
@@ -66,6 +72,10 @@ export class ControlServer {
       if (!isObject(args)) throw new VfioUserError(Errno.EINVAL, 'args must be a map');
       for (const k of LOCAL_ONLY) {
         if (k in args) throw new VfioUserError(Errno.EINVAL, `'${k}' cannot be passed over the control socket`);
+      }
+      if (isFaultOp(raw.op)) {
+        if (!this.faults) throw new VfioUserError(Errno.EOPNOTSUPP, 'this server injects no faults');
+        return { id, result: dispatchFaultOp(this.faults, raw.op, args) };
       }
       const ctx = this.contextFor(args);
       const result = await ctx.dispatch(raw.op, args);
