@@ -257,7 +257,7 @@ export function parseRule(raw: unknown, where: string, defaultId: string): Fault
   onlyKeys(raw, RULE_KEYS, where);
   const id = raw.id === undefined ? defaultId : raw.id;
   if (typeof id !== 'string' || !ID_RE.test(id)) throw bad(`${where}.id`, `must match ${ID_RE}, got ${JSON.stringify(id)}`);
-  const at = `rule '${id}'`;
+  const at = `${where} '${id}'`;
   const action = parseAction(raw.action, `${at}: action`);
   const point = POINT_OF[action.type];
   const rule: FaultRule = { id, point, match: parseMatch(raw.match, point, `${at}: match`), seed: 0, action };
