@@ -143,3 +143,24 @@ export async function bringUp(r: Rig): Promise<DriverRing> {
   return ring;
 }
 
+/** One virtio-blk request through the ring (indirect descriptors); the doorbell is a posted write. */
+export function submitBlk(r: Rig, ring: DriverRing, type: number, sector: number, data: { out?: Buffer; inLen?: number }): { st: number; din: number } {
+  const m = r.mem;
+  const hdr = m.alloc(16);
+  m.set32(hdr, type);
+  m.set64(hdr + 8, sector);
+  const bufs: { addr: number; len: number; write?: boolean }[] = [{ addr: hdr, len: 16 }];
+  if (data.out) {
+    const a = m.alloc(data.out.length, 4096);
+    m.write(a, data.out);
+    for (let o = 0; o < data.out.length; o += 4096) bufs.push({ addr: a + o, len: Math.min(4096, data.out.length - o) });
+  }
+  const din = data.inLen ? m.alloc(data.inLen, 4096) : 0;
+  for (let o = 0; o < (data.inLen ?? 0); o += 4096) bufs.push({ addr: din + o, len: Math.min(4096, data.inLen! - o), write: true });
+  const st = m.alloc(1);
+  m.write(st, Buffer.from([0xee]));
+  bufs.push({ addr: st, len: 1, write: true });
+  ring.push(ring.indirect(bufs));
+  post(r.c, VIRTIO_BAR, Layout.NOTIFY, 2, 0);
+  return { st, din };
+}

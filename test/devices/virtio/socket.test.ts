@@ -15,7 +15,7 @@ import { BlkStatus, BlkType } from '../../../devices/virtio-blk/constants.js';
 import { Common, Status } from '../../../devices/virtio/constants.js';
 import { Layout, VIRTIO_BAR } from '../../../devices/virtio/transport.js';
 import { DriverRing, until } from './env.js';
-import { bringUp, post, read, rig, type Rig } from './socket-rig.js';
+import { bringUp, read, rig, submitBlk, type Rig } from './socket-rig.js';
 
 const MiB = 1 << 20;
 
@@ -29,28 +29,6 @@ async function blkRig(t: Test, memory: 'memfd' | 'messages'): Promise<BlkRig> {
   return { ...r, blk: r.rt.models.get('blk0') as unknown as VirtioBlk, image: path.join(r.dir, 'disk.img') };
 }
 
-/** One request through the ring; the doorbell is a posted write. */
-function submit(r: BlkRig, ring: DriverRing, type: number, sector: number, data: { out?: Buffer; inLen?: number }): { st: number; din: number } {
-  const m = r.mem;
-  const hdr = m.alloc(16);
-  m.set32(hdr, type);
-  m.set64(hdr + 8, sector);
-  const bufs: { addr: number; len: number; write?: boolean }[] = [{ addr: hdr, len: 16 }];
-  if (data.out) {
-    const a = m.alloc(data.out.length, 4096);
-    m.write(a, data.out);
-    for (let o = 0; o < data.out.length; o += 4096) bufs.push({ addr: a + o, len: Math.min(4096, data.out.length - o) });
-  }
-  const din = data.inLen ? m.alloc(data.inLen, 4096) : 0;
-  for (let o = 0; o < (data.inLen ?? 0); o += 4096) bufs.push({ addr: din + o, len: Math.min(4096, data.inLen! - o), write: true });
-  const st = m.alloc(1);
-  m.write(st, Buffer.from([0xee]));
-  bufs.push({ addr: st, len: 1, write: true });
-  ring.push(ring.indirect(bufs));
-  post(r.c, VIRTIO_BAR, Layout.NOTIFY, 2, 0);
-  return { st, din };
-}
-
 /**
  * The test client answers DMA_READ synchronously and spins on EAGAIN in the
  * same thread as the server, so the replies to the device's concurrent
@@ -58,7 +36,7 @@ function submit(r: BlkRig, ring: DriverRing, type: number, sector: number, data:
  */
 async function roundTrip(t: Test, r: BlkRig, ring: DriverRing, bytes = 256 * 1024): Promise<void> {
   const data = randomBytes(bytes);
-  const w = submit(r, ring, BlkType.OUT, 2048, { out: data });
+  const w = submitBlk(r, ring, BlkType.OUT, 2048, { out: data });
   await until(() => ring.usedIdx === 1, 'write used', 10_000);
   t.equal(r.mem.read(w.st, 1)[0], BlkStatus.OK, 'OUT: status OK');
   await until(() => native.eventfdRead(r.efds[0]!) > 0, 'queue eventfd', 5000);
@@ -70,13 +48,13 @@ async function roundTrip(t: Test, r: BlkRig, ring: DriverRing, bytes = 256 * 102
   t.ok(onDisk.equals(data), 'the image holds the data');
 
   ring.usedEvent = 1;
-  const rd = submit(r, ring, BlkType.IN, 2048, { inLen: data.length });
+  const rd = submitBlk(r, ring, BlkType.IN, 2048, { inLen: data.length });
   await until(() => ring.usedIdx === 2, 'read used', 10_000);
   t.equal(r.mem.read(rd.st, 1)[0], BlkStatus.OK, 'IN: status OK');
   t.ok(r.mem.read(rd.din, data.length).equals(data), 'read back through the ring');
   await until(() => native.eventfdRead(r.efds[0]!) > 0, 'queue eventfd', 5000);
   ring.usedEvent = 2;
-  const f = submit(r, ring, BlkType.FLUSH, 0, {});
+  const f = submitBlk(r, ring, BlkType.FLUSH, 0, {});
   await until(() => ring.usedIdx === 3, 'flush used', 10_000);
   t.equal(r.mem.read(f.st, 1)[0], BlkStatus.OK, 'FLUSH: status OK');
   t.same(ring.takeUsed().map((u) => u.len), [1, data.length + 1, 1], 'used lengths');
@@ -110,7 +88,7 @@ t.test('guest RAM without an fd: every DMA over messages, the session never bloc
   };
   const before = ring.usedIdx;
   const started = Date.now();
-  submit(r, ring, BlkType.IN, 0, { inLen: 4096 });
+  submitBlk(r, ring, BlkType.IN, 0, { inLen: 4096 });
   const st = await read(r.c, VIRTIO_BAR, Layout.COMMON + Common.DEVICE_STATUS, 1);
   const took = Date.now() - started;
   t.ok(st & Status.DRIVER_OK, 'status read');
