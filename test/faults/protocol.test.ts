@@ -14,6 +14,9 @@ import {
   CFG, VENDOR_DEVICE, accessReply, assertErrorReply, assertReply, assertServes, openClient, recordIncoming, send, sleep, waitFor, waitIdle,
 } from '../conformance/helpers.js';
 import { VfioUserClient } from '../../testing/vfio-user-client.js';
+import { encodeSetIrqsRequest } from '../../protocol/commands/set-irqs.js';
+import * as V from '../../devices/pci/vfio-constants.js';
+import * as native from '../../native/index.js';
 import type { FaultEvent } from '../../faults/events.js';
 import { counts, startGpioWithFaults } from './helpers.js';
 
@@ -205,4 +208,19 @@ t.test('needs-reset on a device without its own error state and no ERR eventfd: 
   assertErrorReply(t, r.reply, r, Errno.EIO, 'no error state to enter');
   t.equal((await send(c, Command.DEVICE_GET_INFO, encodeDeviceGetInfoRequest())).reply.errno, 0, 'times: 1');
   await assertServes(t, c);
+});
+
+t.test('needs-reset on a PCI device with an ERR eventfd: ERR is signalled, the request is served', async (t) => {
+  const fx = await startGpioWithFaults(t, { rules: [{ id: 'nr', match: { command: 'DEVICE_GET_INFO' }, times: 1, action: { type: 'needs-reset' } }] });
+  const c = await openClient(t, fx);
+  const efd = native.eventfd(0);
+  t.teardown(() => native.close(efd));
+  const set = await send(c, Command.DEVICE_SET_IRQS, encodeSetIrqsRequest({
+    flags: V.VFIO_IRQ_SET_DATA_EVENTFD | V.VFIO_IRQ_SET_ACTION_TRIGGER, index: V.VFIO_PCI_ERR_IRQ_INDEX, start: 0, count: 1,
+  }), { fds: [efd] });
+  t.equal(set.reply.errno, 0, 'ERR eventfd set');
+  t.equal(native.eventfdRead(efd), -native.EAGAIN, 'not signalled before');
+  t.equal((await send(c, Command.DEVICE_GET_INFO, encodeDeviceGetInfoRequest())).reply.errno, 0, 'the request itself is served');
+  t.equal(native.eventfdRead(efd), 1, 'ERR signalled once');
+  t.same(counts(fx.faults, 'nr'), { matched: 1, injected: 1 });
 });
