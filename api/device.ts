@@ -36,6 +36,16 @@ export { quietLogger } from '../devices/definition.js';
 export type { VfioUserDevice } from '../devices/device.js';
 /** What a device gets while a client is connected: its DeviceDma and a logger. */
 export type { DeviceClient } from '../devices/device.js';
+/** Fault injection's questions to a device (DeviceClient.faults): blockStatus per block I/O, interrupt per signal. */
+export type { DeviceFaultHooks } from '../devices/fault-hooks.js';
+/** One block I/O as a block device asks about it: op, first block, block count. */
+export type { BlockIo } from '../devices/fault-hooks.js';
+/** The block operations a fault rule can name. */
+export type { BlockOp } from '../devices/fault-hooks.js';
+/** A status a fault rule injects into a block I/O (virtio-blk IOERR/UNSUPP, or an NVMe status). */
+export type { InjectedBlockStatus } from '../devices/fault-hooks.js';
+/** What a fault rule does to an interrupt: lose it or delay it. */
+export type { InjectedIrq } from '../devices/fault-hooks.js';
 /** The logger interface devices are given. */
 export type { Logger } from '../devices/device.js';
 /** A region's size, VFIO flags and mmap-able areas (device side of REGION_INFO). */

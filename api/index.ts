@@ -20,6 +20,16 @@ export type { ServerConfig } from '../cli/config.js';
 export type { DeviceConfig } from '../cli/config.js';
 /** A config that cannot be served. */
 export { ConfigError } from '../cli/config.js';
+/** A running server's fault injector (RunningServer.faults): add, list, clear, release rules; onFault listeners. */
+export { FaultInjector } from '../faults/injector.js';
+/** One injected fault, as FaultInjector.onFault listeners receive it. */
+export type { FaultEvent } from '../faults/events.js';
+/** A function FaultInjector.onFault calls with every injected fault. */
+export type { FaultListener } from '../faults/events.js';
+/** What FaultInjector.list (and fault.list) returns: rules with their counters, totals per device and action. */
+export type { FaultList } from '../faults/injector.js';
+/** One rule in a FaultList with its matched and injected counts. */
+export type { RuleStatus } from '../faults/injector.js';
 /** Sets the server's log level: silent, error (default), warn, info, debug or trace. */
 export { setLogLevel } from '../server/log.js';
 

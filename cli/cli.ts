@@ -1,8 +1,8 @@
-// `vfio-user-ts <command>`: serve, vm, demo, iommu, provision, devices, help.
+// `vfio-user-ts <command>`: serve, vm, demo, iommu, fault, provision, devices, help.
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 import path from 'node:path';
 import { helpFor, parseArgs, UnknownFlagError, UsageError, type FlagSpec, type FlagValues } from './cli-args.js';
-import { ConfigError, loadConfigFile, validateConfig, type ServerConfig } from './config.js';
+import { ConfigError, faultRules, loadConfigFile, validateConfig, type ServerConfig } from './config.js';
 import { deviceFlagSpecs, deviceTable, optionsFromFlags } from './device-flags.js';
 import { setLogLevel, rootLog } from '../server/log.js';
 import { startServer } from '../server/runtime.js';
@@ -22,7 +22,9 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   socket: { type: 'string', help: 'UNIX socket path QEMU connects to' },
   name: { type: 'string', help: 'device name (default: <kind>0)' },
   config: { type: 'string', help: 'JSON file describing several devices' },
-  control: { type: 'string', help: 'control socket for the IOMMU API' },
+  control: { type: 'string', help: 'control socket for the IOMMU API and fault operations' },
+  faults: { type: 'string', help: 'JSON file of fault rules in force from the start', placeholder: 'FILE' },
+  deterministic: { type: 'u32', help: 'deterministic mode: seeded random values (virtio-rng), same seed and requests give the same replies', placeholder: 'SEED' },
 };
 
 function usage(): string {
@@ -36,6 +38,7 @@ commands:
   vm ... --print-qemu-args                      print the QEMU command line for them instead
   demo                                          provision, serve a GPIO device, boot a guest, show what it saw
   iommu <op> --control PATH [key=value ...]     one IOMMU operation over a server's control socket
+  fault add|list|clear|release --control PATH   fault rules of a running server (add: a rule as JSON or --file F)
   provision [--json]                            fetch and build QEMU + guest into the cache
   devices [--markdown]                          list the built-in device kinds (--markdown: as the README's table)
   help                                          this text
@@ -72,6 +75,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'iommu': {
         const { iommuCommand } = await import('./iommu-cli.js');
         return await iommuCommand(rest);
+      }
+      case 'fault': {
+        const { faultCommand } = await import('./fault-cli.js');
+        return await faultCommand(rest);
       }
       case 'provision':
         return await provisionCommand(rest);
@@ -152,6 +159,8 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
     }
     const cfg = await loadConfigFile(flags.config as string);
     if (flags.control !== undefined) cfg.control = path.resolve(flags.control as string);
+    if (flags.faults !== undefined) cfg.faults = faultRules(flags.faults, '--faults', process.cwd(), cfg.devices.map((d) => d.name));
+    if (flags.deterministic !== undefined) cfg.deterministic = flags.deterministic as number;
     return { cfg, flags };
   }
   if (!kind || !definition) throw new UsageError(`${o.command} needs a device kind (see \`vfio-user-ts devices\`) or --config`);
@@ -162,6 +171,8 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
     devices: [{ kind, socket, name, ...optionsFromFlags(definition, flags, kindLabel(kind, definition)) }],
   };
   if (flags.control !== undefined) raw.control = flags.control;
+  if (flags.faults !== undefined) raw.faults = flags.faults;
+  if (flags.deterministic !== undefined) raw.deterministic = flags.deterministic;
   return { cfg: await validateConfig(raw, 'command line'), flags };
 }
 

@@ -9,6 +9,8 @@ import path from 'node:path';
 import { LEVELS } from '../server/log.js';
 import { DefinitionError, validateOptions, type DeviceDefinition } from '../devices/definition.js';
 import { kindLabel, resolveDeviceKind } from '../devices/load.js';
+import { checkFaultRules, FaultsFileError, loadFaultsFile } from '../faults/file.js';
+import { checkSeed } from '../faults/prng.js';
 
 /** One checked device of a config. */
 export interface DeviceConfig {
@@ -28,6 +30,10 @@ export interface ServerConfig {
   /** Control socket for the IOMMU API (msgpack frames). */
   control?: string;
   logLevel?: string;
+  /** Fault rules in force from the start (checked). */
+  faults?: unknown[];
+  /** Deterministic mode's seed. */
+  deterministic?: number;
 }
 
 /** A configuration (file or command line) that cannot be served; the message says where and why. */
@@ -52,7 +58,7 @@ export function checkSocketPath(p: unknown, what: string): string {
  */
 export async function validateConfig(raw: unknown, source: string, baseDir: string = process.cwd()): Promise<ServerConfig> {
   if (!isObject(raw)) throw new ConfigError(`${source}: expected a JSON object`);
-  const known = new Set(['devices', 'control', 'logLevel']);
+  const known = new Set(['devices', 'control', 'logLevel', 'faults', 'deterministic']);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(`${source}: unknown key '${k}'`);
   if (!Array.isArray(raw.devices) || raw.devices.length === 0) throw new ConfigError(`${source}: 'devices' must be a non-empty array`);
   const names = new Set<string>();
@@ -88,7 +94,25 @@ export async function validateConfig(raw: unknown, source: string, baseDir: stri
     }
     cfg.logLevel = raw.logLevel;
   }
+  if (raw.faults !== undefined) cfg.faults = faultRules(raw.faults, `${source}: faults`, baseDir, devices.map((d) => d.name));
+  if (raw.deterministic !== undefined) {
+    try {
+      cfg.deterministic = checkSeed(raw.deterministic, `${source}: deterministic`);
+    } catch (e) {
+      throw new ConfigError((e as Error).message);
+    }
+  }
   return cfg;
+}
+
+/** `faults`: a list of rules, or the path of a faults file (relative to `baseDir`); ConfigError when bad. */
+export function faultRules(v: unknown, what: string, baseDir: string, devices: string[]): unknown[] {
+  try {
+    return typeof v === 'string' ? loadFaultsFile(path.resolve(baseDir, v), devices) : checkFaultRules(v, what, devices);
+  } catch (e) {
+    if (e instanceof FaultsFileError) throw new ConfigError(e.message);
+    throw e;
+  }
 }
 
 /** Reads and checks a JSON config file; module paths in it are relative to its folder. */

@@ -63,6 +63,12 @@ export interface DeviceContext {
   readonly name: string;
   /** Logger for this device, quiet unless the server's log level says otherwise. */
   readonly log: Logger;
+  /**
+   * Deterministic mode (`--deterministic SEED`): fills a buffer from a seeded
+   * generator. A device that makes random values must draw them from this
+   * when it is given, so that the same seed and requests give the same replies.
+   */
+  readonly entropy?: (out: Uint8Array) => void;
 }
 
 /** What `create` returns: the device the server serves, plus whatever host-side API the model offers. */

@@ -3,6 +3,7 @@
 // the device validates indices and ranges against its own regions and IRQs,
 // throwing VfioUserError with the errno the client should see.
 import type { DeviceDma } from '../iommu/device-dma.js';
+import type { DeviceFaultHooks } from './fault-hooks.js';
 
 /** Minimal structured logger handed to devices (quiet unless enabled). */
 export interface Logger {
@@ -54,6 +55,8 @@ export interface DeviceClient {
   /** The device's only door to guest memory (through the IOMMU model). */
   dma: DeviceDma;
   log: Logger;
+  /** Fault injection's device-side questions, when the server runs an injector. */
+  faults?: DeviceFaultHooks;
 }
 
 export interface VfioUserDevice {
@@ -77,6 +80,11 @@ export interface VfioUserDevice {
    * to release the device. The server calls it on shutdown. True if signalled.
    */
   requestRelease?(): boolean;
+  /**
+   * Fault injection: put the device in its error state (virtio: DEVICE_NEEDS_RESET;
+   * otherwise the ERR interrupt). Returns what it did; 'none' when it could not.
+   */
+  enterErrorState?(reason: string): 'needs-reset' | 'err-irq' | 'none';
   /** A client connected (after VERSION). */
   attachClient(client: DeviceClient): void;
   /** The client went away: close IRQ fds, stop DMA, keep device state. */

@@ -23,7 +23,9 @@ export type DmaFaultReason =
   /** Malformed request: negative length, IOVA past 2^64, ... */
   | 'invalid'
   /** A synchronous view was asked of memory reached only by messages. */
-  | 'indirect';
+  | 'indirect'
+  /** A fault rule failed the access on purpose (faults/). */
+  | 'injected';
 
 /**
  * A DMA the IOMMU refused. errno is EFAULT; the device turns it into its own

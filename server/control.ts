@@ -17,6 +17,8 @@ import { DEVICE_STATS_OP, deviceStats } from './device-stats.js';
 import { clearStaleSocket } from './listener.js';
 import type { Log } from './log.js';
 import { Disconnect } from './transport.js';
+import type { FaultInjector } from '../faults/injector.js';
+import { dispatchFaultOp, isFaultOp } from '../faults/control-ops.js';
 
 /** In-process only: an fd or object from outside must never reach the model. */
 const LOCAL_ONLY = ['fd', 'backing', 'messenger', 'messageBase'];
@@ -30,6 +32,8 @@ export interface ControlOptions {
   maxFrame?: number;
   /** The served device models by name, for `device.stats` (without it that op finds no device). */
   models?: ReadonlyMap<string, DeviceModel>;
+  /** The fault injector the fault.* operations act on (absent: they are EOPNOTSUPP). */
+  faults?: FaultInjector | null;
 }
 
 export class ControlServer {
@@ -37,10 +41,12 @@ export class ControlServer {
   private readonly clients = new Map<net.Socket, { end?: Disconnect }>();
   private readonly maxFrame: number;
   private readonly models: ReadonlyMap<string, DeviceModel>;
+  private readonly faults: FaultInjector | null;
 
   private constructor(readonly path: string, private readonly contexts: ReadonlyMap<string, IommuContext>, private readonly log: Log, opts: ControlOptions) {
     this.maxFrame = opts.maxFrame ?? MAX_FRAME;
     this.models = opts.models ?? new Map();
+    this.faults = opts.faults ?? null;
     // Half-open: a client that shuts down its side after its last request still gets every answer.
     this.server = net.createServer({ allowHalfOpen: true }, (s) => this.onClient(s));
     this.server.maxConnections = MAX_CLIENTS;
@@ -73,6 +79,10 @@ export class ControlServer {
       if (!isObject(args)) throw new VfioUserError(Errno.EINVAL, 'args must be a map');
       for (const k of LOCAL_ONLY) {
         if (k in args) throw new VfioUserError(Errno.EINVAL, `'${k}' cannot be passed over the control socket`);
+      }
+      if (isFaultOp(raw.op)) {
+        if (!this.faults) throw new VfioUserError(Errno.EOPNOTSUPP, 'this server injects no faults');
+        return { id, result: dispatchFaultOp(this.faults, raw.op, args) };
       }
       const ctx = this.contextFor(args);
       if (raw.op === DEVICE_STATS_OP) {

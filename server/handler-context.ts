@@ -5,6 +5,7 @@ import type { VfioUserDevice } from '../devices/device.js';
 import type { DmaMessenger } from '../iommu/backing-message.js';
 import type { DmaSpace } from './dma-space.js';
 import type { Log } from './log.js';
+import type { DeviceFaults } from '../faults/device-faults.js';
 
 /** A handler's reply payload and the fds that go with it (nothing: an empty reply). */
 export type Reply = { payload?: Buffer | readonly Buffer[]; fds?: readonly number[] } | undefined | void;
@@ -17,5 +18,7 @@ export interface HandlerContext {
   readonly space: DmaSpace;
   readonly messenger: DmaMessenger;
   readonly log: Log;
+  /** The device's fault rules, when the server injects faults. */
+  readonly faults: DeviceFaults | null;
   setLimits(limits: NegotiatedLimits): void;
 }

@@ -22,6 +22,7 @@ import { decodeDeviceResetRequest } from '../protocol/commands/device-reset.js';
 import { decodeMigDataReadRequest, decodeMigDataWriteRequest } from '../protocol/commands/mig-data.js';
 import type { VfioUserDevice } from '../devices/device.js';
 import { handleDeviceFeature } from './feature.js';
+import { faultyDma } from '../faults/dma.js';
 import type { FdBag } from './fd-bag.js';
 import type { HandlerContext, Reply } from './handler-context.js';
 
@@ -34,7 +35,9 @@ const handlers: Partial<Record<number, Handler>> = {
     const { reply, limits } = negotiateVersion(req);
     s.setLimits(limits);
     s.space.setMaxMappings(limits.maxDmaMaps);
-    s.device.attachClient({ dma: s.space.dma, log: s.log });
+    s.device.attachClient(s.faults === null
+      ? { dma: s.space.dma, log: s.log }
+      : { dma: faultyDma(s.space.dma, s.faults), log: s.log, faults: s.faults });
     s.log.info(`client negotiated`, limits);
     return { payload: encodeVersionReply(reply) };
   },

@@ -11,6 +11,8 @@ import { ClientDmaSpace } from '../iommu/client-dma.js';
 import { rootLog, setLogLevel, type Log } from './log.js';
 import { VfioUserServer, releaseTimeoutOf, type DeviceHost, type ShutdownOptions } from './server.js';
 import { ControlServer } from './control.js';
+import { FaultInjector } from '../faults/injector.js';
+import { SeededRandom } from '../faults/prng.js';
 
 /** A device built by startServer from its kind and options. */
 export interface DeviceFromKind {
@@ -41,6 +43,13 @@ export interface ServerSpec {
   control?: string;
   /** silent, error, warn, info, debug or trace. */
   logLevel?: string;
+  /**
+   * Fault rules in force from the start (faults/rule.ts). With these or a
+   * control socket the server runs a fault injector (fault.* operations).
+   */
+  faults?: readonly unknown[];
+  /** Deterministic mode: devices draw random values from generators seeded with this. */
+  deterministic?: number;
 }
 
 /** A server started by startServer. */
@@ -50,6 +59,8 @@ export interface RunningServer {
   readonly contexts: ReadonlyMap<string, IommuContext>;
   /** The control socket, when the config names one. */
   readonly control: ControlServer | null;
+  /** The fault injector, when the spec has fault rules or a control socket. */
+  readonly faults: FaultInjector | null;
   host(name: string): DeviceHost;
   /**
    * Stops listening and removes the socket files, asks connected clients to
@@ -66,15 +77,17 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
   const contexts = new Map<string, IommuContext>();
   for (const d of cfg.devices) {
     if (models.has(d.name)) throw new Error(`device name '${d.name}' is used twice`);
-    models.set(d.name, 'model' in d ? d.model : await createModel(d, log.child(d.name)));
+    models.set(d.name, 'model' in d ? d.model : await createModel(d, log.child(d.name), cfg.deterministic));
     const ctx = new IommuContext({ native });
     ctx.addDevice(d.name);
     contexts.set(d.name, ctx);
   }
+  const faults = cfg.faults !== undefined || cfg.control ? new FaultInjector([...models.keys()], { log: log.child('faults') }) : null;
+  cfg.faults?.forEach((r, i) => faults!.add(r, `faults[${i}]`));
   const server = new VfioUserServer((name) => new ClientDmaSpace(contexts.get(name)!, name), log);
   try {
     for (const d of cfg.devices) {
-      server.addDevice({ name: d.name, device: models.get(d.name)!.device, socketPath: d.socket });
+      server.addDevice({ name: d.name, device: models.get(d.name)!.device, socketPath: d.socket, faults: faults?.device(d.name) });
     }
   } catch (err) {
     server.close();
@@ -83,7 +96,7 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
   let control: ControlServer | null = null;
   if (cfg.control) {
     try {
-      control = await ControlServer.open(cfg.control, contexts, log.child('control'), { models });
+      control = await ControlServer.open(cfg.control, contexts, log.child('control'), { models, faults });
     } catch (err) {
       server.close();
       throw err;
@@ -95,6 +108,7 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
     models,
     contexts,
     control,
+    faults,
     host(name) {
       const h = server.host(name);
       if (!h) throw new Error(`no device '${name}'`);
@@ -107,18 +121,23 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
         } catch (e) {
           return Promise.reject(e);
         }
-        closing = server.shutdown(opts).finally(() => control?.close());
+        closing = server.shutdown(opts).finally(() => {
+          faults?.close();
+          return control?.close();
+        });
       }
       return closing;
     },
   };
 }
 
-async function createModel(d: DeviceFromKind, log: Log): Promise<DeviceModel> {
+async function createModel(d: DeviceFromKind, log: Log, seed: number | undefined): Promise<DeviceModel> {
   const definition = typeof d.kind === 'string' ? await resolveDeviceKind(d.kind) : checkDefinition(d.kind, `device '${d.name}'`);
   const label = typeof d.kind === 'string' ? kindLabel(d.kind, definition) : `a ${definition.kind} device`;
   const options = validateOptions(definition, d.options ?? {}, (k) => `device '${d.name}': '${k}'`, label);
-  const model = await definition.create(options as never, { name: d.name, log });
+  // Deterministic mode: each device its own stream of the one seed, fixed by its name.
+  const entropy = seed === undefined ? undefined : new SeededRandom(seed, `device:${d.name}`);
+  const model = await definition.create(options as never, { name: d.name, log, ...(entropy && { entropy: (out: Uint8Array) => entropy.fill(out) }) });
   if (typeof model !== 'object' || model === null || typeof model.device?.info !== 'function') {
     throw new Error(`device '${d.name}': ${definition.kind}'s create() returned no { device } (a VfioUserDevice)`);
   }

@@ -10,12 +10,15 @@ import { Session } from './session.js';
 import { Disconnect } from './transport.js';
 import type { DmaSpace } from './dma-space.js';
 import { rootLog, type Log } from './log.js';
+import type { DeviceFaults } from '../faults/device-faults.js';
 
 export interface DeviceEndpoint {
   /** Unique name (logs, control socket). */
   name: string;
   device: VfioUserDevice;
   socketPath: string;
+  /** The device's fault rules, when the server injects faults. */
+  faults?: DeviceFaults;
 }
 
 /** Makes the per-client DMA space of a device (iommu/client-dma.ts: the IOMMU model's type1 view). */
@@ -70,11 +73,14 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
     this.listener.pause();
     this.connections++;
     const space = this.makeSpace(this.name);
+    const faults = this.endpoint.faults ?? null;
+    if (faults) faults.session = this.connections;
     this.log.info(`client connected (#${this.connections})`);
     this.session = new Session(fd, this.device, space, this.log, (err) => {
       if (err instanceof Disconnect && err.orderly) this.log.info(`client disconnected: ${err.message}`);
       else if (err) this.log.warn(`client dropped: ${err.message}`);
       else this.log.info('client disconnected');
+      faults?.release(); // a reply held for a client that is gone
       try {
         this.device.detachClient();
       } finally {
@@ -85,7 +91,7 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
           this.emit('disconnect', err);
         });
       }
-    }, this.commandCounts);
+    }, this.commandCounts, faults);
     this.emit('connect');
   }
 

@@ -18,13 +18,15 @@ import { DEFAULT_LIMITS, type NegotiatedLimits } from '../protocol/limits.js';
 import { Errno, VfioUserError } from '../protocol/errno.js';
 import * as native from '../native/index.js';
 import type { VfioUserDevice } from '../devices/device.js';
-import { Transport, type Disconnect, type IncomingMessage } from './transport.js';
+import { Disconnect, Transport, type IncomingMessage } from './transport.js';
 import type { DmaSpace } from './dma-space.js';
 import { ClientDmaMessenger } from './dma-messenger.js';
 import { FdBag } from './fd-bag.js';
 import { handleCommand } from './handlers.js';
 import type { HandlerContext, Reply } from './handler-context.js';
 import type { Log } from './log.js';
+import type { DeviceFaults } from '../faults/device-faults.js';
+import { corruptReply, runMessageFault, type CorruptAction } from '../faults/message-fault.js';
 
 interface Queued { header: Header; payload: Buffer; fds: number[] }
 
@@ -39,6 +41,8 @@ export class Session implements HandlerContext {
   private readonly access: RegionAccess = { offset: 0, region: 0, count: 0 };
   private readonly scratch: Buffer[] = Array.from({ length: 9 }, (_, n) => Buffer.alloc(n));
   readonly messenger: ClientDmaMessenger;
+  /** The request whose reply a fault rule corrupts (at most one reply is outstanding at a time). */
+  private corrupting: { h: Header; action: CorruptAction } | null = null;
 
   constructor(
     fd: number,
@@ -48,6 +52,8 @@ export class Session implements HandlerContext {
     private readonly onEnd: (error?: Error) => void,
     /** Requests seen per command name (shared with the host, for tests and status). */
     private readonly counts: Record<string, number> = {},
+    /** The device's fault rules, when the server injects faults. */
+    readonly faults: DeviceFaults | null = null,
   ) {
     this.transport = new Transport(fd, {
       onRawMessage: (buf, at, size) => this.onRawMessage(buf, at, size),
@@ -80,6 +86,7 @@ export class Session implements HandlerContext {
    */
   private onRawMessage(buf: Buffer, at: number, size: number): boolean {
     if (!this.negotiated || this.busy || this.queue.length > 0) return false;
+    if (this.faults !== null && this.faults.message.length !== 0) return false; // rules look at every message
     const flags = u32At(buf, at + 8);
     if ((flags & ~VFIO_USER_F_NO_REPLY) !== VFIO_USER_F_TYPE_COMMAND) return false;
     const command = u16At(buf, at + 2);
@@ -158,7 +165,17 @@ export class Session implements HandlerContext {
       if (!this.negotiated && h.command !== Command.VERSION) {
         throw new VfioUserError(Errno.EINVAL, `${commandName(h.command)} before VERSION`);
       }
-      result = handleCommand(this, h, payload, fdBag);
+      const fired = this.faults === null || this.faults.message.length === 0 ? undefined : this.faults.onMessage(h, payload, !noReply(h.flags));
+      if (fired === undefined) result = handleCommand(this, h, payload, fdBag);
+      else {
+        if (fired.rule.action.type === 'corrupt') this.corrupting = { h, action: fired.rule.action };
+        result = runMessageFault<Reply>(fired, {
+          device: this.device,
+          faults: this.faults!,
+          run: () => handleCommand(this, h, payload, fdBag),
+          drop: (reason) => this.transport.close(new Disconnect('fault', reason)),
+        });
+      }
     } catch (err) {
       fdBag.closeRest();
       this.replyError(h, err);
@@ -197,7 +214,16 @@ export class Session implements HandlerContext {
     const parts = r?.payload === undefined ? [] : Buffer.isBuffer(r.payload) ? [r.payload] : r.payload;
     let size = 0;
     for (const p of parts) size += p.length;
+    if (this.corrupting?.h === h) return this.sendCorrupted(replyHeader(h, size), parts);
     this.transport.send(replyHeader(h, size), parts, r?.fds);
+  }
+
+  /** The reply with the fault rule's field flipped (any fds it carried are not sent). */
+  private sendCorrupted(header: Header, parts: readonly Buffer[]): void {
+    const bytes = corruptReply(header, parts, this.corrupting!.action);
+    this.corrupting = null;
+    const at = this.transport.reserveMessage(bytes.length);
+    if (at >= 0) bytes.copy(this.transport.outBuffer, at);
   }
 
   private replyError(h: Header, err: unknown): void {
@@ -211,6 +237,7 @@ export class Session implements HandlerContext {
       this.log.error(`${commandName(h.command)} #${h.msgId} failed unexpectedly`, err);
     }
     if (noReply(h.flags) || this.closed) return;
+    if (this.corrupting?.h === h) return this.sendCorrupted(replyHeader(h, 0, errno), []);
     this.transport.send(replyHeader(h, 0, errno));
   }
 

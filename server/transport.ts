@@ -26,6 +26,7 @@ export type DisconnectReason =
   | 'stalled' // the peer stopped reading its replies
   | 'io-error' // any other socket error
   | 'internal' // a bug of ours (a handler threw)
+  | 'fault' // a fault rule dropped it on purpose
   | 'shutdown'; // the server closed it
 
 /** The end of a connection, passed to onClose. Orderly ends (EOF, shutdown) are not failures. */

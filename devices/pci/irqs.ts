@@ -15,6 +15,7 @@
 //   device here cannot poll fds. QEMU then falls back to unmasking INTx
 //   with DATA_NONE after each EOI, which is what we implement.
 import type { IrqInfo, Logger, IrqSetRequest } from '../device.js';
+import type { DeviceFaultHooks } from '../fault-hooks.js';
 import { fail } from '../../protocol/errno.js';
 import type { FdOps } from './fd-ops.js';
 import {
@@ -58,6 +59,9 @@ const isU32 = (x: number): boolean => Number.isInteger(x) && x >= 0 && x <= 0xff
 export class IrqState {
   private readonly idx: IndexState[];
 
+  /** Fault injection's interrupt question, while a client with an injector is attached. */
+  faults: DeviceFaultHooks | undefined;
+
   constructor(
     infos: IrqInfo[],
     private readonly fdOps: FdOps,
@@ -94,6 +98,21 @@ export class IrqState {
 
   /** Signal the trigger eventfd of a vector. False if there is none (or it failed). */
   signal(index: number, vector: number): boolean {
+    const fd = this.idx[index]!.fds[vector] ?? -1;
+    if (fd < 0) return false;
+    if (this.faults !== undefined) {
+      const f = this.faults.interrupt(index, vector);
+      // Lost: as if signalled. Late: whatever fd the vector has by then (none after a detach).
+      if (f?.kind === 'lose') return true;
+      if (f?.kind === 'delay') {
+        setTimeout(() => this.signalNow(index, vector), f.delayMs);
+        return true;
+      }
+    }
+    return this.signalNow(index, vector);
+  }
+
+  private signalNow(index: number, vector: number): boolean {
     const fd = this.idx[index]!.fds[vector] ?? -1;
     if (fd < 0) return false;
     const r = this.fdOps.signal(fd);

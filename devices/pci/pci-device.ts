@@ -273,8 +273,18 @@ export class PciDevice implements VfioUserDevice {
     return this.spec.reset?.();
   }
 
+  /** Fault injection: the model's error state, else the ERR interrupt. */
+  enterErrorState(reason: string): 'needs-reset' | 'err-irq' | 'none' {
+    if (this.spec.errorState) {
+      this.spec.errorState(reason);
+      return 'needs-reset';
+    }
+    return this.reportError() ? 'err-irq' : 'none';
+  }
+
   attachClient(client: DeviceClient): void {
     this.current = client;
+    this.irqs.faults = client.faults;
     this.guardedDma = busMasterGuard(client.dma, () => this.busMaster);
     this.spec.attach?.(client);
   }
@@ -284,6 +294,7 @@ export class PciDevice implements VfioUserDevice {
     this.spec.detach?.();
     this.current = undefined;
     this.guardedDma = undefined;
+    this.irqs.faults = undefined;
   }
 
   // ---- reset --------------------------------------------------------------

@@ -127,6 +127,8 @@ export interface PciDeviceSpec {
   attach?(client: DeviceClient): void;
   /** The client went away. */
   detach?(): void;
+  /** Enter the model's own error state (virtio: DEVICE_NEEDS_RESET); without it the ERR interrupt is signalled. */
+  errorState?(reason: string): void;
 }
 
 /** Which path an interrupt took (handy for logs and tests). */

@@ -8,7 +8,8 @@
 // waits for the disk), the rest on the libuv thread pool (../block/file-io.ts). The
 // header and status byte are read and written in place when mapped.
 // A failed request (bad sector, DMA fault, I/O error, write to a read-only
-// disk) completes with VIRTIO_BLK_S_IOERR; the device keeps going.
+// disk) completes with VIRTIO_BLK_S_IOERR; the device keeps going. A fault
+// rule may complete a request with IOERR or UNSUPP before it runs.
 //
 // Durability: a write completes after pwritev returned (page cache); FLUSH
 // completes after fdatasync, which is what a writeback-cache disk promises.
@@ -39,6 +40,7 @@ import {
 } from './constants.js';
 import { fdatasync, punchHole, readFull, writeFull, zeroRange } from '../block/file-io.js';
 import { openImage } from '../block/image.js';
+import { blkFaultIo } from './fault-io.js';
 
 export interface VirtioBlkOptions {
   /** Raw image file. */
@@ -226,6 +228,11 @@ export class VirtioBlk {
     const sector = hdr.getBigUint64(8, true);
     if (this.fd < 0) throw ioerr('the image is closed');
     if (chain.stale) throw ioerr('the queue was reset');
+    const faults = this.device.client?.faults;
+    if (faults !== undefined) {
+      const injected = faults.blockStatus(blkFaultIo(type, sector, chain));
+      if (injected !== undefined) throw new BlkError(injected.kind === 'unsupp' ? BlkStatus.UNSUPP : BlkStatus.IOERR, 'injected fault');
+    }
     switch (type) {
       case BlkType.IN: {
         const len = chain.writable - 1;

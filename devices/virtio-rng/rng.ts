@@ -1,6 +1,7 @@
 // virtio-rng (virtio device type 4, "entropy device"): one request queue;
 // every device-writable buffer the driver makes available is filled from
-// crypto.getRandomValues, straight into guest memory where it is mapped.
+// crypto.getRandomValues (in deterministic mode: from the seeded `entropy`),
+// straight into guest memory where it is mapped.
 import { webcrypto } from 'node:crypto';
 import type { Logger } from '../device.js';
 import type { FdOps } from '../pci/fd-ops.js';
@@ -15,6 +16,8 @@ export interface VirtioRngOptions {
   queueSize?: number;
   /** Largest request served, bytes (default 64 KiB); bigger buffers get this much. */
   maxRequest?: number;
+  /** Deterministic mode: fills a buffer from a seeded generator instead of crypto. */
+  entropy?: (out: Uint8Array) => void;
   /** Socket-free fd operations (tests). */
   fdOps?: FdOps;
   log?: Logger;
@@ -30,8 +33,10 @@ export class VirtioRng {
   /** Bytes handed to the guest so far. */
   bytesServed = 0;
   private readonly maxRequest: number;
+  private readonly fill: (out: Uint8Array) => void;
 
   constructor(options: VirtioRngOptions = {}) {
+    this.fill = options.entropy ?? cryptoFill;
     this.maxRequest = options.maxRequest ?? 65536;
     if (!Number.isInteger(this.maxRequest) || this.maxRequest < 1) throw new RangeError('maxRequest must be a positive integer');
     this.transport = new VirtioPciTransport(
@@ -55,9 +60,7 @@ export class VirtioRng {
     if (!dma || len === 0 || chain.stale) return chain.complete(0);
     try {
       await withChainViews(dma, chain, 'writable', 0, len, (segs) => {
-        for (const s of segs) {
-          for (let o = 0; o < s.length; o += GRV_MAX) webcrypto.getRandomValues(s.subarray(o, Math.min(s.length, o + GRV_MAX)));
-        }
+        for (const s of segs) this.fill(s);
       });
       this.bytesServed += len;
       chain.complete(len);
@@ -66,4 +69,8 @@ export class VirtioRng {
       chain.complete(0);
     }
   }
+}
+
+function cryptoFill(out: Uint8Array): void {
+  for (let o = 0; o < out.length; o += GRV_MAX) webcrypto.getRandomValues(out.subarray(o, Math.min(out.length, o + GRV_MAX)));
 }

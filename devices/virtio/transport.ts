@@ -186,6 +186,7 @@ export class VirtioPciTransport implements VirtqueueHost {
         capabilities: caps,
         reset: () => this.reset(),
         detach: () => this.detached(),
+        errorState: (reason) => this.needsReset(reason),
       },
       options,
     );
