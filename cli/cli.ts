@@ -10,6 +10,7 @@ import { SocketInUseError } from '../server/listener.js';
 import { deviceKinds } from '../devices/index.js';
 import { DefinitionError, OptionError, type DeviceDefinition } from '../devices/definition.js';
 import { kindLabel, resolveDeviceKind } from '../devices/load.js';
+import { RECORD_FLAGS, recordFromFlags, RecordOptionError } from './record-options.js';
 
 const COMMON: Record<string, FlagSpec> = {
   'log-level': { type: 'string', help: 'silent, error (default), warn, info, debug, trace' },
@@ -23,6 +24,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   name: { type: 'string', help: 'device name (default: <kind>0)' },
   config: { type: 'string', help: 'JSON file describing several devices' },
   control: { type: 'string', help: 'control socket for the IOMMU API' },
+  ...RECORD_FLAGS,
 };
 
 function usage(): string {
@@ -92,7 +94,10 @@ export async function main(argv: readonly string[]): Promise<number> {
         throw new UsageError(`unknown command '${command}'`);
     }
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ConfigError || err instanceof DefinitionError || err instanceof OptionError) {
+    if (
+      err instanceof UsageError || err instanceof ConfigError || err instanceof DefinitionError || err instanceof OptionError ||
+      err instanceof RecordOptionError
+    ) {
       process.stderr.write(`vfio-user-ts: ${err.message}\n(see 'vfio-user-ts help')\n`);
       return 2;
     }
@@ -152,6 +157,7 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
     }
     const cfg = await loadConfigFile(flags.config as string);
     if (flags.control !== undefined) cfg.control = path.resolve(flags.control as string);
+    cfg.record = recordFromFlags(flags) ?? cfg.record;
     return { cfg, flags };
   }
   if (!kind || !definition) throw new UsageError(`${o.command} needs a device kind (see \`vfio-user-ts devices\`) or --config`);
@@ -162,7 +168,10 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
     devices: [{ kind, socket, name, ...optionsFromFlags(definition, flags, kindLabel(kind, definition)) }],
   };
   if (flags.control !== undefined) raw.control = flags.control;
-  return { cfg: await validateConfig(raw, 'command line'), flags };
+  const cfg = await validateConfig(raw, 'command line');
+  const record = recordFromFlags(flags);
+  if (record) cfg.record = record;
+  return { cfg, flags };
 }
 
 async function serve(argv: readonly string[]): Promise<number> {

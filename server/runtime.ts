@@ -11,6 +11,9 @@ import { ClientDmaSpace } from '../iommu/client-dma.js';
 import { rootLog, setLogLevel, type Log } from './log.js';
 import { VfioUserServer, releaseTimeoutOf, type DeviceHost, type ShutdownOptions } from './server.js';
 import { ControlServer } from './control.js';
+import { withDeviceDma } from './dma-space.js';
+import { Recorder, type RecorderOptions } from '../trace/recorder.js';
+import { tapDeviceDma } from '../trace/dma-tap.js';
 
 /** A device built by startServer from its kind and options. */
 export interface DeviceFromKind {
@@ -41,6 +44,14 @@ export interface ServerSpec {
   control?: string;
   /** silent, error, warn, info, debug or trace. */
   logLevel?: string;
+  /** Record every vfio-user message of every device to a file (trace/format.ts). */
+  record?: RecordSpec;
+}
+
+/** Where and how a server records its sessions. */
+export interface RecordSpec extends RecorderOptions {
+  /** The recording's path (created or truncated). */
+  file: string;
 }
 
 /** A server started by startServer. */
@@ -50,6 +61,8 @@ export interface RunningServer {
   readonly contexts: ReadonlyMap<string, IommuContext>;
   /** The control socket, when the config names one. */
   readonly control: ControlServer | null;
+  /** The recording, when the config asks for one (note() adds events to it). */
+  readonly recorder: Recorder | null;
   host(name: string): DeviceHost;
   /**
    * Stops listening and removes the socket files, asks connected clients to
@@ -71,13 +84,21 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
     ctx.addDevice(d.name);
     contexts.set(d.name, ctx);
   }
-  const server = new VfioUserServer((name) => new ClientDmaSpace(contexts.get(name)!, name), log);
+  const recorder = cfg.record ? Recorder.open(cfg.record.file, cfg.record, log.child('record')) : null;
+  const server = new VfioUserServer((name) => new ClientDmaSpace(contexts.get(name)!, name), log, recorder ? (name) => {
+    const session = recorder.session(name);
+    return {
+      messages: session,
+      wrapSpace: recorder.recordsDma ? (space) => withDeviceDma(space, tapDeviceDma(space.dma, session)) : undefined,
+    };
+  } : undefined);
   try {
     for (const d of cfg.devices) {
       server.addDevice({ name: d.name, device: models.get(d.name)!.device, socketPath: d.socket });
     }
   } catch (err) {
     server.close();
+    recorder?.close();
     throw err;
   }
   let control: ControlServer | null = null;
@@ -86,6 +107,7 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
       control = await ControlServer.open(cfg.control, contexts, log.child('control'));
     } catch (err) {
       server.close();
+      recorder?.close();
       throw err;
     }
   }
@@ -95,6 +117,7 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
     models,
     contexts,
     control,
+    recorder,
     host(name) {
       const h = server.host(name);
       if (!h) throw new Error(`no device '${name}'`);
@@ -107,7 +130,10 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
         } catch (e) {
           return Promise.reject(e);
         }
-        closing = server.shutdown(opts).finally(() => control?.close());
+        closing = server.shutdown(opts).finally(() => {
+          control?.close();
+          recorder?.close();
+        });
       }
       return closing;
     },
