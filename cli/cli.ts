@@ -1,4 +1,4 @@
-// `vfio-user-ts <command>`: serve, vm, demo, iommu, provision, devices, help.
+// `vfio-user-ts <command>`: serve, vm, demo, iommu, trace, replay, provision, devices, help.
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 import path from 'node:path';
 import { helpFor, parseArgs, UnknownFlagError, UsageError, type FlagSpec, type FlagValues } from './cli-args.js';
@@ -11,6 +11,7 @@ import { deviceKinds } from '../devices/index.js';
 import { DefinitionError, OptionError, type DeviceDefinition } from '../devices/definition.js';
 import { kindLabel, resolveDeviceKind } from '../devices/load.js';
 import { RECORD_FLAGS, recordFromFlags, RecordOptionError } from './record-options.js';
+import { TraceError } from '../trace/reader.js';
 
 const COMMON: Record<string, FlagSpec> = {
   'log-level': { type: 'string', help: 'silent, error (default), warn, info, debug, trace' },
@@ -38,6 +39,9 @@ commands:
   vm ... --print-qemu-args                      print the QEMU command line for them instead
   demo                                          provision, serve a GPIO device, boot a guest, show what it saw
   iommu <op> --control PATH [key=value ...]     one IOMMU operation over a server's control socket
+  trace show FILE [filters]                     a recording (serve --record FILE), one line per message
+  trace stats FILE                              counts and latency per command, DMA mappings over time
+  replay FILE --socket PATH [--ignore FIELD]    play a recording's client side against a server, compare
   provision [--json]                            fetch and build QEMU + guest into the cache
   devices [--markdown]                          list the built-in device kinds (--markdown: as the README's table)
   help                                          this text
@@ -75,6 +79,14 @@ export async function main(argv: readonly string[]): Promise<number> {
         const { iommuCommand } = await import('./iommu-cli.js');
         return await iommuCommand(rest);
       }
+      case 'trace': {
+        const { traceCommand } = await import('./trace-cli.js');
+        return await traceCommand(rest);
+      }
+      case 'replay': {
+        const { replayCommand } = await import('./replay-cli.js');
+        return await replayCommand(rest);
+      }
       case 'provision':
         return await provisionCommand(rest);
       case 'devices': {
@@ -101,7 +113,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`vfio-user-ts: ${err.message}\n(see 'vfio-user-ts help')\n`);
       return 2;
     }
-    if (err instanceof SocketInUseError) {
+    if (err instanceof SocketInUseError || err instanceof TraceError) {
       process.stderr.write(`vfio-user-ts: ${err.message}\n`);
       return 1;
     }

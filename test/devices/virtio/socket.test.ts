@@ -11,17 +11,15 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as native from '../../../native/index.js';
 import { startServer } from '../../../server/runtime.js';
-import { Command, VFIO_PCI_CONFIG_REGION_INDEX as CFG } from '../../../protocol/constants.js';
+import { Command } from '../../../protocol/constants.js';
 import { encodeDmaMapRequest } from '../../../protocol/commands/dma-map.js';
-import { encodeRegionReadRequest, encodeRegionWriteRequest } from '../../../protocol/commands/region-access.js';
-import { encodeSetIrqsRequest } from '../../../protocol/commands/set-irqs.js';
 import { VfioUserClient } from '../../../testing/vfio-user-client.js';
 import type { VirtioBlk } from '../../../devices/virtio-blk/blk.js';
 import { BlkStatus, BlkType } from '../../../devices/virtio-blk/constants.js';
 import { Common, Status } from '../../../devices/virtio/constants.js';
 import { Layout, VIRTIO_BAR } from '../../../devices/virtio/transport.js';
-import * as V from '../../../devices/pci/vfio-constants.js';
-import { BASE, DEFAULT_DRIVER_FEATURES, DriverRing, GuestMem, until } from './env.js';
+import { BASE, DriverRing, GuestMem, until } from './env.js';
+import { bringUp, read, submit } from './socket-driver.js';
 
 const MiB = 1 << 20;
 const MEM = 8 * MiB;
@@ -69,96 +67,6 @@ async function rig(t: Test, memory: 'memfd' | 'messages'): Promise<Rig> {
     if (r.errno) throw new Error(`DMA_MAP: errno ${r.errno}`);
   }
   return { c, mem: new GuestMem(bytes, BASE), blk, image, efds };
-}
-
-async function read(c: VfioUserClient, region: number, offset: number, count: number): Promise<number> {
-  const r = await c.request(Command.REGION_READ, encodeRegionReadRequest({ offset, region, count }));
-  if (r.errno) throw new Error(`REGION_READ errno ${r.errno}`);
-  return r.payload.subarray(16).readUIntLE(0, count);
-}
-
-/** A memory-BAR write as QEMU sends it: posted, no reply. */
-function post(c: VfioUserClient, region: number, offset: number, count: number, v: number): void {
-  const data = Buffer.alloc(count);
-  data.writeUIntLE(v, 0, count);
-  c.post(Command.REGION_WRITE, encodeRegionWriteRequest({ offset, region, data }));
-}
-
-async function cfgWrite(c: VfioUserClient, offset: number, count: number, v: number): Promise<void> {
-  const data = Buffer.alloc(count);
-  data.writeUIntLE(v, 0, count);
-  const r = await c.request(Command.REGION_WRITE, encodeRegionWriteRequest({ offset, region: CFG, data }));
-  if (r.errno) throw new Error(`config write errno ${r.errno}`);
-}
-
-/** What Linux's virtio_pci + virtio_blk probe do, over the socket. */
-async function bringUp(r: Rig): Promise<DriverRing> {
-  const { c } = r;
-  const common = (off: number) => Layout.COMMON + off;
-  await cfgWrite(c, 0x04, 2, (await read(c, CFG, 0x04, 2)) | 0x6); // memory + bus master
-  // MSI-X: eventfds for vector 0 (queue) and 1 (config), then enable.
-  r.efds.push(native.eventfd(0), native.eventfd(0));
-  const s = await c.request(
-    Command.DEVICE_SET_IRQS,
-    encodeSetIrqsRequest({ flags: V.VFIO_IRQ_SET_DATA_EVENTFD | V.VFIO_IRQ_SET_ACTION_TRIGGER, index: V.VFIO_PCI_MSIX_IRQ_INDEX, start: 0, count: 2 }),
-    { fds: r.efds },
-  );
-  if (s.errno) throw new Error(`SET_IRQS errno ${s.errno}`);
-  const msix = await read(c, CFG, 0x34, 1); // the first capability is MSI-X
-  await cfgWrite(c, msix + 2, 2, (await read(c, CFG, msix + 2, 2)) | 0x8000);
-
-  post(c, VIRTIO_BAR, common(Common.DEVICE_STATUS), 1, 0);
-  post(c, VIRTIO_BAR, common(Common.DEVICE_STATUS), 1, Status.ACKNOWLEDGE | Status.DRIVER);
-  post(c, VIRTIO_BAR, common(Common.DEVICE_FEATURE_SELECT), 4, 1);
-  const hi = await read(c, VIRTIO_BAR, common(Common.DEVICE_FEATURE), 4);
-  post(c, VIRTIO_BAR, common(Common.DEVICE_FEATURE_SELECT), 4, 0);
-  const lo = await read(c, VIRTIO_BAR, common(Common.DEVICE_FEATURE), 4);
-  const want = ((BigInt(hi) << 32n) | BigInt(lo)) & (DEFAULT_DRIVER_FEATURES | 0xffffffn);
-  post(c, VIRTIO_BAR, common(Common.DRIVER_FEATURE_SELECT), 4, 0);
-  post(c, VIRTIO_BAR, common(Common.DRIVER_FEATURE), 4, Number(want & 0xffffffffn));
-  post(c, VIRTIO_BAR, common(Common.DRIVER_FEATURE_SELECT), 4, 1);
-  post(c, VIRTIO_BAR, common(Common.DRIVER_FEATURE), 4, Number(want >> 32n));
-  post(c, VIRTIO_BAR, common(Common.DEVICE_STATUS), 1, Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
-  const st = await read(c, VIRTIO_BAR, common(Common.DEVICE_STATUS), 1);
-  if (!(st & Status.FEATURES_OK)) throw new Error('FEATURES_OK refused');
-  post(c, VIRTIO_BAR, common(Common.CONFIG_MSIX_VECTOR), 2, 1);
-  post(c, VIRTIO_BAR, common(Common.QUEUE_SELECT), 2, 0);
-  const size = await read(c, VIRTIO_BAR, common(Common.QUEUE_SIZE), 2);
-  const ring = new DriverRing(r.mem, size);
-  for (const [reg, v] of [[Common.QUEUE_DESC, ring.desc], [Common.QUEUE_DRIVER, ring.avail], [Common.QUEUE_DEVICE, ring.used]] as const) {
-    post(c, VIRTIO_BAR, common(reg), 4, v);
-    post(c, VIRTIO_BAR, common(reg + 4), 4, 0);
-  }
-  post(c, VIRTIO_BAR, common(Common.QUEUE_MSIX_VECTOR), 2, 0);
-  if ((await read(c, VIRTIO_BAR, common(Common.QUEUE_MSIX_VECTOR), 2)) !== 0) throw new Error('vector 0 refused');
-  post(c, VIRTIO_BAR, common(Common.QUEUE_ENABLE), 2, 1);
-  post(c, VIRTIO_BAR, common(Common.DEVICE_STATUS), 1, Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
-  const ok = await read(c, VIRTIO_BAR, common(Common.DEVICE_STATUS), 1);
-  if (!(ok & Status.DRIVER_OK)) throw new Error('DRIVER_OK did not stick');
-  ring.usedEvent = 0;
-  return ring;
-}
-
-/** One request through the ring; the doorbell is a posted write. */
-function submit(r: Rig, ring: DriverRing, type: number, sector: number, data: { out?: Buffer; inLen?: number }): { st: number; din: number } {
-  const m = r.mem;
-  const hdr = m.alloc(16);
-  m.set32(hdr, type);
-  m.set64(hdr + 8, sector);
-  const bufs: { addr: number; len: number; write?: boolean }[] = [{ addr: hdr, len: 16 }];
-  if (data.out) {
-    const a = m.alloc(data.out.length, 4096);
-    m.write(a, data.out);
-    for (let o = 0; o < data.out.length; o += 4096) bufs.push({ addr: a + o, len: Math.min(4096, data.out.length - o) });
-  }
-  const din = data.inLen ? m.alloc(data.inLen, 4096) : 0;
-  for (let o = 0; o < (data.inLen ?? 0); o += 4096) bufs.push({ addr: din + o, len: Math.min(4096, data.inLen! - o), write: true });
-  const st = m.alloc(1);
-  m.write(st, Buffer.from([0xee]));
-  bufs.push({ addr: st, len: 1, write: true });
-  ring.push(ring.indirect(bufs));
-  post(r.c, VIRTIO_BAR, Layout.NOTIFY, 2, 0);
-  return { st, din };
 }
 
 /**
