@@ -71,6 +71,21 @@ export class ReplayMemory {
     return true;
   }
 
+  /** The bytes at [iova, iova+length) of fd-backed guest memory; null when some are in no such mapping. */
+  read(iova: bigint, length: number): Buffer | null {
+    const out = Buffer.alloc(length);
+    let done = 0;
+    while (done < length) {
+      const at = iova + BigInt(done);
+      const m = this.maps.find((x) => at >= x.addr && at < x.addr + x.size);
+      if (!m) return null;
+      const n = Math.min(length - done, Number(m.addr + m.size - at));
+      fs.readSync(m.fd, out, done, n, Number(m.offset + (at - m.addr)));
+      done += n;
+    }
+    return out;
+  }
+
   /** Closes every fd this replay made. */
   close(): void {
     for (const fd of this.owned) native.close(fd);

@@ -21,16 +21,25 @@
 // is a divergence at once, and a recorded server message that never comes
 // is one when the replay waits for it (before the next request, or at the
 // end), reported against the recording.
+//
+// Shared guest RAM (a recording made with --record-dma): the device reads and
+// writes the replay's memfds directly. What it read in the recording is put
+// there before the client request after which it was read; what it wrote
+// must show up there before the next client request goes out (as the guest
+// had seen it before sending that request), else that write is the
+// divergence. Bytes are compared as of that point (a later write or read of
+// the same bytes in the recording wins).
 import { HEADER_SIZE, isReply, writeHeader, type Header } from '../protocol/header.js';
 import { commandName, Command } from '../protocol/constants.js';
 import { VfioUserClient } from '../testing/vfio-user-client.js';
 import * as native from '../native/index.js';
 import { decodeMessage, showValue } from '../trace/decode.js';
 import { describeFd } from '../trace/fd-meta.js';
-import { isDma, isMessage, type MessageRecord, type TraceRecord } from '../trace/format.js';
-import { messageLine } from '../trace/show.js';
+import { isDma, isMessage, type DmaRecord, type MessageRecord, type TraceRecord } from '../trace/format.js';
+import { messageLine, showLines } from '../trace/show.js';
 import { diffDecoded, type FieldDiff, type IgnoreRule } from './diff.js';
 import { ReplayMemory } from './memory.js';
+import { ShadowMemory } from './shadow.js';
 
 /** Where and how a replay went another way than its recording. */
 export interface Divergence {
@@ -78,6 +87,9 @@ class SessionReplay {
   /** Unmatched recorded server requests by command+address+count. */
   private readonly pendingRequests = new Map<string, number[]>();
   private readonly memory = new ReplayMemory();
+  private readonly shadow = new ShadowMemory();
+  /** Positions of the device's recorded guest-memory writes not yet checked. */
+  private unchecked: number[] = [];
   private client: VfioUserClient | null = null;
   private divergence: Divergence | null = null;
   private wake: (() => void) | null = null;
@@ -128,12 +140,16 @@ class SessionReplay {
     try {
       for (let i = 0; i < this.items.length && !this.divergence; i++) {
         const r = this.items[i]!;
+        if (isDma(r)) {
+          this.shadow.apply(BigInt(r.iova), r.data);
+          if (r.op === 'write') this.unchecked.push(i);
+        }
         if (!isMessage(r) || r.from !== 'client' || isReply(r.header.flags)) continue;
-        if (!(await this.waitFor(i))) break;
+        if (!(await this.waitFor(i)) || !(await this.guestMemoryWritten())) break;
         this.placeGuestMemory(i);
         this.send(i, r);
       }
-      if (!this.divergence) await this.waitFor(this.items.length);
+      if (!this.divergence && (await this.waitFor(this.items.length))) await this.guestMemoryWritten();
     } finally {
       client.close();
       this.memory.close();
@@ -184,6 +200,36 @@ class SessionReplay {
       const r = this.items[j]!;
       if (isMessage(r) && r.from === 'client' && !isReply(r.header.flags)) break;
       if (isDma(r) && r.op === 'read') this.memory.place(BigInt(r.iova), r.data);
+    }
+  }
+
+  /**
+   * Waits (up to the timeout) until the device's recorded guest-memory
+   * writes not yet checked show in the memfds; false, with the first that
+   * does not, on a divergence.
+   */
+  private async guestMemoryWritten(): Promise<boolean> {
+    const deadline = Date.now() + this.opts.timeoutMs;
+    for (;;) {
+      const bad = this.unchecked.find((i) => {
+        const r = this.items[i] as DmaRecord;
+        const got = this.memory.read(BigInt(r.iova), r.data.length);
+        return got !== null && !got.equals(this.shadow.bytes(BigInt(r.iova), r.data.length));
+      });
+      if (bad === undefined) {
+        this.unchecked = [];
+        return true;
+      }
+      if (Date.now() >= deadline || this.client!.closed) {
+        const r = this.items[bad] as DmaRecord;
+        const want = this.shadow.bytes(BigInt(r.iova), r.data.length);
+        const got = this.memory.read(BigInt(r.iova), r.data.length)!;
+        const as = (data: Buffer) => ({ command: 'guest memory write', reply: false, fields: { iova: BigInt(r.iova), data } });
+        this.diverge(bad, `the device's recorded write to guest memory at 0x${BigInt(r.iova).toString(16)} (${r.data.length} bytes) is not there`,
+          undefined, undefined, diffDecoded(as(want), as(got), this.opts.ignore));
+        return false;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
 
@@ -284,7 +330,9 @@ class SessionReplay {
       what,
       fields,
     };
+    const at0 = this.items[at];
     if (recorded) this.divergence.recorded = messageLine(recorded, decodeMessage(recorded));
+    else if (at0 && isDma(at0)) this.divergence.recorded = [...showLines([at0])][0];
     if (replayed) this.divergence.replayed = messageLine(replayed, decodeMessage(replayed));
     this.wake?.();
   }

@@ -69,7 +69,9 @@ export function messageLine(m: MessageRecord, d: Decoded, style: ShowStyle = {})
 
 function otherLine(r: TraceRecord, style: ShowStyle): string {
   const { t: _t, device: _d, session: _s, type, ...rest } = r as unknown as Record<string, unknown>;
-  const fields = Object.entries(rest).map(([k, v]) => `${k}=${showValue(v, style.maxBytes)}`).join(' ');
+  const fields = Object.entries(rest)
+    .map(([k, v]) => `${k}=${k === 'iova' && typeof v === 'number' ? `0x${v.toString(16)}` : showValue(v, style.maxBytes)}`)
+    .join(' ');
   const line = `-- ${String(type)}${fields ? ' ' + fields : ''}`;
   // Injected faults are errors on purpose: marked like errors.
   return type === 'fault' && style.color ? `${RED}${line}${RESET}` : line;
