@@ -4,6 +4,7 @@
 // is read up to the last whole record and marked `truncated`.
 import fs from 'node:fs';
 import { Unpackr } from 'msgpackr';
+import { HEADER_SIZE } from '../protocol/header.js';
 import { TRACE_FORMAT, TRACE_VERSION, type HeaderRecord, type TraceRecord } from './format.js';
 
 /** A file that is not a readable recording; the message says where and why. */
@@ -112,6 +113,7 @@ function messageProblem(r: Record<string, unknown>): string | null {
     if (!isCount(h[k]) || (h[k] as number) > max) return `message header field ${k} is ${String(h[k])}`;
   }
   if (!(r.payload instanceof Uint8Array)) return 'message without payload bytes';
+  if (h.size !== HEADER_SIZE + r.payload.length) return `message header size ${String(h.size)} does not match its ${r.payload.length}-byte payload`;
   if (r.fds !== undefined) {
     if (!Array.isArray(r.fds)) return 'message fds is not a list';
     for (const f of r.fds as unknown[]) {

@@ -320,6 +320,7 @@ t.test('bad recordings: a clear error, never a crash', async (t) => {
     ['newer version', p.pack({ ...header, version: 99 }), /version 99/],
     ['record without type', Buffer.concat([p.pack(header), p.pack({ t: 1 })]), /record 1 at byte \d+: record without a type/],
     ['message with a bad header', Buffer.concat([p.pack(header), p.pack({ type: 'msg', t: 1, device: 'd', session: 1, from: 'client', header: { msgId: 70000, command: 1, size: 16, flags: 0, error: 0 }, payload: Buffer.alloc(0) })]), /msgId is 70000/],
+    ['message whose size does not match its payload', Buffer.concat([p.pack(header), p.pack({ type: 'msg', t: 1, device: 'd', session: 1, from: 'client', header: { msgId: 1, command: 1, size: 99, flags: 0, error: 0 }, payload: Buffer.alloc(3) })]), /header size 99 does not match its 3-byte payload/],
     ['message without payload', Buffer.concat([p.pack(header), p.pack({ type: 'msg', t: 1, device: 'd', session: 1, from: 'client', header: { msgId: 1, command: 1, size: 16, flags: 0, error: 0 } })]), /without payload bytes/],
     ['dma with a bad op', Buffer.concat([p.pack(header), p.pack({ type: 'dma', t: 1, device: 'd', session: 1, op: 'poke', iova: 0, data: Buffer.alloc(1) })]), /op poke/],
     ['not a map', Buffer.concat([p.pack(header), p.pack([1, 2, 3])]), /not a record/],
@@ -348,6 +349,49 @@ t.test('bad recordings: a clear error, never a crash', async (t) => {
   fs.writeFileSync(f, Buffer.concat([p.pack(header), p.pack({ type: 'msg', t: 5, device: 'd', session: 1, from: 'client', header: { msgId: 1, command: Command.DMA_MAP, size: 19, flags: 0, error: 0 }, payload: Buffer.from([1, 2, 3]) })]));
   const lines = [...showLines(readTrace(f).records)];
   t.match(lines[0], /C->S DMA_MAP #1 MALFORMED: .* raw=010203/, 'a refused payload is marked MALFORMED with its bytes');
+});
+
+t.test('error replies: recorded, marked in show, counted in stats, and compared by replay', async (t) => {
+  const dir = tmpDir(t);
+  const file = path.join(dir, 'gpio.vut');
+  const serve = async (name: string, record?: { file: string }) => {
+    const sock = path.join(dir, `${name}.sock`);
+    const rt = await startServer({ devices: [{ name: 'gpio0', kind: 'gpio', socket: sock, options: {} }], ...(record ? { record } : {}) });
+    return { rt, sock };
+  };
+  const orig = await serve('g', { file });
+  const c = await VfioUserClient.open(orig.sock);
+  const { encodeRegionReadRequest } = await import('../../protocol/commands/region-access.js');
+  const bad = await c.request(Command.REGION_READ, encodeRegionReadRequest({ region: 99, offset: 0, count: 4 }));
+  t.equal(bad.errno, 22, 'the server refused a read of region 99 (EINVAL)');
+  const good = await c.request(Command.REGION_READ, encodeRegionReadRequest({ region: 7, offset: 0, count: 4 }));
+  t.equal(good.errno, 0, 'and answered a config read');
+  c.close();
+  await until(() => !orig.rt.host('gpio0').connected, 'disconnect');
+  await orig.rt.close();
+  const tr = readTrace(file);
+  const lines = [...showLines(tr.records, { commands: ['REGION_READ'] })];
+  t.match(lines.join('\n'), /S->C REGION_READ reply #\d+ ERROR EINVAL/, 'show marks the error reply');
+  t.match([...showLines(tr.records, { commands: ['REGION_READ'] }, { color: true })].join('\n'), /\x1b\[31;1m ERROR EINVAL\x1b\[0m/, 'in red with --color');
+  t.equal(traceStats(tr.records).commands.get('REGION_READ')?.errors, 1, 'stats count it');
+  const again = await serve('again');
+  try {
+    const r = await replay(tr, { socket: again.sock, timeoutMs: 5000 });
+    t.equal(r.divergence, null, 'a replay against a GPIO server reproduces the error reply');
+    await until(() => !again.rt.host('gpio0').connected, 'disconnect');
+  } finally {
+    await again.rt.close();
+  }
+  // Against a device without region 7's contents (another kind): the reply differs.
+  const blk = await blkServer(dir, 'blk', path.join(dir, 'x.img'));
+  try {
+    const r = await replay(tr, { socket: blk.sock, timeoutMs: 5000 });
+    t.ok(r.divergence, 'against another device kind it diverges');
+    t.ok(r.divergence?.fields.some((f) => f.field.startsWith('data') || f.field === 'numRegions' || f.field.startsWith('caps')), 'with the differing field named', { d: r.divergence });
+    await until(() => !blk.rt.host('blk0').connected, 'disconnect');
+  } finally {
+    await blk.rt.close();
+  }
 });
 
 t.test('serve flags and config files take the recording options', async (t) => {
