@@ -410,3 +410,39 @@ t.test('serve flags and config files take the recording options', async (t) => {
   await t.rejects(validateConfig({ devices, record: { file: 'a', color: 1 } }, 'cfg'), /unknown key 'color'/, 'unknown record key');
   await t.rejects(validateConfig({ devices, record: 7 }, 'cfg'), /file path or/, 'record of the wrong type');
 });
+
+t.test('without --record nothing records and the REGION_READ fast path answers; with it every reply passes the tap', async (t) => {
+  const dir = tmpDir(t);
+  const { Transport } = await import('../../server/transport.js');
+  const { encodeRegionReadRequest } = await import('../../protocol/commands/region-access.js');
+  const sends: number[] = [];
+  const orig = Transport.prototype.send;
+  Transport.prototype.send = function (this: InstanceType<typeof Transport>, h, p, f) {
+    sends.push(h.command);
+    return orig.call(this, h, p, f);
+  };
+  t.teardown(() => { Transport.prototype.send = orig; });
+  const probe = async (record?: { file: string }): Promise<number> => {
+    const sock = path.join(dir, `p${sends.length}-${record ? 'r' : 'n'}.sock`);
+    const rt = await startServer({ devices: [{ name: 'gpio0', kind: 'gpio', socket: sock, options: {} }], ...(record ? { record } : {}) });
+    try {
+      t.equal(rt.recorder === null, record === undefined, record ? 'a recorder' : 'no recorder');
+      const c = await VfioUserClient.open(sock);
+      sends.length = 0;
+      for (let i = 0; i < 10; i++) {
+        const r = await c.request(Command.REGION_READ, encodeRegionReadRequest({ region: 7, offset: 0, count: 4 }));
+        if (r.errno) throw new Error(`errno ${r.errno}`);
+      }
+      const n = sends.filter((c) => c === Command.REGION_READ).length;
+      c.close();
+      await until(() => !rt.host('gpio0').connected, 'disconnect');
+      return n;
+    } finally {
+      await rt.close();
+    }
+  };
+  t.equal(await probe(), 0, 'not recording: the 10 REGION_READ replies come from the fast path (no send() call)');
+  const file = path.join(dir, 'fast.vut');
+  t.equal(await probe({ file }), 10, 'recording: all 10 go through send(), past the tap');
+  t.equal(readTrace(file).records.filter((r) => isMessage(r) && r.header.command === Command.REGION_READ).length, 20, 'and all 10 requests and 10 replies are recorded');
+});
