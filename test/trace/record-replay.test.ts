@@ -446,3 +446,23 @@ t.test('without --record nothing records and the REGION_READ fast path answers; 
   t.equal(await probe({ file }), 10, 'recording: all 10 go through send(), past the tap');
   t.equal(readTrace(file).records.filter((r) => isMessage(r) && r.header.command === Command.REGION_READ).length, 20, 'and all 10 requests and 10 replies are recorded');
 });
+
+t.test('a serve process killed with SIGKILL leaves a readable recording of what it did', async (t) => {
+  const dir = tmpDir(t);
+  const { startServeChild } = await import('../sdk/serve-child.js');
+  const { encodeRegionReadRequest } = await import('../../protocol/commands/region-access.js');
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
+  const sock = path.join(dir, 'k.sock');
+  const file = path.join(dir, 'killed.vut');
+  const child = await startServeChild(process.execPath, [path.join(root, 'bin/vfio-user-ts.js'), 'serve', 'gpio', '--socket', sock, '--record', file], dir);
+  const c = await VfioUserClient.open(sock);
+  for (let i = 0; i < 5; i++) await c.request(Command.REGION_READ, encodeRegionReadRequest({ region: 7, offset: 0, count: 4 }));
+  child.kill('SIGKILL');
+  await child.exited;
+  c.close();
+  const tr = readTrace(file);
+  t.equal(tr.truncated, false, 'every record written before the kill is whole');
+  const msgs = tr.records.filter(isMessage);
+  t.equal(msgs.filter((m) => m.header.command === Command.REGION_READ).length, 10, 'the 5 reads and their 5 replies are there');
+  t.equal(msgs[0]?.header.command, Command.VERSION, 'from VERSION on');
+});
