@@ -31,6 +31,8 @@ const RESET = '\x1b[0m';
 /** The lines for the records that pass the filter. */
 export function* showLines(records: readonly TraceRecord[], filter: ShowFilter = {}, style: ShowStyle = {}): Generator<string> {
   const commands = filter.commands?.map((c) => c.toUpperCase());
+  // A reply is about the regions its request was about (an error reply has no fields of its own).
+  const asked = new Map<string, number[]>();
   for (const r of records) {
     if (filter.device !== undefined && r.device !== filter.device) continue;
     if (filter.session !== undefined && r.session !== filter.session) continue;
@@ -43,7 +45,14 @@ export function* showLines(records: readonly TraceRecord[], filter: ShowFilter =
     }
     const d = decodeMessage(r);
     if (commands !== undefined && !commands.includes(d.command)) continue;
-    if (filter.region !== undefined && !regionsOf(d).includes(filter.region)) continue;
+    if (filter.region !== undefined) {
+      const requester = d.reply ? (r.from === 'client' ? 'server' : 'client') : r.from;
+      const key = `${r.device}#${r.session}/${requester}/${r.header.msgId}/${r.header.command}`;
+      let regions = regionsOf(d);
+      if (!d.reply) asked.set(key, regions);
+      else if (regions.length === 0) regions = asked.get(key) ?? [];
+      if (!regions.includes(filter.region)) continue;
+    }
     yield `${stamp(r)} ${messageLine(r, d, style)}`;
   }
 }

@@ -129,8 +129,9 @@ function mapChange(
   tally(b);
 }
 
+/** The nearest-rank percentile of sorted values. */
 function pct(sorted: readonly number[], p: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
+  return sorted.length === 0 ? 0 : sorted[Math.max(0, Math.ceil((sorted.length * p) / 100) - 1)]!;
 }
 
 /** The report as text. */

@@ -374,6 +374,9 @@ t.test('error replies: recorded, marked in show, counted in stats, and compared 
   t.match(lines.join('\n'), /S->C REGION_READ reply #\d+ ERROR EINVAL/, 'show marks the error reply');
   t.match([...showLines(tr.records, { commands: ['REGION_READ'] }, { color: true })].join('\n'), /\x1b\[31;1m ERROR EINVAL\x1b\[0m/, 'in red with --color');
   t.equal(traceStats(tr.records).commands.get('REGION_READ')?.errors, 1, 'stats count it');
+  const r99 = [...showLines(tr.records, { region: 99 })];
+  t.equal(r99.length, 2, 'the region filter keeps the request and its error reply');
+  t.match(r99[1], /REGION_READ reply #\d+ ERROR EINVAL/, 'the reply is the error');
   const again = await serve('again');
   try {
     const r = await replay(tr, { socket: again.sock, timeoutMs: 5000 });
