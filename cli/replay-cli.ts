@@ -4,7 +4,7 @@
 import { helpFor, parseArgs, UsageError, type FlagSpec } from './cli-args.js';
 import { readTrace } from '../trace/reader.js';
 import { formatReplay, replay, ReplayError } from '../replay/replay.js';
-import type { CommandOutput } from './iommu-cli.js';
+import { STDIO, type CommandOutput } from './iommu-cli.js';
 
 const REPLAY_FLAGS: Record<string, FlagSpec> = {
   socket: { type: 'string', help: 'the server to replay against (its UNIX socket)', placeholder: 'path' },
@@ -14,8 +14,7 @@ const REPLAY_FLAGS: Record<string, FlagSpec> = {
   help: { type: 'boolean', help: 'show help' },
 };
 
-/** Help for `replay`. */
-export function replayHelp(): string {
+function replayHelp(): string {
   return `usage: vfio-user-ts replay FILE --socket PATH [options]
 
 Plays the client side of a recording (serve --record FILE) against the
@@ -28,11 +27,6 @@ options:
 ${helpFor(REPLAY_FLAGS)}
 `;
 }
-
-const STDIO: CommandOutput = {
-  out: (text) => process.stdout.write(text),
-  err: (text) => process.stderr.write(text),
-};
 
 /** Runs `replay ...`; returns the exit code (0: no divergence, 1: a divergence). */
 export async function replayCommand(argv: readonly string[], io: CommandOutput = STDIO): Promise<number> {

@@ -4,7 +4,7 @@ import { helpFor, parseArgs, UsageError, type FlagSpec } from './cli-args.js';
 import { readTrace, type Trace } from '../trace/reader.js';
 import { showLines, type ShowFilter } from '../trace/show.js';
 import { formatStats, traceStats } from '../trace/stats.js';
-import type { CommandOutput } from './iommu-cli.js';
+import { STDIO, type CommandOutput } from './iommu-cli.js';
 
 const SHOW_FLAGS: Record<string, FlagSpec> = {
   command: { type: 'string', repeat: true, help: 'only this command (REGION_READ, DMA_MAP, ...; repeatable)', placeholder: 'name' },
@@ -23,8 +23,7 @@ const STATS_FLAGS: Record<string, FlagSpec> = {
   help: { type: 'boolean', help: 'show help' },
 };
 
-/** Help for `trace`. */
-export function traceHelp(): string {
+function traceHelp(): string {
   return `usage: vfio-user-ts trace show FILE [options]   one line per message, decoded; errors marked
        vfio-user-ts trace stats FILE [options]  counts and latency per command, DMA mappings over time
 
@@ -35,11 +34,6 @@ stats options:
 ${helpFor(STATS_FLAGS)}
 `;
 }
-
-const STDIO: CommandOutput = {
-  out: (text) => process.stdout.write(text),
-  err: (text) => process.stderr.write(text),
-};
 
 /** Runs `trace <show|stats> ...`; returns the exit code (a bad file throws TraceError). */
 export async function traceCommand(argv: readonly string[], io: CommandOutput = STDIO): Promise<number> {

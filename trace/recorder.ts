@@ -27,7 +27,7 @@ const END_RESERVE = 128;
 export const MIN_RECORD_MAX = 4096;
 
 /** msgpack without msgpackr's record extension: plain maps any reader understands. */
-export const tracePackr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true });
+const tracePackr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true });
 
 /** A recording being written. */
 export class Recorder {
