@@ -9,7 +9,7 @@ import { STDIO, type CommandOutput } from './iommu-cli.js';
 const REPLAY_FLAGS: Record<string, FlagSpec> = {
   socket: { type: 'string', help: 'the server to replay against (its UNIX socket)', placeholder: 'path' },
   device: { type: 'string', help: 'the recorded device to replay (when the recording has several)', placeholder: 'name' },
-  ignore: { type: 'string', repeat: true, help: 'leave a field out of the comparison: data, REGION_READ.data, fds.0.size (repeatable)', placeholder: 'field' },
+  ignore: { type: 'string', repeat: true, help: 'leave fields out of the comparison: data, REGION_READ.data, fds.0.size (repeatable, or comma-separated)', placeholder: 'field' },
   timeout: { type: 'u32', help: 'ms a recorded server message may take to come (default 10000)' },
   help: { type: 'boolean', help: 'show help' },
 };
@@ -37,13 +37,14 @@ export async function replayCommand(argv: readonly string[], io: CommandOutput =
   }
   if (positionals.length !== 1) throw new UsageError('replay needs one recording FILE');
   if (flags.socket === undefined) throw new UsageError('replay needs --socket PATH');
+  if (flags.timeout === 0) throw new UsageError('--timeout must be at least 1 ms');
   const trace = readTrace(positionals[0]!);
   if (trace.truncated) io.err(`note: ${positionals[0]} ends inside a record at byte ${trace.readableBytes}; replaying the ${trace.records.length} whole records before it\n`);
   try {
     const r = await replay(trace, {
       socket: flags.socket as string,
       device: flags.device as string | undefined,
-      ignore: (flags.ignore as string[] | undefined) ?? [],
+      ignore: ((flags.ignore as string[] | undefined) ?? []).flatMap((f) => f.split(',')).filter((f) => f !== ''),
       timeoutMs: flags.timeout as number | undefined,
     });
     io.out(formatReplay(r, trace));

@@ -241,6 +241,8 @@ t.test('replay CLI: exit 0 on a match, 1 with the divergence printed, --ignore s
   t.match(bad.out, /data \(4096 vs 4096 bytes, first difference at byte 10\): recorded @6: 0{32}, replayed @6: 000000005a/, 'and the field diff');
   const ignored = await run('ignored', ['--ignore', 'DMA_WRITE.data'], changed);
   t.equal(ignored.code, 0, '--ignore DMA_WRITE.data: the changed sector is not a divergence', { out: ignored.out });
+  const listed = await run('listed', ['--ignore', 'REGION_READ.data,DMA_WRITE.data'], changed);
+  t.equal(listed.code, 0, '--ignore with a comma-separated list', { out: listed.out });
 });
 
 t.test('a recording cut short is read up to its last whole record; trace show says so', async (t) => {
