@@ -6,6 +6,8 @@
 export { startServer } from '../server/runtime.js';
 /** What startServer serves. */
 export type { ServerSpec } from '../server/runtime.js';
+/** Where and how a server records its sessions (`ServerSpec.record`). */
+export type { RecordSpec } from '../server/runtime.js';
 /** A device startServer builds from its kind and options. */
 export type { DeviceFromKind } from '../server/runtime.js';
 /** A device the caller built, served as it is. */

@@ -30,3 +30,19 @@ export { encodeRegionWriteRequest } from '../protocol/commands/region-access.js'
 export { decodeRegionWriteReply } from '../protocol/commands/region-access.js';
 /** The name of an errno number ("EINVAL"). */
 export { errnoName } from '../protocol/errno.js';
+/** Reads a recording made with `serve --record FILE` (throws TraceError on a file that is none). */
+export { readTrace } from '../trace/reader.js';
+/** A file that is not a readable recording; the message says where and why. */
+export { TraceError } from '../trace/reader.js';
+/** A recording as read: header, records, whether it was cut short. */
+export type { Trace } from '../trace/reader.js';
+/** Plays a recording's client side against a server and compares; resolves with the first divergence or none. */
+export { replay } from '../replay/replay.js';
+/** A replay's result as the CLI prints it. */
+export { formatReplay } from '../replay/replay.js';
+/** How a recording is replayed: socket, device, fields to ignore, timeout. */
+export type { ReplayOptions } from '../replay/replay.js';
+/** What a replay did: sessions, requests sent, messages matched, the divergence. */
+export type { ReplayResult } from '../replay/replay.js';
+/** Where a replay went another way than its recording, with the fields that differ. */
+export type { Divergence } from '../replay/session.js';

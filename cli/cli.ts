@@ -1,4 +1,4 @@
-// `vfio-user-ts <command>`: serve, vm, demo, iommu, fault, provision, devices, help.
+// `vfio-user-ts <command>`: serve, vm, demo, iommu, fault, trace, replay, provision, devices, help.
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 import path from 'node:path';
 import { helpFor, parseArgs, UnknownFlagError, UsageError, type FlagSpec, type FlagValues } from './cli-args.js';
@@ -10,6 +10,8 @@ import { SocketInUseError } from '../server/listener.js';
 import { deviceKinds } from '../devices/index.js';
 import { DefinitionError, OptionError, type DeviceDefinition } from '../devices/definition.js';
 import { kindLabel, resolveDeviceKind } from '../devices/load.js';
+import { RECORD_FLAGS, recordFromFlags, RecordOptionError } from './record-options.js';
+import { TraceError } from '../trace/reader.js';
 
 const COMMON: Record<string, FlagSpec> = {
   'log-level': { type: 'string', help: 'silent, error (default), warn, info, debug, trace' },
@@ -25,6 +27,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   control: { type: 'string', help: 'control socket for the IOMMU API and fault operations' },
   faults: { type: 'string', help: 'JSON file of fault rules in force from the start', placeholder: 'FILE' },
   deterministic: { type: 'u32', help: 'deterministic mode: seeded random values (virtio-rng), same seed and requests give the same replies', placeholder: 'SEED' },
+  ...RECORD_FLAGS,
 };
 
 function usage(): string {
@@ -39,6 +42,9 @@ commands:
   demo                                          provision, serve a GPIO device, boot a guest, show what it saw
   iommu <op> --control PATH [key=value ...]     one IOMMU operation over a server's control socket
   fault add|list|clear|release --control PATH   fault rules of a running server (add: a rule as JSON or --file F)
+  trace show FILE [filters]                     a recording (serve --record FILE), one line per message
+  trace stats FILE                              counts and latency per command, DMA mappings over time
+  replay FILE --socket PATH [--ignore FIELD]    play a recording's client side against a server, compare
   provision [--json]                            fetch and build QEMU + guest into the cache
   devices [--markdown]                          list the built-in device kinds (--markdown: as the README's table)
   help                                          this text
@@ -80,6 +86,14 @@ export async function main(argv: readonly string[]): Promise<number> {
         const { faultCommand } = await import('./fault-cli.js');
         return await faultCommand(rest);
       }
+      case 'trace': {
+        const { traceCommand } = await import('./trace-cli.js');
+        return await traceCommand(rest);
+      }
+      case 'replay': {
+        const { replayCommand } = await import('./replay-cli.js');
+        return await replayCommand(rest);
+      }
       case 'provision':
         return await provisionCommand(rest);
       case 'devices': {
@@ -99,11 +113,14 @@ export async function main(argv: readonly string[]): Promise<number> {
         throw new UsageError(`unknown command '${command}'`);
     }
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ConfigError || err instanceof DefinitionError || err instanceof OptionError) {
+    if (
+      err instanceof UsageError || err instanceof ConfigError || err instanceof DefinitionError || err instanceof OptionError ||
+      err instanceof RecordOptionError
+    ) {
       process.stderr.write(`vfio-user-ts: ${err.message}\n(see 'vfio-user-ts help')\n`);
       return 2;
     }
-    if (err instanceof SocketInUseError) {
+    if (err instanceof SocketInUseError || err instanceof TraceError) {
       process.stderr.write(`vfio-user-ts: ${err.message}\n`);
       return 1;
     }
@@ -161,6 +178,7 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
     if (flags.control !== undefined) cfg.control = path.resolve(flags.control as string);
     if (flags.faults !== undefined) cfg.faults = faultRules(flags.faults, '--faults', process.cwd(), cfg.devices.map((d) => d.name));
     if (flags.deterministic !== undefined) cfg.deterministic = flags.deterministic as number;
+    cfg.record = recordFromFlags(flags) ?? cfg.record;
     return { cfg, flags };
   }
   if (!kind || !definition) throw new UsageError(`${o.command} needs a device kind (see \`vfio-user-ts devices\`) or --config`);
@@ -173,7 +191,10 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
   if (flags.control !== undefined) raw.control = flags.control;
   if (flags.faults !== undefined) raw.faults = flags.faults;
   if (flags.deterministic !== undefined) raw.deterministic = flags.deterministic;
-  return { cfg: await validateConfig(raw, 'command line'), flags };
+  const cfg = await validateConfig(raw, 'command line');
+  const record = recordFromFlags(flags);
+  if (record) cfg.record = record;
+  return { cfg, flags };
 }
 
 async function serve(argv: readonly string[]): Promise<number> {

@@ -11,6 +11,7 @@ import { DefinitionError, validateOptions, type DeviceDefinition } from '../devi
 import { kindLabel, resolveDeviceKind } from '../devices/load.js';
 import { checkFaultRules, FaultsFileError, loadFaultsFile } from '../faults/file.js';
 import { checkSeed } from '../faults/prng.js';
+import { recordFromConfig, RecordOptionError, type RecordConfig } from './record-options.js';
 
 /** One checked device of a config. */
 export interface DeviceConfig {
@@ -34,6 +35,8 @@ export interface ServerConfig {
   faults?: unknown[];
   /** Deterministic mode's seed. */
   deterministic?: number;
+  /** Record every message to a file. */
+  record?: RecordConfig;
 }
 
 /** A configuration (file or command line) that cannot be served; the message says where and why. */
@@ -58,7 +61,7 @@ export function checkSocketPath(p: unknown, what: string): string {
  */
 export async function validateConfig(raw: unknown, source: string, baseDir: string = process.cwd()): Promise<ServerConfig> {
   if (!isObject(raw)) throw new ConfigError(`${source}: expected a JSON object`);
-  const known = new Set(['devices', 'control', 'logLevel', 'faults', 'deterministic']);
+  const known = new Set(['devices', 'control', 'logLevel', 'faults', 'deterministic', 'record']);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(`${source}: unknown key '${k}'`);
   if (!Array.isArray(raw.devices) || raw.devices.length === 0) throw new ConfigError(`${source}: 'devices' must be a non-empty array`);
   const names = new Set<string>();
@@ -88,6 +91,14 @@ export async function validateConfig(raw: unknown, source: string, baseDir: stri
   }
   const cfg: ServerConfig = { devices };
   if (raw.control !== undefined) cfg.control = path.resolve(checkSocketPath(raw.control, `${source}: control`));
+  if (raw.record !== undefined) {
+    try {
+      cfg.record = recordFromConfig(raw.record, source);
+    } catch (err) {
+      if (err instanceof RecordOptionError) throw new ConfigError(err.message);
+      throw err;
+    }
+  }
   if (raw.logLevel !== undefined) {
     if (typeof raw.logLevel !== 'string' || !LEVELS.includes(raw.logLevel as never)) {
       throw new ConfigError(`${source}: logLevel must be one of ${LEVELS.join(', ')}`);

@@ -14,7 +14,8 @@ export interface CommandOutput {
   err: (text: string) => void;
 }
 
-const STDIO: CommandOutput = {
+/** The process's stdout and stderr. */
+export const STDIO: CommandOutput = {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
 };

@@ -26,3 +26,17 @@ export interface DmaSpace {
   /** The client went away: every mapping it made goes. */
   dropAll(): Promise<void>;
 }
+
+/** `space` with another DeviceDma handed to the device (e.g. one that records its accesses). */
+export function withDeviceDma(space: DmaSpace, dma: DeviceDma): DmaSpace {
+  return {
+    dma,
+    setMaxMappings: (n) => space.setMaxMappings(n),
+    map: (req, fd, messenger) => space.map(req, fd, messenger),
+    unmap: (req) => space.unmap(req),
+    loggingStart: (pageSize, ranges) => space.loggingStart(pageSize, ranges),
+    loggingStop: () => space.loggingStop(),
+    loggingReport: (iova, length, pageSize) => space.loggingReport(iova, length, pageSize),
+    dropAll: () => space.dropAll(),
+  };
+}

@@ -13,6 +13,9 @@ import { VfioUserServer, releaseTimeoutOf, type DeviceHost, type ShutdownOptions
 import { ControlServer } from './control.js';
 import { FaultInjector } from '../faults/injector.js';
 import { SeededRandom } from '../faults/prng.js';
+import { withDeviceDma } from './dma-space.js';
+import { Recorder, type RecorderOptions } from '../trace/recorder.js';
+import { tapDeviceDma } from '../trace/dma-tap.js';
 
 /** A device built by startServer from its kind and options. */
 export interface DeviceFromKind {
@@ -50,6 +53,14 @@ export interface ServerSpec {
   faults?: readonly unknown[];
   /** Deterministic mode: devices draw random values from generators seeded with this. */
   deterministic?: number;
+  /** Record every vfio-user message of every device to a file (trace/format.ts). */
+  record?: RecordSpec;
+}
+
+/** Where and how a server records its sessions. */
+export interface RecordSpec extends RecorderOptions {
+  /** The recording's path (created or truncated). */
+  file: string;
 }
 
 /** A server started by startServer. */
@@ -61,6 +72,8 @@ export interface RunningServer {
   readonly control: ControlServer | null;
   /** The fault injector, when the spec has fault rules or a control socket. */
   readonly faults: FaultInjector | null;
+  /** The recording, when the config asks for one (note() adds events to it). */
+  readonly recorder: Recorder | null;
   host(name: string): DeviceHost;
   /**
    * Stops listening and removes the socket files, asks connected clients to
@@ -84,13 +97,23 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
   }
   const faults = cfg.faults !== undefined || cfg.control ? new FaultInjector([...models.keys()], { log: log.child('faults') }) : null;
   cfg.faults?.forEach((r, i) => faults!.add(r, `faults[${i}]`));
-  const server = new VfioUserServer((name) => new ClientDmaSpace(contexts.get(name)!, name), log);
+  const recorder = cfg.record ? Recorder.open(cfg.record.file, cfg.record, log.child('record')) : null;
+  // Injected faults are part of what happened: the recording carries them between the messages.
+  if (faults && recorder) faults.onFault((event) => recorder.note({ ...event }));
+  const server = new VfioUserServer((name) => new ClientDmaSpace(contexts.get(name)!, name), log, recorder ? (name) => {
+    const session = recorder.session(name);
+    return {
+      messages: session,
+      wrapSpace: recorder.recordsDma ? (space) => withDeviceDma(space, tapDeviceDma(space.dma, session)) : undefined,
+    };
+  } : undefined);
   try {
     for (const d of cfg.devices) {
       server.addDevice({ name: d.name, device: models.get(d.name)!.device, socketPath: d.socket, faults: faults?.device(d.name) });
     }
   } catch (err) {
     server.close();
+    recorder?.close();
     throw err;
   }
   let control: ControlServer | null = null;
@@ -99,6 +122,7 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
       control = await ControlServer.open(cfg.control, contexts, log.child('control'), { models, faults });
     } catch (err) {
       server.close();
+      recorder?.close();
       throw err;
     }
   }
@@ -109,6 +133,7 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
     contexts,
     control,
     faults,
+    recorder,
     host(name) {
       const h = server.host(name);
       if (!h) throw new Error(`no device '${name}'`);
@@ -123,6 +148,7 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
         }
         closing = server.shutdown(opts).finally(() => {
           faults?.close();
+          recorder?.close();
           return control?.close();
         });
       }

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { VfioUserDevice } from '../devices/device.js';
 import { Listener } from './listener.js';
 import { Session } from './session.js';
-import { Disconnect } from './transport.js';
+import { Disconnect, type MessageTap } from './transport.js';
 import type { DmaSpace } from './dma-space.js';
 import { rootLog, type Log } from './log.js';
 import type { DeviceFaults } from '../faults/device-faults.js';
@@ -47,6 +47,15 @@ export function releaseTimeoutOf(opts: ShutdownOptions = {}): number {
   return ms;
 }
 
+/** A connection's recording hooks: its messages, and optionally its DMA space (to see guest-memory accesses). */
+export interface ConnectionTaps {
+  messages: MessageTap;
+  wrapSpace?(space: DmaSpace): DmaSpace;
+}
+
+/** Makes the recording hooks of a device's next connection (set only while recording). */
+export type ConnectionTapFactory = (deviceName: string) => ConnectionTaps;
+
 export interface DeviceHostEvents {
   connect: [];
   disconnect: [error?: Error];
@@ -60,7 +69,12 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
   /** Requests received per command name, over all clients (e.g. DMA_MAP). */
   readonly commandCounts: Record<string, number> = {};
 
-  constructor(readonly endpoint: DeviceEndpoint, private readonly makeSpace: DmaSpaceFactory, private readonly log: Log) {
+  constructor(
+    readonly endpoint: DeviceEndpoint,
+    private readonly makeSpace: DmaSpaceFactory,
+    private readonly log: Log,
+    private readonly makeTaps?: ConnectionTapFactory,
+  ) {
     super();
     this.listener = Listener.open(endpoint.socketPath, (fd) => this.onConnection(fd), log);
   }
@@ -72,7 +86,9 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
   private onConnection(fd: number): void {
     this.listener.pause();
     this.connections++;
-    const space = this.makeSpace(this.name);
+    const taps = this.makeTaps?.(this.name);
+    const plain = this.makeSpace(this.name);
+    const space = taps?.wrapSpace ? taps.wrapSpace(plain) : plain;
     const faults = this.endpoint.faults ?? null;
     if (faults) faults.session = this.connections;
     this.log.info(`client connected (#${this.connections})`);
@@ -91,7 +107,7 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
           this.emit('disconnect', err);
         });
       }
-    }, this.commandCounts, faults);
+    }, this.commandCounts, faults, taps?.messages);
     this.emit('connect');
   }
 
@@ -139,14 +155,19 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
 export class VfioUserServer {
   readonly hosts = new Map<string, DeviceHost>();
 
-  constructor(private readonly makeSpace: DmaSpaceFactory, private readonly log: Log = rootLog) {}
+  constructor(
+    private readonly makeSpace: DmaSpaceFactory,
+    private readonly log: Log = rootLog,
+    /** Recording hooks for every connection (only while recording). */
+    private readonly makeTaps?: ConnectionTapFactory,
+  ) {}
 
   addDevice(endpoint: DeviceEndpoint): DeviceHost {
     if (this.hosts.has(endpoint.name)) throw new Error(`device name '${endpoint.name}' is used twice`);
     for (const h of this.hosts.values()) {
       if (h.endpoint.socketPath === endpoint.socketPath) throw new Error(`socket ${endpoint.socketPath} is used twice`);
     }
-    const host = new DeviceHost(endpoint, this.makeSpace, this.log.child(endpoint.name));
+    const host = new DeviceHost(endpoint, this.makeSpace, this.log.child(endpoint.name), this.makeTaps);
     this.hosts.set(endpoint.name, host);
     return host;
   }

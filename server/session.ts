@@ -18,7 +18,7 @@ import { DEFAULT_LIMITS, type NegotiatedLimits } from '../protocol/limits.js';
 import { Errno, VfioUserError } from '../protocol/errno.js';
 import * as native from '../native/index.js';
 import type { VfioUserDevice } from '../devices/device.js';
-import { Disconnect, Transport, type IncomingMessage } from './transport.js';
+import { Disconnect, Transport, type IncomingMessage, type MessageTap } from './transport.js';
 import type { DmaSpace } from './dma-space.js';
 import { ClientDmaMessenger } from './dma-messenger.js';
 import { FdBag } from './fd-bag.js';
@@ -54,12 +54,14 @@ export class Session implements HandlerContext {
     private readonly counts: Record<string, number> = {},
     /** The device's fault rules, when the server injects faults. */
     readonly faults: DeviceFaults | null = null,
+    /** Sees every message (a recording); the raw fast path is off while it is set. */
+    tap?: MessageTap,
   ) {
     this.transport = new Transport(fd, {
       onRawMessage: (buf, at, size) => this.onRawMessage(buf, at, size),
       onMessage: (m) => this.onMessage(m),
       onClose: (err) => this.onClose(err),
-    }, log, { maxMessageSize: maxMessageSize(DEFAULT_LIMITS), maxFds: DEFAULT_LIMITS.maxMsgFds });
+    }, log, { maxMessageSize: maxMessageSize(DEFAULT_LIMITS), maxFds: DEFAULT_LIMITS.maxMsgFds }, tap);
     const session = this;
     this.messenger = new ClientDmaMessenger({
       get limits() { return session.limits; },

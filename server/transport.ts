@@ -62,6 +62,21 @@ export interface TransportHandler {
   onClose(end: Disconnect): void;
 }
 
+/**
+ * Sees every message of a connection (a recording): set only while
+ * recording, so without one the transport pays one field check per message.
+ * The raw fast path is not offered while a tap is set (its replies never
+ * pass through send()), so every message goes past the tap.
+ */
+export interface MessageTap {
+  /** A whole message as received, `buf[at, at+size)` with its header, and its fds (still open). */
+  received(buf: Buffer, at: number, size: number, fds: readonly number[]): void;
+  /** A message as queued for sending. */
+  sent(header: Header, parts: readonly Buffer[], fds?: readonly number[]): void;
+  /** The connection ended; `reason` says why. */
+  closed(reason: string): void;
+}
+
 export interface TransportLimits {
   /** Largest acceptable msg_size; anything bigger makes the stream unusable. */
   maxMessageSize: number;
@@ -103,6 +118,7 @@ export class Transport {
     private readonly handler: TransportHandler,
     private readonly log: Log,
     private limits: TransportLimits,
+    private readonly tap?: MessageTap,
   ) {
     this.meta = new Int32Array(2 + limits.maxFds);
     this.channel = this.openChannel();
@@ -136,6 +152,7 @@ export class Transport {
     this.reserve(size);
     if (this.closed) return;
     if (fds && fds.length > 0) this.marks.push({ offset: this.wlen, fds: [...fds] });
+    this.tap?.sent({ ...header, size }, parts, fds);
     writeHeader(this.wbuf, this.wlen, { ...header, size });
     let at = this.wlen + HEADER_SIZE;
     for (const p of parts) at += p.copy(this.wbuf, at);
@@ -179,6 +196,7 @@ export class Transport {
     for (const b of this.batches) closeAll(b.fds);
     this.batches = [];
     this.marks = [];
+    this.tap?.closed(`${end.reason}: ${end.message}`);
     this.handler.onClose(end);
   }
 
@@ -243,7 +261,7 @@ export class Transport {
 
   /** Dispatch every whole message in the buffer. */
   private parse(): void {
-    const raw = this.handler.onRawMessage;
+    const raw = this.tap ? undefined : this.handler.onRawMessage;
     while (!this.closed && this.rend - this.rstart >= HEADER_SIZE) {
       const at = this.rstart;
       const size = u32At(this.rbuf, at + 4);
@@ -265,6 +283,7 @@ export class Transport {
         const start = this.rbase + at;
         const fds = this.takeFds(start, start + size);
         const payload = this.rbuf.subarray(at + HEADER_SIZE, at + size);
+        this.tap?.received(this.rbuf, at, size, fds);
         this.rstart = at + size;
         this.handler.onMessage({ header, payload, fds });
       } catch (err) {

@@ -43,6 +43,11 @@ export class VfioUserClient {
   readonly serverRequests: Header[] = [];
   /** Guest memory that DMA_READ/DMA_WRITE act on (no memory: EFAULT). */
   guest: GuestMemory | null = null;
+  /**
+   * Takes the server's requests instead of `guest` (a replay answers from a
+   * recording); it owns the fds and answers with sendRaw.
+   */
+  onServerRequest: ((header: Header, payload: Buffer, fds: number[]) => void) | null = null;
 
   private constructor(readonly fd: number) {
     this.watcher = native.watch(fd, native.READABLE, (_status, events) => {
@@ -210,6 +215,7 @@ export class VfioUserClient {
       return;
     }
     this.serverRequests.push(h);
+    if (this.onServerRequest) return this.onServerRequest(h, payload, fds);
     for (const fd of fds) native.close(fd);
     this.answerServerRequest(h, payload);
   }

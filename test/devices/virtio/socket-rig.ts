@@ -31,6 +31,9 @@ export interface Rig {
   efds: number[];
 }
 
+/** What the driver functions act through: the client, guest memory, and the eventfds handed over (kept for teardown). */
+export type DriverRig = Pick<Rig, 'c' | 'mem' | 'efds'>;
+
 /** What the rig serves: one device named `name` (its socket is made here), plus any other ServerSpec fields. */
 export interface RigSpec extends Omit<ServerSpec, 'devices'> {
   name: string;
@@ -96,7 +99,7 @@ export async function cfgWrite(c: VfioUserClient, offset: number, count: number,
 }
 
 /** What Linux's virtio_pci + virtio_blk probe do, over the socket. */
-export async function bringUp(r: Rig): Promise<DriverRing> {
+export async function bringUp(r: DriverRig): Promise<DriverRing> {
   const { c } = r;
   const common = (off: number) => Layout.COMMON + off;
   await cfgWrite(c, 0x04, 2, (await read(c, CFG, 0x04, 2)) | 0x6); // memory + bus master
@@ -144,7 +147,7 @@ export async function bringUp(r: Rig): Promise<DriverRing> {
 }
 
 /** One virtio-blk request through the ring (indirect descriptors); the doorbell is a posted write. */
-export function submitBlk(r: Rig, ring: DriverRing, type: number, sector: number, data: { out?: Buffer; inLen?: number }): { st: number; din: number } {
+export function submitBlk(r: DriverRig, ring: DriverRing, type: number, sector: number, data: { out?: Buffer; inLen?: number }): { st: number; din: number } {
   const m = r.mem;
   const hdr = m.alloc(16);
   m.set32(hdr, type);
