@@ -89,7 +89,7 @@ export class DeviceFaults implements DeviceFaultHooks {
         },
       };
       this.holds.add(h);
-      if (ms !== undefined) timer = setTimeout(h.release, ms);
+      if (ms !== undefined) timer = setTimeout(h.release, ms).unref();
     });
   }
 
