@@ -33,8 +33,9 @@ export class DeviceFaults implements DeviceFaultHooks {
   /** The rule that fires on this request (header and payload as received), if any. */
   onMessage(h: Header, payload: Buffer, expectsReply: boolean): ArmedRule | undefined {
     for (const r of this.message) {
-      // A reply that will not be sent cannot be corrupted, delayed or held.
-      if (!expectsReply && (r.rule.action.type === 'corrupt' || r.rule.action.type === 'hold' || r.rule.action.type === 'delay')) continue;
+      // A reply that will not be sent cannot be corrupted (a posted write can
+      // still be delayed or held: the requests behind it wait).
+      if (!expectsReply && r.rule.action.type === 'corrupt') continue;
       if (matchesMessage(r.rule.match, h.command, payload) && r.fire(this.sink.now())) {
         this.fired(r, { command: commandName(h.command), msgId: h.msgId });
         return r;
@@ -88,7 +89,7 @@ export class DeviceFaults implements DeviceFaultHooks {
         },
       };
       this.holds.add(h);
-      if (ms !== undefined) timer = setTimeout(h.release, ms);
+      if (ms !== undefined) timer = setTimeout(h.release, ms).unref();
     });
   }
 

@@ -3,7 +3,8 @@
 // handler), delay and hold (the handler runs at once, its reply waits), and
 // corrupt (the handler runs, its reply goes out with one field flipped;
 // corruptReply below). Later requests wait behind a delayed or held reply,
-// as they wait behind any reply that takes time.
+// as they wait behind any reply that takes time. Fault timers are unref'd:
+// they never keep a process alive on their own.
 import { Errno, VfioUserError } from '../protocol/errno.js';
 import { HEADER_SIZE, writeHeader, type Header } from '../protocol/header.js';
 import type { VfioUserDevice } from '../devices/device.js';
@@ -38,7 +39,7 @@ export function runMessageFault<R>(fired: ArmedRule, site: MessageFaultSite<R>):
       return site.run();
     }
     case 'delay':
-      return after(site.run, new Promise((r) => setTimeout(r, a.ms)));
+      return after(site.run, new Promise((r) => setTimeout(r, a.ms).unref()));
     case 'hold':
       return after(site.run, site.faults.hold(id, a.ms));
     case 'corrupt':

@@ -26,6 +26,9 @@ export class SeededRandom {
   private b: number;
   private c: number;
   private d: number;
+  /** Bytes of the last word fill() did not use yet (low byte first). */
+  private spare = 0;
+  private spareBytes = 0;
 
   /** `label` separates streams of one seed (e.g. one per device). */
   constructor(seed: number, label = '') {
@@ -56,9 +59,17 @@ export class SeededRandom {
     return this.nextU32() / 0x100000000;
   }
 
-  /** Fills `out` with random bytes. */
+  /**
+   * Fills `out` with the next random bytes. The bytes form one stream
+   * however it is cut: fill(3) then fill(5) gives what fill(8) would.
+   */
   fill(out: Uint8Array): void {
     let i = 0;
+    while (i < out.length && this.spareBytes > 0) {
+      out[i++] = this.spare;
+      this.spare >>>= 8;
+      this.spareBytes--;
+    }
     for (; i + 4 <= out.length; i += 4) {
       const r = this.nextU32();
       out[i] = r;
@@ -68,7 +79,9 @@ export class SeededRandom {
     }
     if (i < out.length) {
       let r = this.nextU32();
-      for (; i < out.length; i++, r >>>= 8) out[i] = r;
+      this.spareBytes = 4;
+      for (; i < out.length; i++, r >>>= 8, this.spareBytes--) out[i] = r;
+      this.spare = r;
     }
   }
 }

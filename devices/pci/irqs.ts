@@ -105,7 +105,7 @@ export class IrqState {
       // Lost: as if signalled. Late: whatever fd the vector has by then (none after a detach).
       if (f?.kind === 'lose') return true;
       if (f?.kind === 'delay') {
-        setTimeout(() => this.signalNow(index, vector), f.delayMs);
+        setTimeout(() => this.signalNow(index, vector), f.delayMs).unref();
         return true;
       }
     }

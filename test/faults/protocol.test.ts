@@ -224,3 +224,22 @@ t.test('needs-reset on a PCI device with an ERR eventfd: ERR is signalled, the r
   t.equal(native.eventfdRead(efd), 1, 'ERR signalled once');
   t.same(counts(fx.faults, 'nr'), { matched: 1, injected: 1 });
 });
+
+t.test('a posted write can be delayed (the requests behind it wait) but not corrupted', async (t) => {
+  const fx = await startGpioWithFaults(t, {
+    rules: [
+      { id: 'c', match: { command: 'REGION_WRITE' }, action: { type: 'corrupt', field: 'flags', xor: 1 } },
+      { id: 'd', match: { command: 'REGION_WRITE' }, times: 1, action: { type: 'delay', ms: 1000 } },
+    ],
+  });
+  const c = await openClient(t, fx);
+  const seen = recordIncoming(c);
+  c.post(Command.REGION_WRITE, Buffer.concat([accessReply(0, 2, 1), Buffer.from([0x5a])]));
+  const probe = send(c, Command.REGION_READ, cfgRead(0));
+  await sleep(200);
+  t.equal(seen.length, 0, 'the read behind the delayed write waits (a lower bound)');
+  assertReply(t, (await probe).reply, await probe, accessReply(0, CFG, 4, VENDOR_DEVICE), 'then it is served');
+  t.equal(fx.model.outputs & 0xff, 0x5a, 'the delayed write was done');
+  t.same(counts(fx.faults, 'c'), { matched: 0, injected: 0 }, 'corrupt skipped the posted write');
+  t.same(counts(fx.faults, 'd'), { matched: 1, injected: 1 });
+});

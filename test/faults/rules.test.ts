@@ -24,6 +24,12 @@ t.test('SeededRandom: fixed by seed and label, fills any length', async (t) => {
     new SeededRandom(9).fill(y);
     t.same(x, y, `fill ${len} bytes reproduces`);
   }
+  const whole = new Uint8Array(23);
+  new SeededRandom(4).fill(whole);
+  const cut = new Uint8Array(23);
+  const r4 = new SeededRandom(4);
+  for (const [from, to] of [[0, 3], [3, 8], [8, 9], [9, 9], [9, 23]]) r4.fill(cut.subarray(from, to));
+  t.same(cut, whole, 'one byte stream however fill() cuts it');
   const big = new Uint8Array(65536);
   new SeededRandom(3).fill(big);
   t.equal(new Set(big).size, 256, 'every byte value shows up');
