@@ -356,8 +356,7 @@ export class NvmeController implements AdminHost, IoHost, RegisterHost {
     }
     const sq = this.sqs[qid];
     if (!sq) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_REGISTER, `SQ ${qid} tail`);
-    if (value >= sq.size) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_VALUE, `SQ ${qid} tail ${value}`);
-    sq.tail = value;
+    if (!sq.acceptTail(value)) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_VALUE, `SQ ${qid} tail ${value}`);
     sq.eventIdx = -1; // being polled again until it goes idle
     sq.lastActive = performance.now();
     this.pump(sq);
@@ -619,8 +618,7 @@ export class NvmeController implements AdminHost, IoHost, RegisterHost {
         if (sq.eventIdx !== sq.tail) this.publishSqEventIdx(sq);
         continue;
       }
-      if (t !== sq.tail && t < sq.size) {
-        sq.tail = t;
+      if (t !== sq.tail && sq.acceptTail(t)) {
         sq.lastActive = now;
         this.counters.shadowTailReads++;
         this.pump(sq);
@@ -653,9 +651,11 @@ export class NvmeController implements AdminHost, IoHost, RegisterHost {
     const slots = sq.shadow!;
     sq.eventIdx = sq.tail;
     const w = this.shadow.setEventIdx(slots, sq.tail);
+    const seen = sq.tailUpdates;
     const recheck = (t: number) => {
-      if (t >= 0 && t < sq.size && t !== sq.tail && !sq.deleted) {
-        sq.tail = t;
+      // Through DMA messages the value may be older than a doorbell that came meanwhile.
+      if (seen !== sq.tailUpdates || sq.deleted || t === sq.tail) return;
+      if (sq.acceptTail(t)) {
         sq.eventIdx = -1;
         sq.lastActive = performance.now();
         this.counters.shadowTailReads++;

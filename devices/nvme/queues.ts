@@ -145,6 +145,8 @@ export class SubmissionQueue {
   shadow: ShadowSlots | undefined;
   /** The tail the shadow EventIdx was last set to, or -1 while the queue is being polled. */
   eventIdx = -1;
+  /** Counts tail changes: a value read through DMA messages is taken only if none came meanwhile. */
+  tailUpdates = 0;
   /** When the queue last had work (performance.now()), for the polling window. */
   lastActive = 0;
   private readonly pool: Command[] = [];
@@ -175,6 +177,21 @@ export class SubmissionQueue {
   /** The command completed: back to the pool. */
   release(cmd: Command): void {
     if (this.pool.length < this.size) this.pool.push(cmd);
+  }
+
+  /**
+   * Take a new tail if it only adds entries: a value that would move the
+   * tail back over entries already announced (a stale shadow value read
+   * late, or a host error) is refused.
+   */
+  acceptTail(t: number): boolean {
+    if (!(t >= 0 && t < this.size)) return false;
+    const pending = (this.tail - this.head + this.size) % this.size;
+    const added = (t - this.tail + this.size) % this.size;
+    if (pending + added >= this.size) return false;
+    this.tail = t;
+    this.tailUpdates++;
+    return true;
   }
 
   consume(): void {
