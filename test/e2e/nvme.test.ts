@@ -46,7 +46,9 @@ const DISCARD = { nsid: 2, writeMiB: 16, offsetMiB: 4, lengthMiB: 8 } as const;
 const SMALL_READS = 2000;
 /**
  * "Far fewer": MMIO doorbell writes during the small reads at most this share
- * of the commands. Without shadow doorbells each read costs two (SQ tail, CQ head).
+ * of the commands. Without shadow doorbells each read costs two, an SQ tail
+ * and a CQ head (measured: 4000 for 2000 reads with OACS bit 8 cleared); with
+ * them 230-290 for 2000 on this machine kind, loaded or not.
  */
 const MAX_MMIO_PER_COMMAND = 0.25;
 
