@@ -9,7 +9,7 @@
 import { pathToFileURL } from 'node:url';
 import { MemoryBacking } from '../iommu/backing.js';
 import { IommuContext } from '../iommu/context.js';
-import { formatTable, type BenchRow } from './lib.js';
+import { formatTable, median, type BenchRow } from './lib.js';
 import { rng } from '../test/iommu/rng.js';
 
 const N = 65535;
@@ -31,13 +31,6 @@ function rate(ms: number, batch: number, fn: (n: number) => void): number {
     t1 = performance.now();
   }
   return (ops * 1000) / (t1 - t0);
-}
-
-/** The middle value (mean of the two middle ones for an even count). */
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
 }
 
 interface Comparison {

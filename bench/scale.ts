@@ -20,7 +20,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { compileC, envNumber, formatTable, progress, projectRoot, stopGroup, Tail, type BenchRow } from './lib.js';
+import { compileC, envNumber, formatTable, median, progress, projectRoot, stopGroup, Tail, type BenchRow } from './lib.js';
 import { run } from '../qemu-configs/exec.js';
 
 const WARM_S = 0.5;
@@ -67,12 +67,6 @@ function machineCpu(): { busy: number; idle: number } {
   const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
   return { busy: (user + nice + system + irq + softirq + steal) / CLK_TCK, idle: (idle + iowait) / CLK_TCK };
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
-};
 
 const sleepUntil = (epochMs: number) => new Promise((r) => setTimeout(r, Math.max(0, epochMs - Date.now())));
 
