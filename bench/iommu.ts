@@ -16,12 +16,13 @@ const N = 65535;
 const PAGE = 4096;
 const BASE = 2 ** 32;
 const QUERIES = 1 << 20;
-const SLICE_MS = 400;
-const ROUNDS = 5;
+const ROUNDS = 7;
+/** Each round alternates the two sides SLICES times, SLICE_MS each. */
+const SLICES = 6;
+const SLICE_MS = 50;
 
-/** Runs fn(batch) repeatedly for about `ms`; returns operations per second. */
-function rate(ms: number, batch: number, fn: (n: number) => void): number {
-  fn(batch); // warm-up
+/** Runs fn(batch) repeatedly for about `ms`; adds the operations and milliseconds to acc. */
+function slice(ms: number, batch: number, fn: (n: number) => void, acc: { ops: number; ms: number }): void {
   let ops = 0;
   const t0 = performance.now();
   let t1 = t0;
@@ -30,7 +31,8 @@ function rate(ms: number, batch: number, fn: (n: number) => void): number {
     ops += batch;
     t1 = performance.now();
   }
-  return (ops * 1000) / (t1 - t0);
+  acc.ops += ops;
+  acc.ms += t1 - t0;
 }
 
 interface Comparison {
@@ -43,27 +45,34 @@ interface Comparison {
 }
 
 /**
- * ROUNDS rounds, ours and the floor back to back in each (which goes first
- * alternates), so that both see the same machine state: medians of the
- * rates, and the median and spread of the rounds' ratios.
+ * ROUNDS rounds; in each, ours and the floor take turns in short slices
+ * (which goes first alternates), so that both see the same machine state
+ * even when other work preempts us: medians of the rates, and the median
+ * and spread of the rounds' ratios.
  */
-function compare(ours: () => number, floor: () => number): Comparison {
+function compare(batch: number, ours: (n: number) => void, floor: (n: number) => void): Comparison {
+  ours(batch); // warm-up
+  floor(batch);
   const v: number[] = [];
   const f: number[] = [];
   const ratios: number[] = [];
   for (let i = 0; i < ROUNDS; i++) {
-    let a: number;
-    let b: number;
-    if (i % 2 === 0) {
-      a = ours();
-      b = floor();
-    } else {
-      b = floor();
-      a = ours();
+    const a = { ops: 0, ms: 0 };
+    const b = { ops: 0, ms: 0 };
+    for (let k = 0; k < SLICES; k++) {
+      if ((i + k) % 2 === 0) {
+        slice(SLICE_MS, batch, ours, a);
+        slice(SLICE_MS, batch, floor, b);
+      } else {
+        slice(SLICE_MS, batch, floor, b);
+        slice(SLICE_MS, batch, ours, a);
+      }
     }
-    v.push(a);
-    f.push(b);
-    ratios.push(a / b);
+    const ra = (a.ops * 1000) / a.ms;
+    const rb = (b.ops * 1000) / b.ms;
+    v.push(ra);
+    f.push(rb);
+    ratios.push(ra / rb);
   }
   return {
     value: median(v),
@@ -163,17 +172,11 @@ function lookups(): BenchRow[] {
       qi = (qi + 1) & (QUERIES - 1);
     }
   };
-  const got = compare(
-    () => rate(SLICE_MS, 4096, ours),
-    () => rate(SLICE_MS, 4096, floor),
-  );
+  const got = compare(4096, ours, floor);
   let mismatch = 0;
   for (let k = 0; k < 1 << 16; k++) if ((ioas.translate(q[k], 64, 1) !== null) !== floorSearch(q[k]) >= 0) mismatch++;
   if (mismatch) throw new Error(`translation disagrees with the floor on ${mismatch} of 65,536 queries`);
-  const read = compare(
-    () => rate(SLICE_MS, 4096, oursRead),
-    () => rate(SLICE_MS, 4096, floorRead),
-  );
+  const read = compare(4096, oursRead, floorRead);
   if (sink === -1) console.log(sink);
   return [
     {
@@ -248,10 +251,7 @@ function churn(): BenchRow {
       len--;
     }
   };
-  const got = compare(
-    () => rate(SLICE_MS, 256, ours),
-    () => rate(SLICE_MS, 256, floor),
-  );
+  const got = compare(256, ours, floor);
   if (ctx.compatIoas.areaCount !== N) throw new Error(`churn left ${ctx.compatIoas.areaCount} mappings`);
   mem.release();
   return {
