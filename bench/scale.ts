@@ -4,7 +4,11 @@
 // together on the wall clock and counted over the same window. The floor is
 // the same clients against as many C responder processes (one per socket):
 // what the machine does with that many sockets when each has its own
-// blocking C server. Rounds interleave ours and the floor.
+// blocking C server. Rounds interleave ours and the floor. Every client runs
+// on CPU A and every server process on CPU B (BENCH_CPUS, as socket.ts's
+// 2-CPU rows: QEMU's vCPU threads beside a server), so that the kernel
+// shares one CPU evenly among the clients; BENCH_SCALE_PIN=0 leaves
+// placement to the scheduler.
 //
 // Rows: the aggregate rate (ours vs the floor), and fairness: the lowest
 // device's rate against the highest one's in the same round (goal >= 0.8).
@@ -13,15 +17,17 @@
 // window) and of everything else on the machine (/proc/stat), and idle.
 //
 // Environment: BENCH_SCALE_DEVICES (16), BENCH_SCALE_DEPTH (4),
-// BENCH_SCALE_SECONDS (2), BENCH_SCALE_ROUNDS (3), BENCH_KEEP=1.
+// BENCH_SCALE_SECONDS (2), BENCH_SCALE_ROUNDS (3), BENCH_SCALE_PIN (1),
+// BENCH_CPUS (0,1), BENCH_KEEP=1.
 // Runnable alone: node dist/bench/scale.js
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { compileC, envNumber, formatTable, median, progress, projectRoot, stopGroup, Tail, type BenchRow } from './lib.js';
+import { compileC, envNumber, formatTable, haveCommand, median, progress, projectRoot, stopGroup, Tail, type BenchRow } from './lib.js';
 import { run } from '../qemu-configs/exec.js';
+import { cpuPair } from './socket.js';
 
 const WARM_S = 0.5;
 const READ_TARGET = '7:0:4'; // config space
@@ -89,12 +95,18 @@ async function waitForSockets(side: Side): Promise<void> {
   }
 }
 
-async function round(side: Side, loadgen: string, depth: number, seconds: number): Promise<Round> {
+/** taskset prefixes: every client on CPU A, every server process on CPU B (BENCH_CPUS). */
+interface Placement {
+  client: string[];
+  server: string[];
+}
+
+async function round(side: Side, loadgen: string, depth: number, seconds: number, at: Placement): Promise<Round> {
   // Every loadgen connects and negotiates first, then waits for the common start.
   const startMs = Date.now() + 1000 + 40 * side.socks.length;
   const start = (startMs / 1000).toFixed(3);
   const runs = side.socks.map((s) =>
-    run(loadgen, ['-s', s, '-m', 'window', '-S', start, '-W', String(WARM_S), '-t', String(seconds), '-d', String(depth), '-r', READ_TARGET, '-w', WRITE_TARGET], {
+    run(at.client[0] ?? loadgen, [...at.client.slice(1), ...(at.client.length ? [loadgen] : []), '-s', s, '-m', 'window', '-S', start, '-W', String(WARM_S), '-t', String(seconds), '-d', String(depth), '-r', READ_TARGET, '-w', WRITE_TARGET], {
       timeoutMs: 60_000 + seconds * 10_000,
     }),
   );
@@ -133,6 +145,9 @@ export async function benchScale(): Promise<BenchRow[]> {
   const depth = Math.round(envNumber('BENCH_SCALE_DEPTH', 4));
   const seconds = envNumber('BENCH_SCALE_SECONDS', 2);
   const rounds = Math.round(envNumber('BENCH_SCALE_ROUNDS', 3));
+  const [cpuA, cpuB] = cpuPair();
+  const pin = process.env.BENCH_SCALE_PIN !== '0' && haveCommand('taskset', ['-c', cpuA, 'true']);
+  const at: Placement = pin ? { client: ['taskset', '-c', cpuA], server: ['taskset', '-c', cpuB] } : { client: [], server: [] };
   const work = mkdtempSync(join(tmpdir(), 'vfio-user-ts-scale-'));
   const sides: Side[] = [];
   try {
@@ -146,19 +161,20 @@ export async function benchScale(): Promise<BenchRow[]> {
     writeFileSync(config, JSON.stringify({ devices: oursSocks.map((socket, i) => ({ kind: 'gpio', name: `gpio${i}`, socket })) }));
     const ours: Side = {
       label: `our server (${devices} devices, one process)`,
-      procs: [startProc([process.execPath, join(root, 'bin', 'vfio-user-ts.js'), 'serve', '--config', config])],
+      procs: [startProc([...at.server, process.execPath, join(root, 'bin', 'vfio-user-ts.js'), 'serve', '--config', config])],
       socks: oursSocks,
     };
     sides.push(ours);
     const floorSocks = Array.from({ length: devices }, (_, i) => join(work, `c${i}.sock`));
     const floor: Side = {
       label: `${devices} C responder processes`,
-      procs: floorSocks.map((s) => startProc([responder, s])),
+      procs: floorSocks.map((s) => startProc([...at.server, responder, s])),
       socks: floorSocks,
     };
     sides.push(floor);
     await Promise.all([waitForSockets(ours), waitForSockets(floor)]);
-    progress(`scale: ${devices} devices, ${devices} clients, ${depth} in flight each, ${rounds} rounds of ${seconds} s (after ${WARM_S} s warm-up)`);
+    const where = pin ? `clients on CPU ${cpuA}, servers on CPU ${cpuB}` : 'unpinned';
+    progress(`scale: ${devices} devices, ${devices} clients, ${depth} in flight each, ${rounds} rounds of ${seconds} s (after ${WARM_S} s warm-up), ${where}`);
 
     const got = new Map<Side, Round[]>([
       [ours, []],
@@ -166,7 +182,7 @@ export async function benchScale(): Promise<BenchRow[]> {
     ]);
     for (let i = 0; i < rounds; i++) {
       for (const side of i % 2 === 0 ? [ours, floor] : [floor, ours]) {
-        const r = await round(side, loadgen, depth, seconds);
+        const r = await round(side, loadgen, depth, seconds, at);
         got.get(side)!.push(r);
         const k = (v: number) => `${Math.round(v / 1000)}k`;
         progress(
@@ -194,7 +210,7 @@ export async function benchScale(): Promise<BenchRow[]> {
         unit: 'ops/s',
         note:
           `REGION_READ and acknowledged REGION_WRITE in turn, ${depth} in flight per client, ${devices} C loadgens started together, ` +
-          `${seconds} s windows after ${WARM_S} s; ours: one server process, floor: ${devices} C responder processes; ` +
+          `${seconds} s windows after ${WARM_S} s, ${where}; ours: one server process, floor: ${devices} C responder processes; ` +
           `median of ${rounds} rounds' ratios, spread ${spread(ratios)}. CPU-seconds per second (of ${cpuCount()}): ` +
           `${cpu(o, 'our server')}; floor: ${cpu(f, 'C responders')}`,
       },
