@@ -44,6 +44,13 @@ export function progress(msg: string): void {
   process.stderr.write(`[bench] ${msg}\n`);
 }
 
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+}
+
 export function envNumber(name: string, dflt: number): number {
   const v = process.env[name];
   if (v === undefined || v === '') return dflt;

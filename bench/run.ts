@@ -4,7 +4,7 @@
 // run.  To add a bench: write bench/<name>.ts exporting an async function that
 // returns BenchRow[] (see ./lib.ts) and add a line below.
 //
-//   BENCH_ONLY=socket,iommu,dma-map   run only these modules
+//   BENCH_ONLY=socket,iommu,dma-map,scale   run only these modules
 //   BENCH_JSON=path           also write all rows as JSON to path
 
 import { existsSync, writeFileSync } from 'node:fs';
@@ -25,6 +25,7 @@ const BENCHES: BenchModule[] = [
   { name: 'socket', file: './socket.js', exportName: 'benchSocket', optional: false },
   { name: 'iommu', file: './iommu.js', exportName: 'benchIommu', optional: true },
   { name: 'dma-map', file: './dma-map.js', exportName: 'benchDmaMap', optional: true },
+  { name: 'scale', file: './scale.js', exportName: 'benchScale', optional: true },
   { name: 'virtio-blk', file: './virtio-blk.js', exportName: 'benchVirtioBlk', optional: true },
   { name: 'nvme', file: './nvme.js', exportName: 'benchNvme', optional: true },
 ];

@@ -355,7 +355,7 @@ export async function benchSocket(): Promise<BenchRow[]> {
 }
 
 /** BENCH_CPUS=A,B: A for the loadgen (and for both in 1-CPU runs), B for the server in 2-CPU runs. */
-function cpuPair(): [string, string] {
+export function cpuPair(): [string, string] {
   const v = process.env.BENCH_CPUS ?? '0,1';
   const m = /^(\d+),(\d+)$/.exec(v);
   if (!m || m[1] === m[2]) throw new Error(`BENCH_CPUS=${v}: expected two different CPU numbers, e.g. 0,1`);

@@ -34,7 +34,27 @@ interface Seg {
 }
 
 export class DeviceDmaPort implements DeviceDma {
+  // Last-hit cache: the area of the last translation and the IOAS it came
+  // from. A device mostly touches the same area again (its rings, a
+  // request's pages). Valid while the area is alive (an unmap, a v1 cut or
+  // an IOAS destroy retires it: `dead`) and the device (this PASID) still
+  // translates through that IOAS (attach / replace / detach change it).
+  private hit: Area | null = null;
+  private hitIoas: Ioas | null = null;
+
   constructor(private readonly target: DmaTarget) {}
+
+  /** Ioas.translate behind the last-hit cache. */
+  private translate(ioas: Ioas, iova: number, len: number, access: number): Area | null {
+    const h = this.hit;
+    if (h !== null && this.hitIoas === ioas && !h.dead && iova >= h.start && iova + len <= h.end && (h.prot & access) === access) return h;
+    const a = ioas.translate(iova, len, access);
+    if (a !== null) {
+      this.hit = a;
+      this.hitIoas = ioas;
+    }
+    return a;
+  }
 
   read(iova: Iova, length: number, pasid?: number): Promise<Buffer> {
     try {
@@ -42,7 +62,7 @@ export class DeviceDmaPort implements DeviceDma {
       if (length === 0) return Promise.resolve(Buffer.alloc(0));
       // Fast path: one area of directly mapped memory.
       if (typeof iova === 'number') {
-        const a = ioas.translate(iova, length, DMA_ACCESS_READ);
+        const a = this.translate(ioas, iova, length, DMA_ACCESS_READ);
         const b = a?.backing.bytes;
         if (a && b) {
           const off = a.offset + (iova - a.start);
@@ -61,7 +81,7 @@ export class DeviceDmaPort implements DeviceDma {
       const ioas = this.check(iova, length, pasid);
       if (length === 0) return Promise.resolve();
       if (typeof iova === 'number') {
-        const a = ioas.translate(iova, length, DMA_ACCESS_WRITE);
+        const a = this.translate(ioas, iova, length, DMA_ACCESS_WRITE);
         const b = a?.backing.bytes;
         if (a && b && !a.backing.readOnlyMemory) {
           const pos = iova - a.start;
@@ -126,7 +146,7 @@ export class DeviceDmaPort implements DeviceDma {
     if (typeof iova !== 'number' || !Number.isSafeInteger(iova) || iova < 0 || !Number.isSafeInteger(length) || length <= 0) return null;
     if (access !== DMA_ACCESS_READ && access !== DMA_ACCESS_WRITE && access !== (DMA_ACCESS_READ | DMA_ACCESS_WRITE)) return null;
     const ioas = this.target.ioasFor(pasid);
-    const a = ioas ? ioas.translate(iova, length, access) : null;
+    const a = ioas ? this.translate(ioas, iova, length, access) : null;
     const b = a ? a.backing.bytes : null;
     if (!a || !b || (access & DMA_ACCESS_WRITE && a.backing.readOnlyMemory)) return null;
     const pos = iova - a.start;
@@ -151,7 +171,7 @@ export class DeviceDmaPort implements DeviceDma {
         typeof iova === 'number'
           ? last !== undefined && iova >= last.area.start && iova + len <= last.area.end
             ? last.area
-            : ioas.translate(iova, len, access)
+            : this.translate(ioas, iova, len, access)
           : null;
       const parts = a ? null : this.resolve(ioas, iova, len, access, pasid);
       for (let k = 0, n = parts ? parts.length : 1; k < n; k++) {

@@ -1,57 +1,56 @@
-// A B+tree of disjoint half-open intervals [start, end) keyed by start (a
-// number). Lookup, insert and remove are O(log n) with a fan-out of 64, so a
-// 65,535-entry IOAS is three levels deep; leaves are linked for range walks.
-// Keys sit in plain double arrays (unboxed by V8, and faster to index than
-// one Float64Array per node), so a lookup is three short binary searches:
-// this is the translation fast path.
+// A sorted index of disjoint half-open intervals [start, end) keyed by start
+// (a number), laid out flat in typed arrays: the translation fast path.
+//
+// Two levels. Entries live in chunks of up to CHUNK consecutive intervals;
+// each chunk is a fixed-size slot of three shared typed arrays (starts, ends,
+// access rights) plus a parallel array of the values. A directory, also typed
+// arrays, lists the chunks in key order with their smallest start, slot and
+// entry count. A lookup is two binary searches over Float64Arrays (the
+// directory, a few KiB and always in cache, then one chunk) and the range and
+// rights are checked in the typed arrays too: no object is touched but the
+// value returned. Insert and remove shift at most one chunk (copyWithin); a
+// full chunk splits, a chunk below a quarter full merges with or borrows from
+// a neighbour, so every chunk but a lone one is at least a quarter full and
+// the storage stays within 4x the entries.
+//
+// Keys are exact as doubles: IOVA area boundaries are page multiples, and
+// every page multiple up to 2^64 is a double.
 
 export interface Interval {
-  start: number;
-  end: number;
+  readonly start: number;
+  readonly end: number;
+  /** Access right bits checked by findWithin (absent: none). */
+  readonly prot?: number;
 }
 
-const B = 64; // max entries per node
-const MIN = B >> 2; // a non-root node below this borrows or merges
+const CHUNK = 128; // entries per chunk (slot size)
+const MIN_FILL = CHUNK >> 2; // a chunk below this merges or borrows (unless it is the only one)
+const INITIAL_SLOTS = 2;
+const INITIAL_CHUNKS = 8;
 
-class Leaf<V extends Interval> {
-  n = 0;
-  readonly keys = new Array<number>(B).fill(0.5) // 0.5: keep the elements kind double;
-  readonly vals: (V | undefined)[] = new Array(B).fill(undefined);
-  next: Leaf<V> | null = null;
-}
-
-class Inner<V extends Interval> {
-  n = 0;
-  /** keys[i] is the smallest start in kids[i]'s subtree. */
-  readonly keys = new Array<number>(B).fill(0.5) // 0.5: keep the elements kind double;
-  readonly kids: (Node<V> | undefined)[] = new Array(B).fill(undefined);
-}
-
-type Node<V extends Interval> = Leaf<V> | Inner<V>;
-
-/** Index of the last key <= x, or -1. */
-function floorIdx(keys: number[], n: number, x: number): number {
-  let lo = 0;
-  let hi = n - 1;
-  let r = -1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (keys[mid] <= x) {
-      r = mid;
-      lo = mid + 1;
-    } else hi = mid - 1;
-  }
-  return r;
+function grow<T extends Float64Array | Int32Array | Uint8Array>(a: T, min: number): T {
+  let n = a.length;
+  while (n < min) n *= 2;
+  if (n === a.length) return a;
+  const b = new (a.constructor as new (n: number) => T)(n);
+  b.set(a);
+  return b;
 }
 
 export class IntervalMap<V extends Interval> {
-  private root: Node<V> = new Leaf<V>();
-  /** Number of inner levels above the leaves. */
-  private height = 0;
+  // Directory, in key order: chunk r starts at mins[r], lives in slot slots[r], holds counts[r] entries.
+  private mins = new Float64Array(INITIAL_CHUNKS);
+  private slots = new Int32Array(INITIAL_CHUNKS);
+  private counts = new Int32Array(INITIAL_CHUNKS);
+  private chunks = 0;
+  // Storage: slot s holds its chunk's entries at [s * CHUNK, s * CHUNK + count).
+  private starts = new Float64Array(INITIAL_SLOTS * CHUNK);
+  private ends = new Float64Array(INITIAL_SLOTS * CHUNK);
+  private rights = new Uint8Array(INITIAL_SLOTS * CHUNK);
+  private vals: (V | undefined)[] = [];
+  private usedSlots = 0; // slots ever handed out (storage in use up to here)
+  private freeSlots: number[] = [];
   private count = 0;
-  // Path of the last descent (reused: no allocation per operation).
-  private readonly pathN: Node<V>[] = [];
-  private readonly pathI: number[] = [];
 
   get size(): number {
     return this.count;
@@ -59,51 +58,55 @@ export class IntervalMap<V extends Interval> {
 
   /** The interval containing x, if any. */
   find(x: number): V | undefined {
-    let node = this.root;
-    for (let h = this.height; h > 0; h--) {
-      const inner = node as Inner<V>;
-      const keys = inner.keys;
-      let lo = 0;
-      let hi = inner.n - 1;
-      let r = 0;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        if (keys[mid] <= x) {
-          r = mid;
-          lo = mid + 1;
-        } else hi = mid - 1;
-      }
-      node = inner.kids[r] as Node<V>;
-    }
-    const leaf = node as Leaf<V>;
-    const keys = leaf.keys;
-    let lo = 0;
-    let hi = leaf.n - 1;
-    let r = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (keys[mid] <= x) {
-        r = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    if (r < 0) return undefined;
-    const v = leaf.vals[r] as V;
-    return x < v.end ? v : undefined;
+    const j = this.entryAtOrBefore(x);
+    return j >= 0 && x < this.ends[j]! ? this.vals[j] : undefined;
   }
 
   /**
-   * Calls fn for each interval with end > x, in order, until fn returns false.
+   * The interval holding all of [x, x+len) whose rights include every bit of
+   * `need`, if any (len >= 1; x + len must be exact, as for a safe integer).
+   */
+  findWithin(x: number, len: number, need: number): V | undefined {
+    const j = this.entryAtOrBefore(x);
+    if (j < 0 || x + len > this.ends[j]! || (this.rights[j]! & need) !== need) return undefined;
+    return this.vals[j];
+  }
+
+  // Storage index of the entry with the largest start <= x, or -1. Both
+  // searches are branch-free (`half & -Number(cond)` compiles to a mask, not
+  // a jump): a random lookup's comparisons are unpredictable, and a
+  // mispredicted branch per level costs more than the level's load.
+  private entryAtOrBefore(x: number): number {
+    const mins = this.mins;
+    let r = 0;
+    for (let len = this.chunks; len > 1; ) {
+      const half = len >> 1;
+      r += half & -Number(mins[r + half]! <= x);
+      len -= half;
+    }
+    if (!(this.chunks > 0 && mins[r]! <= x)) return -1;
+    const starts = this.starts;
+    let j = this.slots[r]! * CHUNK; // starts[j] === mins[r] <= x
+    for (let len = this.counts[r]!; len > 1; ) {
+      const half = len >> 1;
+      j += half & -Number(starts[j + half]! <= x);
+      len -= half;
+    }
+    return j;
+  }
+
+  /**
+   * Calls fn for each interval with end > x, in order, until fn returns
+   * false. fn must not change the map.
    */
   forEachFrom(x: number, fn: (v: V) => boolean | void): void {
-    const leaf = this.descend(x);
-    let j = floorIdx(leaf.keys, leaf.n, x);
-    if (j < 0 || (leaf.vals[j] as V).end <= x) j++;
-    let l: Leaf<V> | null = leaf;
-    while (l) {
-      for (; j < l.n; j++) if (fn(l.vals[j] as V) === false) return;
-      l = l.next;
-      j = 0;
+    if (this.chunks === 0) return;
+    let r = this.chunkFor(x);
+    let i = this.posAtOrBefore(r, x) + 1; // first entry with start > x
+    if (i > 0 && this.ends[this.slots[r]! * CHUNK + i - 1]! > x) i--; // the one holding x
+    for (; r < this.chunks; r++, i = 0) {
+      const base = this.slots[r]! * CHUNK;
+      for (const n = this.counts[r]!; i < n; i++) if (fn(this.vals[base + i] as V) === false) return;
     }
   }
 
@@ -118,262 +121,205 @@ export class IntervalMap<V extends Interval> {
   }
 
   *[Symbol.iterator](): IterableIterator<V> {
-    let node = this.root;
-    for (let h = this.height; h > 0; h--) node = (node as Inner<V>).kids[0] as Node<V>;
-    for (let l: Leaf<V> | null = node as Leaf<V>; l; l = l.next) {
-      for (let j = 0; j < l.n; j++) yield l.vals[j] as V;
+    for (let r = 0; r < this.chunks; r++) {
+      const base = this.slots[r]! * CHUNK;
+      const n = this.counts[r]!;
+      for (let i = 0; i < n; i++) yield this.vals[base + i] as V;
     }
   }
 
   clear(): void {
-    this.root = new Leaf<V>();
-    this.height = 0;
+    this.mins = new Float64Array(INITIAL_CHUNKS);
+    this.slots = new Int32Array(INITIAL_CHUNKS);
+    this.counts = new Int32Array(INITIAL_CHUNKS);
+    this.chunks = 0;
+    this.starts = new Float64Array(INITIAL_SLOTS * CHUNK);
+    this.ends = new Float64Array(INITIAL_SLOTS * CHUNK);
+    this.rights = new Uint8Array(INITIAL_SLOTS * CHUNK);
+    this.vals = [];
+    this.usedSlots = 0;
+    this.freeSlots = [];
     this.count = 0;
   }
 
   /** Insert v; the caller has checked that it overlaps nothing. */
   insert(v: V): void {
     const x = v.start;
-    const leaf = this.descend(x);
-    const depth = this.height;
-    const j = floorIdx(leaf.keys, leaf.n, x) + 1;
+    if (this.chunks === 0) this.addChunk(0, this.allocSlot(), x);
+    let r = this.chunkFor(x);
+    if (this.counts[r] === CHUNK) {
+      this.split(r);
+      if (x >= this.mins[r + 1]!) r++;
+    }
+    const at = this.posAtOrBefore(r, x) + 1;
+    const base = this.slots[r]! * CHUNK;
+    const n = this.counts[r]!;
+    this.shift(base + at, base + n, 1);
+    this.starts[base + at] = x;
+    this.ends[base + at] = v.end;
+    this.rights[base + at] = v.prot ?? 0;
+    this.vals[base + at] = v;
+    this.counts[r] = n + 1;
+    if (at === 0) this.mins[r] = x;
     this.count++;
-    if (leaf.n < B) {
-      leafInsertAt(leaf, j, x, v);
-      if (j === 0) this.fixMin(depth);
-      return;
-    }
-    // Split the full leaf in two halves, then insert into the proper half.
-    const right = new Leaf<V>();
-    const half = B >> 1;
-    for (let k = half; k < B; k++) {
-      right.keys[k - half] = leaf.keys[k];
-      right.vals[k - half] = leaf.vals[k];
-      leaf.vals[k] = undefined;
-    }
-    right.n = B - half;
-    leaf.n = half;
-    right.next = leaf.next;
-    leaf.next = right;
-    if (j <= half) leafInsertAt(leaf, j, x, v);
-    else leafInsertAt(right, j - half, x, v);
-    if (j === 0) this.fixMin(depth);
-    this.insertIntoParent(depth, right);
   }
 
   /** Remove the interval that starts at x; returns it, or undefined. */
   remove(x: number): V | undefined {
-    const leaf = this.descend(x);
-    const depth = this.height;
-    const j = floorIdx(leaf.keys, leaf.n, x);
-    if (j < 0 || leaf.keys[j] !== x) return undefined;
-    const v = leaf.vals[j] as V;
-    leafRemoveAt(leaf, j);
+    if (this.chunks === 0) return undefined;
+    const r = this.chunkFor(x);
+    const at = this.posAtOrBefore(r, x);
+    const base = this.slots[r]! * CHUNK;
+    if (at < 0 || this.starts[base + at] !== x) return undefined;
+    const v = this.vals[base + at] as V;
+    const n = this.counts[r]! - 1;
+    this.shift(base + at + 1, base + n + 1, -1);
+    this.vals[base + n] = undefined;
+    this.counts[r] = n;
     this.count--;
-    if (depth === 0) return v;
-    if (leaf.n >= MIN) {
-      if (j === 0) this.fixMin(depth);
+    if (this.count === 0) {
+      this.clear();
       return v;
     }
-    this.rebalance(depth);
+    if (n > 0 && at === 0) this.mins[r] = this.starts[base]!;
+    if (n < MIN_FILL && this.chunks > 1) this.rebalance(r);
     return v;
   }
 
-  // Descends to the leaf that would hold x, recording the path.
-  private descend(x: number): Leaf<V> {
-    let node = this.root;
-    let d = 0;
-    for (let h = this.height; h > 0; h--, d++) {
-      const inner = node as Inner<V>;
-      let i = floorIdx(inner.keys, inner.n, x);
-      if (i < 0) i = 0;
-      this.pathN[d] = inner;
-      this.pathI[d] = i;
-      node = inner.kids[i] as Node<V>;
+  // Directory rank of the chunk that holds (or would hold) x: the last with
+  // mins <= x, or 0 when x is below every start.
+  private chunkFor(x: number): number {
+    const mins = this.mins;
+    let lo = 0;
+    let hi = this.chunks - 1;
+    let r = 0;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (mins[mid]! <= x) {
+        r = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
     }
-    this.pathN[d] = node;
-    return node as Leaf<V>;
+    return r;
   }
 
-  // The node at path depth d changed its smallest key: update ancestors.
-  private fixMin(d: number): void {
-    for (let l = d - 1; l >= 0; l--) {
-      const parent = this.pathN[l] as Inner<V>;
-      const i = this.pathI[l];
-      const m = (this.pathN[l + 1] as Node<V>).keys[0];
-      if (parent.keys[i] === m) return;
-      parent.keys[i] = m;
-      if (i !== 0) return;
+  // Position (0-based, inside chunk r) of the last entry with start <= x, or -1.
+  private posAtOrBefore(r: number, x: number): number {
+    const starts = this.starts;
+    const base = this.slots[r]! * CHUNK;
+    let lo = 0;
+    let hi = this.counts[r]! - 1;
+    let p = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (starts[base + mid]! <= x) {
+        p = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return p;
+  }
+
+  // Moves storage entries [from, to) by `by` places (within one slot).
+  private shift(from: number, to: number, by: number): void {
+    if (from >= to) return;
+    this.starts.copyWithin(from + by, from, to);
+    this.ends.copyWithin(from + by, from, to);
+    this.rights.copyWithin(from + by, from, to);
+    const vals = this.vals;
+    if (by > 0) for (let i = to - 1; i >= from; i--) vals[i + by] = vals[i];
+    else for (let i = from; i < to; i++) vals[i + by] = vals[i];
+  }
+
+  // Copies n entries from storage index src to dst (different slots).
+  private move(src: number, dst: number, n: number): void {
+    this.starts.copyWithin(dst, src, src + n);
+    this.ends.copyWithin(dst, src, src + n);
+    this.rights.copyWithin(dst, src, src + n);
+    const vals = this.vals;
+    for (let i = 0; i < n; i++) {
+      vals[dst + i] = vals[src + i];
+      vals[src + i] = undefined;
     }
   }
 
-  // pathN[d] was split; `right` goes beside it in the parent.
-  private insertIntoParent(d: number, right: Node<V>): void {
-    if (d === 0) {
-      const root = new Inner<V>();
-      const left = this.pathN[0] as Node<V>;
-      root.keys[0] = left.keys[0];
-      root.kids[0] = left;
-      root.keys[1] = right.keys[0];
-      root.kids[1] = right;
-      root.n = 2;
-      this.root = root;
-      this.height++;
+  private allocSlot(): number {
+    const reuse = this.freeSlots.pop();
+    if (reuse !== undefined) return reuse;
+    const s = this.usedSlots++;
+    const need = this.usedSlots * CHUNK;
+    this.starts = grow(this.starts, need);
+    this.ends = grow(this.ends, need);
+    this.rights = grow(this.rights, need);
+    for (let i = s * CHUNK; i < need; i++) this.vals.push(undefined);
+    return s;
+  }
+
+  // A new, empty chunk at directory rank r.
+  private addChunk(r: number, slot: number, min: number): void {
+    const n = this.chunks;
+    this.mins = grow(this.mins, n + 1);
+    this.slots = grow(this.slots, n + 1);
+    this.counts = grow(this.counts, n + 1);
+    this.mins.copyWithin(r + 1, r, n);
+    this.slots.copyWithin(r + 1, r, n);
+    this.counts.copyWithin(r + 1, r, n);
+    this.mins[r] = min;
+    this.slots[r] = slot;
+    this.counts[r] = 0;
+    this.chunks = n + 1;
+  }
+
+  private dropChunk(r: number): void {
+    this.freeSlots.push(this.slots[r]!);
+    const n = this.chunks;
+    this.mins.copyWithin(r, r + 1, n);
+    this.slots.copyWithin(r, r + 1, n);
+    this.counts.copyWithin(r, r + 1, n);
+    this.chunks = n - 1;
+  }
+
+  // Full chunk r: its upper half becomes a new chunk r + 1.
+  private split(r: number): void {
+    const half = CHUNK >> 1;
+    const slot = this.allocSlot();
+    const src = this.slots[r]! * CHUNK + half;
+    this.move(src, slot * CHUNK, CHUNK - half);
+    this.counts[r] = half;
+    this.addChunk(r + 1, slot, this.starts[slot * CHUNK]!);
+    this.counts[r + 1] = CHUNK - half;
+  }
+
+  // Chunk r fell below MIN_FILL: merge it with a neighbour when both fit in
+  // one chunk, else move entries over from the neighbour to even them out.
+  private rebalance(r: number): void {
+    const left = r > 0 ? r - 1 : r; // the pair (left, left + 1)
+    const right = left + 1;
+    const cl = this.counts[left]!;
+    const cr = this.counts[right]!;
+    const lb = this.slots[left]! * CHUNK;
+    const rb = this.slots[right]! * CHUNK;
+    if (cl + cr <= CHUNK) {
+      this.move(rb, lb + cl, cr);
+      this.counts[left] = cl + cr;
+      if (cl === 0) this.mins[left] = this.starts[lb]!;
+      this.dropChunk(right);
       return;
     }
-    const parent = this.pathN[d - 1] as Inner<V>;
-    const at = this.pathI[d - 1] + 1;
-    if (parent.n < B) {
-      innerInsertAt(parent, at, right);
-      return;
+    const half = (cl + cr) >> 1;
+    if (cl < half) {
+      const k = half - cl; // the right chunk's first k go to the end of the left one
+      this.move(rb, lb + cl, k);
+      this.shift(rb + k, rb + cr, -k);
+      this.vals.fill(undefined, rb + cr - k, rb + cr);
+      if (cl === 0) this.mins[left] = this.starts[lb]!;
+    } else {
+      const k = cl - half; // the left chunk's last k go to the front of the right one
+      this.shift(rb, rb + cr, k);
+      this.move(lb + half, rb, k);
     }
-    const sib = new Inner<V>();
-    const half = B >> 1;
-    for (let k = half; k < B; k++) {
-      sib.keys[k - half] = parent.keys[k];
-      sib.kids[k - half] = parent.kids[k];
-      parent.kids[k] = undefined;
-    }
-    sib.n = B - half;
-    parent.n = half;
-    if (at <= half) innerInsertAt(parent, at, right);
-    else innerInsertAt(sib, at - half, right);
-    this.insertIntoParent(d - 1, sib);
+    this.counts[left] = half;
+    this.counts[right] = cl + cr - half;
+    this.mins[right] = this.starts[rb]!;
   }
-
-  // pathN[d] (not the root) fell below MIN entries: borrow or merge.
-  private rebalance(d: number): void {
-    const node = this.pathN[d] as Node<V>;
-    const parent = this.pathN[d - 1] as Inner<V>;
-    const idx = this.pathI[d - 1];
-    const isLeaf = d === this.height;
-    const left = idx > 0 ? (parent.kids[idx - 1] as Node<V>) : undefined;
-    const right = idx + 1 < parent.n ? (parent.kids[idx + 1] as Node<V>) : undefined;
-    if (left && left.n > MIN) {
-      moveLastToFront(left, node, isLeaf);
-      parent.keys[idx] = node.keys[0];
-      return;
-    }
-    if (right && right.n > MIN) {
-      moveFirstToBack(right, node, isLeaf);
-      parent.keys[idx + 1] = right.keys[0];
-      if (node.n > 0) {
-        parent.keys[idx] = node.keys[0];
-        if (idx === 0) this.fixMin(d - 1);
-      }
-      return;
-    }
-    if (left) {
-      appendAll(left, node, isLeaf);
-      innerRemoveAt(parent, idx);
-    } else if (right) {
-      appendAll(node, right, isLeaf);
-      innerRemoveAt(parent, idx + 1);
-      if (node.n > 0) {
-        parent.keys[idx] = node.keys[0];
-        if (idx === 0) this.fixMin(d - 1);
-      }
-    } else if (node.n === 0) {
-      innerRemoveAt(parent, idx);
-    }
-    if (d - 1 === 0) {
-      if (parent.n === 1) {
-        this.root = parent.kids[0] as Node<V>;
-        this.height--;
-      } else if (parent.n === 0) {
-        this.clear();
-      }
-      return;
-    }
-    if (parent.n < MIN) this.rebalance(d - 1);
-    else if (parent.n > 0) this.fixMin(d - 1);
-  }
-}
-
-function leafInsertAt<V extends Interval>(l: Leaf<V>, j: number, k: number, v: V): void {
-  const keys = l.keys;
-  const vals = l.vals;
-  for (let i = l.n; i > j; i--) {
-    keys[i] = keys[i - 1];
-    vals[i] = vals[i - 1];
-  }
-  l.keys[j] = k;
-  l.vals[j] = v;
-  l.n++;
-}
-
-function leafRemoveAt<V extends Interval>(l: Leaf<V>, j: number): void {
-  const keys = l.keys;
-  const vals = l.vals;
-  for (let i = j; i < l.n - 1; i++) {
-    keys[i] = keys[i + 1];
-    vals[i] = vals[i + 1];
-  }
-  l.n--;
-  l.vals[l.n] = undefined;
-}
-
-function innerInsertAt<V extends Interval>(p: Inner<V>, j: number, kid: Node<V>): void {
-  for (let i = p.n; i > j; i--) {
-    p.keys[i] = p.keys[i - 1];
-    p.kids[i] = p.kids[i - 1];
-  }
-  p.keys[j] = kid.keys[0];
-  p.kids[j] = kid;
-  p.n++;
-}
-
-function innerRemoveAt<V extends Interval>(p: Inner<V>, j: number): void {
-  for (let i = j; i < p.n - 1; i++) {
-    p.keys[i] = p.keys[i + 1];
-    p.kids[i] = p.kids[i + 1];
-  }
-  p.n--;
-  p.kids[p.n] = undefined;
-}
-
-function slot<V extends Interval>(n: Node<V>, isLeaf: boolean): (V | Node<V> | undefined)[] {
-  return isLeaf ? (n as Leaf<V>).vals : (n as Inner<V>).kids;
-}
-
-function moveLastToFront<V extends Interval>(from: Node<V>, to: Node<V>, isLeaf: boolean): void {
-  const fs = slot(from, isLeaf);
-  const ts = slot(to, isLeaf);
-  for (let i = to.n; i > 0; i--) {
-    to.keys[i] = to.keys[i - 1];
-    ts[i] = ts[i - 1];
-  }
-  from.n--;
-  to.keys[0] = from.keys[from.n];
-  ts[0] = fs[from.n];
-  fs[from.n] = undefined;
-  to.n++;
-}
-
-function moveFirstToBack<V extends Interval>(from: Node<V>, to: Node<V>, isLeaf: boolean): void {
-  const fs = slot(from, isLeaf);
-  const ts = slot(to, isLeaf);
-  to.keys[to.n] = from.keys[0];
-  ts[to.n] = fs[0];
-  to.n++;
-  for (let i = 0; i < from.n - 1; i++) {
-    from.keys[i] = from.keys[i + 1];
-    fs[i] = fs[i + 1];
-  }
-  from.n--;
-  fs[from.n] = undefined;
-}
-
-/** Moves every entry of `from` to the end of `to` (its left neighbour). */
-function appendAll<V extends Interval>(to: Node<V>, from: Node<V>, isLeaf: boolean): void {
-  const fs = slot(from, isLeaf);
-  const ts = slot(to, isLeaf);
-  for (let i = 0; i < from.n; i++) {
-    to.keys[to.n + i] = from.keys[i];
-    ts[to.n + i] = fs[i];
-    fs[i] = undefined;
-  }
-  to.n += from.n;
-  from.n = 0;
-  if (isLeaf) (to as Leaf<V>).next = (from as Leaf<V>).next;
 }

@@ -81,19 +81,18 @@ export class Ioas {
 
   // ---- translation (the device fast path) ----------------------------------
 
-  /**
-   * The area containing iova (an exact number: safe, or page aligned). No
-   * last-hit cache: its pointer store on every miss cost more than it saved.
-   */
+  /** The area containing iova (an exact number: safe, or page aligned). */
   find(iova: number): Area | undefined {
     return this.areas.find(iova);
   }
 
-  /** The area holding all of [iova, iova+len) with `access` rights, or null. */
+  /**
+   * The area holding all of [iova, iova+len) with `access` rights, or null
+   * (range and rights are checked in the index's typed arrays). Devices keep
+   * a last-hit cache in front of this (dma-port.ts).
+   */
   translate(iova: number, len: number, access: number): Area | null {
-    const a = this.find(iova);
-    if (a === undefined || iova + len > a.end || (a.prot & access) !== access) return null;
-    return a;
+    return this.areas.findWithin(iova, len, access) ?? null;
   }
 
   /** Area and byte position in it for any u64 IOVA. */

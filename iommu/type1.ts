@@ -188,7 +188,7 @@ export class Type1Compat {
     }
     if (list.length === 0 && this.errnos === 'iommufd') throw fail('ENOENT', 'no mapping in range');
     const bitmap = wantBitmap ? padTo(ioas.dirtyReport(iova, size, this.pgsize), req.bitmapSize) : undefined;
-    // Every area at once: clear the tree in one step instead of one removal each.
+    // Every area at once: clear the index in one step instead of one removal each.
     const r = list.length === ioas.areaCount ? ioas.unmapAll() : ioas.removeAreas(list);
     return { size: r.length, bitmap, drained: r.drained, idle: r.idle };
   }

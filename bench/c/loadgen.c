@@ -19,6 +19,12 @@
  *             behind a vIOMMU), DEPTH pairs in flight (default 32; 1 = each
  *             reply awaited), after LIVE maps were made (-l, default 0); one
  *             op = one pair
+ *   window    from the wall-clock time START (-S, CLOCK_REALTIME seconds; so
+ *             that many loadgens start together), REGION_READs and
+ *             acknowledged REGION_WRITEs in turn, DEPTH in flight; counts the
+ *             replies that arrive in [START + WARM, START + WARM + SECONDS)
+ *             (-W, -t) and prints them as n, with this process's CPU time
+ *             in that window (getrusage) as cpu_s; -n is not used
  *   -l        live maps before the timed pairs (dmamap; at most 65535 - DEPTH)
  *   -b        at most this many requests per write() (default 1, as QEMU
  *             sends every message with its own sendmsg; max 256)
@@ -42,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -376,19 +383,71 @@ static double run_dmamap(unsigned long n, unsigned long depth, unsigned long liv
     return secs;
 }
 
+static double cpu_seconds(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) < 0) sysfail("getrusage");
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+/* window: see the top. Returns the replies counted; *cpu gets the CPU time in the window. */
+static unsigned long run_window(unsigned long depth, const struct target *rt, const struct target *wt, double start,
+                                double warm, double secs, double *cpu) {
+    uint32_t rsz = HDR_SIZE + ACCESS_SIZE, wsz = HDR_SIZE + ACCESS_SIZE + wt->count;
+    uint8_t rd[HDR_SIZE + ACCESS_SIZE];
+    uint8_t *wr = malloc(wsz);
+    if (!wr) sysfail("malloc");
+    build_access(rd, CMD_REGION_READ, rt, 0);
+    build_access(wr, CMD_REGION_WRITE, wt, 0);
+    const uint32_t read_reply = HDR_SIZE + ACCESS_SIZE + rt->count, write_reply = HDR_SIZE + ACCESS_SIZE;
+    unsigned long sent = 0, done = 0, counted = 0;
+    /* Sleep until START on the shared wall clock, then measure on the monotonic one. */
+    struct timespec at = {.tv_sec = (time_t)start, .tv_nsec = (long)((start - (double)(time_t)start) * 1e9)};
+    while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &at, NULL) == EINTR) {}
+    struct timespec rnow;
+    clock_gettime(CLOCK_REALTIME, &rnow);
+    double late = (double)rnow.tv_sec + (double)rnow.tv_nsec * 1e-9 - start; /* already past START */
+    double t0 = now() - (late > 0 ? late : 0);
+    double ws = t0 + warm, we = ws + secs, cpu0 = 0;
+    int in_window = 0;
+    for (unsigned long i = 0; i < depth; i++, sent++) {
+        if (sent & 1) { stamp(wr, write_reply); write_all(wr, wsz); }
+        else { stamp(rd, read_reply); write_all(rd, rsz); }
+    }
+    for (;;) {
+        unsigned got = recv_replies();
+        done += got;
+        double t = now();
+        if (!in_window && t >= ws) { in_window = 1; cpu0 = cpu_seconds(); }
+        if (in_window == 1 && t < we) counted += got;
+        if (in_window == 1 && t >= we) { in_window = 2; *cpu = cpu_seconds() - cpu0; }
+        if (in_window == 2) {
+            if (done == sent) break;
+            continue;
+        }
+        for (unsigned i = 0; i < got; i++, sent++) {
+            if (sent & 1) { stamp(wr, write_reply); write_all(wr, wsz); }
+            else { stamp(rd, read_reply); write_all(rd, rsz); }
+        }
+    }
+    free(wr);
+    return counted;
+}
+
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen -s SOCKET -m pingpong|inflight|posted|dmamap -n N [-d DEPTH] [-b PER_WRITE]\n"
-            "               [-r REGION:OFFSET:COUNT] [-w REGION:OFFSET:COUNT] [-l LIVE]\n");
+            "               [-r REGION:OFFSET:COUNT] [-w REGION:OFFSET:COUNT] [-l LIVE]\n"
+            "       loadgen -s SOCKET -m window -S START -t SECONDS [-W WARM] [-d DEPTH] [-r ...] [-w ...]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
     const char *sock = NULL, *mode = NULL;
     unsigned long n = 0, depth = 32, batch_max = 1, live = 0;
+    double start = 0, warm = 0.5, window = 0;
     struct target rt = {7, 0, 4}, wt = {2, 0, 1};
     int c;
-    while ((c = getopt(argc, argv, "s:m:n:d:b:r:w:l:")) != -1) {
+    while ((c = getopt(argc, argv, "s:m:n:d:b:r:w:l:S:W:t:")) != -1) {
         switch (c) {
         case 's': sock = optarg; break;
         case 'm': mode = optarg; break;
@@ -398,10 +457,15 @@ int main(int argc, char **argv) {
         case 'l': live = strtoul(optarg, NULL, 0); break;
         case 'r': if (parse_target(optarg, &rt)) usage(); break;
         case 'w': if (parse_target(optarg, &wt)) usage(); break;
+        case 'S': start = strtod(optarg, NULL); break;
+        case 'W': warm = strtod(optarg, NULL); break;
+        case 't': window = strtod(optarg, NULL); break;
         default: usage();
         }
     }
-    if (!sock || !mode || n == 0 || depth == 0 || depth > 4096 || batch_max == 0 || batch_max > POSTED_BATCH ||
+    int windowed = mode && strcmp(mode, "window") == 0;
+    if (windowed && !(start > 0 && window > 0 && window <= 3600 && warm >= 0 && warm <= 60)) usage();
+    if (!sock || !mode || (n == 0 && !windowed) || depth == 0 || depth > 4096 || batch_max == 0 || batch_max > POSTED_BATCH ||
         live + depth > MAX_MAPS)
         usage();
     signal(SIGPIPE, SIG_IGN);
@@ -411,6 +475,14 @@ int main(int argc, char **argv) {
     connect_retry(sock);
     negotiate();
 
+    if (windowed) {
+        double cpu = 0;
+        unsigned long got = run_window(depth, &rt, &wt, start, warm, window, &cpu);
+        printf("{\"mode\":\"window\",\"n\":%lu,\"depth\":%lu,\"seconds\":%.6f,\"ops_per_s\":%.1f,\"cpu_s\":%.6f}\n", got,
+               depth, window, (double)got / window, cpu);
+        close(fd);
+        return 0;
+    }
     const uint32_t read_reply = HDR_SIZE + ACCESS_SIZE + rt.count;
     double t0, t1;
     if (strcmp(mode, "pingpong") == 0) {

@@ -111,3 +111,47 @@ t.test('keys above 2^53 (page multiples) stay exact', async (t) => {
   t.equal(m.find(2 ** 60 + 8192), undefined);
   t.same(m.collect(2 ** 60, top - 1), [b, a]);
 });
+
+t.test('findWithin checks the whole range and the rights, across chunk splits, borrows and merges', async (t) => {
+  interface Pv { start: number; end: number; prot: number }
+  const r = rng(77);
+  const m = new IntervalMap<Pv>();
+  const live: Pv[] = [];
+  let bad = 0;
+  const check = (k: number) => {
+    for (let q = 0; q < k; q++) {
+      const x = randInt(r, 200_000);
+      const len = 1 + randInt(r, 6);
+      const need = 1 + randInt(r, 3);
+      const v = live.find((p) => p.start <= x && x < p.end);
+      const want = v && x + len <= v.end && (v.prot & need) === need ? v : undefined;
+      if (m.findWithin(x, len, need) !== want) bad++;
+    }
+  };
+  // Grow to 20,000 intervals (~160 chunks), then remove in runs (chunks fall
+  // below a quarter: borrow and merge), then random churn.
+  for (let i = 0; i < 20_000; i++) {
+    const v = { start: i * 10, end: i * 10 + 1 + randInt(r, 9), prot: 1 + randInt(r, 3) };
+    live.push(v);
+  }
+  for (let i = live.length - 1; i > 0; i--) {
+    const j = randInt(r, i + 1);
+    [live[i], live[j]] = [live[j]!, live[i]!];
+  }
+  for (const v of live) m.insert(v);
+  live.sort((a, b) => a.start - b.start);
+  check(3000);
+  for (let i = 0; i < live.length; ) {
+    const run = 1 + randInt(r, 300);
+    for (const v of live.splice(i, run)) if (m.remove(v.start) !== v) bad++;
+    i += randInt(r, 40);
+    if (r() < 0.05) check(50);
+  }
+  t.equal(m.size, live.length);
+  t.same([...m], live, 'order kept');
+  check(3000);
+  t.equal(bad, 0);
+  for (const v of [...live]) m.remove(v.start);
+  t.equal(m.size, 0);
+  t.equal(m.findWithin(0, 1, 1), undefined);
+});
