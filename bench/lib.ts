@@ -120,13 +120,6 @@ export function fsTypeOf(p: string): string {
   }
 }
 
-/** The median of a non-empty list. */
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
-
 /**
  * dd's write time includes reading /dev/zero in the guest (TCG makes that slow),
  * the same for both devices: without it the write ratio is the devices' own.
