@@ -6,7 +6,9 @@
 // bounce buffers when the memory is reached by DMA_READ/WRITE messages):
 // what the page cache holds is copied at once on the event loop (it never
 // waits for the disk), the rest on the libuv thread pool (file-io.ts). The
-// header and status byte are read and written in place when mapped.
+// header and status byte are read and written in place when mapped. A read
+// or write entirely in mapped memory takes mapped-io.ts, which completes it
+// in the same turn without promises; everything else the async path here.
 // A failed request (bad sector, DMA fault, I/O error, write to a read-only
 // disk) completes with VIRTIO_BLK_S_IOERR; the device keeps going.
 //
