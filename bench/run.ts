@@ -25,6 +25,7 @@ const BENCHES: BenchModule[] = [
   { name: 'socket', file: './socket.js', exportName: 'benchSocket', optional: false },
   { name: 'iommu', file: './iommu.js', exportName: 'benchIommu', optional: true },
   { name: 'dma-map', file: './dma-map.js', exportName: 'benchDmaMap', optional: true },
+  { name: 'virtio-blk-path', file: './virtio-blk-path.js', exportName: 'benchVirtioBlkPath', optional: true },
   { name: 'virtio-blk', file: './virtio-blk.js', exportName: 'benchVirtioBlk', optional: true },
 ];
 
