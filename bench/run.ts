@@ -26,6 +26,7 @@ const BENCHES: BenchModule[] = [
   { name: 'iommu', file: './iommu.js', exportName: 'benchIommu', optional: true },
   { name: 'dma-map', file: './dma-map.js', exportName: 'benchDmaMap', optional: true },
   { name: 'scale', file: './scale.js', exportName: 'benchScale', optional: true },
+  { name: 'virtio-blk-path', file: './virtio-blk-path.js', exportName: 'benchVirtioBlkPath', optional: true },
   { name: 'virtio-blk', file: './virtio-blk.js', exportName: 'benchVirtioBlk', optional: true },
   { name: 'nvme', file: './nvme.js', exportName: 'benchNvme', optional: true },
 ];

@@ -1,162 +1,225 @@
-// virtio-blk guest throughput: the Debian guest in QEMU 11.1 runs `dd bs=1M`
-// of 256 MiB with O_DIRECT, write (from /dev/zero) then read (to /dev/null),
-// on our virtio-blk over vfio-user and on QEMU's built-in virtio-blk-pci, all
-// on the same raw image, in the same boot, rounds interleaved (odd rounds in
-// order, even rounds reversed). Times are taken in the guest ($EPOCHREALTIME,
-// microseconds); the figure per device and direction is the best round, MB/s =
-// 10^6 bytes/s. Ratio = ours / QEMU's; goal >= 0.8.
+// virtio-blk guest I/O: one Debian guest (QEMU 11.1) with our virtio-blk over
+// vfio-user and QEMU's built-in virtio-blk-pci, each on its own copy of one
+// raw image, runs dd and fio (Debian's, from the fio layer) on both, rounds
+// interleaved (odd rounds ours first, even rounds QEMU's first). Per step the
+// figure of a device is the median of its rounds; the ratio is ours / QEMU's
+// medians, and the spread is the range of the per-round ratios.
 //
-// QEMU's device runs twice: with iommu_platform=on, so that it negotiates
-// VIRTIO_F_ACCESS_PLATFORM as ours does (the guest then maps every buffer
-// through its DMA API, which costs guest time whatever the device): the like-
-// for-like floor that carries the goal; and in its default configuration
-// (no ACCESS_PLATFORM), as an informational row.
+// Like for like: QEMU's device has iommu_platform=on (it negotiates
+// VIRTIO_F_ACCESS_PLATFORM as ours does, so the guest maps every buffer
+// through its DMA API for both) and the same number of queues; its drive has
+// cache=writeback: reads and writes through the host page cache and FLUSH as
+// fdatasync, which is what our device does with its plain file descriptor.
 //
-// Our server runs in this process (as in the e2e tests), guest RAM is shared
-// (memfd: zero-copy DMA), no vIOMMU. QEMU's drive uses cache=writeback (host
-// page cache), like a plain file descriptor.
+// Steps: dd bs=1M O_DIRECT write and read (MB/s, guest-timed); fio 4 KiB
+// random read at iodepth 1 and 32 (IOPS); fio 128 KiB sequential read at
+// iodepth 4 (MB/s); and multiqueue: fio 4 KiB random read with one job per
+// guest CPU at iodepth 16 each, on ours with `queues` = guest CPUs, on QEMU's,
+// and on a second device of ours with one queue (the multiqueue gain row).
+//
+// Our server runs in this process (shared guest RAM: zero-copy DMA), so
+// `node --cpu-prof dist/bench/virtio-blk.js` profiles our side of the run.
 //
 // Runnable alone: node dist/bench/virtio-blk.js
-// Environment: BENCH_VBLK_ROUNDS (5), BENCH_VBLK_MIB (256), BENCH_VBLK_DIR
-// (where the image goes; default os.tmpdir()), BENCH_VBLK_LOG (server log
-// level, default 'warn'; the log is printed when the run fails),
-// BENCH_VBLK_OURS=qemu (tests the harness: "ours" is a second built-in
-// virtio-blk-pci on a copy of the image, so the ratios should be near 1).
+// Environment: BENCH_VBLK_ROUNDS (5), BENCH_VBLK_MIB (256: image and dd size),
+// BENCH_VBLK_FIO_SECONDS (3 per fio step, after 1 s of ramp), BENCH_VBLK_SMP
+// (guest CPUs, 2), BENCH_VBLK_STEPS (comma-separated subset of
+// ddw,ddr,rr1,rr32,seq,mq), BENCH_VBLK_DIR (where the images go; default
+// os.tmpdir()), BENCH_VBLK_LOG (server log level, default 'warn'; the log is
+// printed when the run fails), BENCH_VBLK_OURS=qemu (tests the harness: "ours"
+// is another built-in virtio-blk-pci, so the ratios should be near 1).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { provision } from '../qemu-configs/provision.js';
-import { bootGuest, describeBoot } from '../qemu-configs/boot.js';
+import { provision, provisionFio } from '../qemu-configs/provision.js';
+import { bootGuest, describeBoot, type BootResult } from '../qemu-configs/boot.js';
 import { builtinVirtioBlkArgs, vfioUserDeviceArgs } from '../qemu-configs/qemu-args.js';
-import { virtioBlkBenchScript } from '../qemu-configs/guest-scripts/virtio.js';
+import { blkBenchScript, type BlkBenchStep } from '../qemu-configs/guest-scripts/blk-bench.js';
+import { parseFioTerse } from '../qemu-configs/guest-scripts/fio.js';
 import { startServer, type RunningServer } from '../server/runtime.js';
-import { allocatedImage, envNumber, formatTable, fsTypeOf, median, netOfSource, progress, serverLogTail, type BenchRow } from './lib.js';
+import type { VirtioBlk } from '../devices/virtio-blk/index.js';
+import { allocatedImage, envNumber, formatTable, fsTypeOf, median, progress, serverLogTail, type BenchRow } from './lib.js';
 
 const MiB = 1 << 20;
-const GOAL = 0.8;
-const OURS = { label: 'ours', slot: '08.0', pci: '0000:00:08.0' };
-const QEMU = { label: 'qemu', slot: '10.0', pci: '0000:00:10.0' };
-const QEMU_AP = { label: 'qemuap', slot: '18.0', pci: '0000:00:18.0' };
+const GOAL = 1.0;
+const CACHE_MODE = 'writeback';
+
+interface Disk {
+  label: string;
+  slot: string;
+  pci: string;
+}
+const OURS: Disk = { label: 'ours', slot: '08.0', pci: '0000:00:08.0' };
+const QEMU: Disk = { label: 'qemu', slot: '10.0', pci: '0000:00:10.0' };
+const OURS_1Q: Disk = { label: 'ours1q', slot: '18.0', pci: '0000:00:18.0' };
+
+interface StepDef {
+  id: string;
+  title: string;
+  unit: 'MB/s' | 'IOPS';
+  goal?: number;
+  step: Omit<BlkBenchStep, 'id' | 'disks'>;
+}
+
+function stepDefs(mib: number, seconds: number, smp: number): StepDef[] {
+  const fio = `--ioengine=libaio --direct=1 --size=${mib}M --norandommap --randrepeat=0 --time_based --runtime=${seconds} --ramp_time=1`;
+  return [
+    { id: 'ddw', title: 'dd write 1 MiB O_DIRECT', unit: 'MB/s', goal: GOAL, step: { dd: `if=/dev/zero of=$dev bs=1M count=${mib} oflag=direct` } },
+    { id: 'ddr', title: 'dd read 1 MiB O_DIRECT', unit: 'MB/s', goal: GOAL, step: { dd: `if=$dev of=/dev/null bs=1M count=${mib} iflag=direct` } },
+    { id: 'rr1', title: 'fio 4K randread iodepth 1', unit: 'IOPS', goal: GOAL, step: { fio: `${fio} --rw=randread --bs=4k --iodepth=1` } },
+    { id: 'rr32', title: 'fio 4K randread iodepth 32', unit: 'IOPS', goal: GOAL, step: { fio: `${fio} --rw=randread --bs=4k --iodepth=32` } },
+    { id: 'seq', title: 'fio 128K seq read iodepth 4', unit: 'MB/s', step: { fio: `${fio} --rw=read --bs=128k --iodepth=4` } },
+    {
+      id: 'mq',
+      title: `fio 4K randread ${smp} jobs x iodepth 16`,
+      unit: 'IOPS',
+      step: { fio: `${fio} --rw=randread --bs=4k --iodepth=16 --numjobs=${smp} --cpus_allowed=0-${smp - 1} --cpus_allowed_policy=split` },
+    },
+  ];
+}
 
 export async function benchVirtioBlk(): Promise<BenchRow[]> {
   const rounds = envNumber('BENCH_VBLK_ROUNDS', 5);
   const mib = envNumber('BENCH_VBLK_MIB', 256);
-  const p = await provision({ log: (m) => progress(`provision: ${m}`) });
+  const seconds = envNumber('BENCH_VBLK_FIO_SECONDS', 3);
+  const smp = envNumber('BENCH_VBLK_SMP', 2);
+  const only = process.env.BENCH_VBLK_STEPS?.split(',').map((s) => s.trim()).filter(Boolean);
+  const defs = stepDefs(mib, seconds, smp).filter((d) => !only || only.includes(d.id));
+  if (defs.length === 0) throw new Error(`BENCH_VBLK_STEPS=${process.env.BENCH_VBLK_STEPS}: no known step`);
+  const withOneQueue = smp > 1 && defs.some((d) => d.id === 'mq');
+  const log = (m: string) => progress(`provision: ${m}`);
+  const p = await provision({ log });
+  const fioLayer = await provisionFio({ log });
   const base = process.env.BENCH_VBLK_DIR || os.tmpdir();
   const dir = fs.mkdtempSync(path.join(base, 'vut-bench-blk-'));
-  const socket = path.join(dir, 'blk.sock');
-  const image = path.join(dir, 'disk.img');
+  const image = (d: Disk) => path.join(dir, `${d.label}.img`);
   const where = `${base} (${fsTypeOf(dir)})`;
-  const log = serverLogTail(process.env.BENCH_VBLK_LOG || 'warn');
+  const { lines: logLines, restore: restoreLog } = serverLogTail(process.env.BENCH_VBLK_LOG || 'warn');
   let rt: RunningServer | null = null;
   try {
-    allocatedImage(image, mib * MiB);
-    progress(`virtio-blk: ${mib} MiB image in ${where}; ${rounds} rounds of dd write+read on each device`);
+    // One image, fully allocated (no device pays for block allocation), then
+    // copies: each device has its own, all in the host page cache.
+    const first = image(OURS);
+    allocatedImage(first, mib * MiB);
+    const disks = withOneQueue ? [OURS, QEMU, OURS_1Q] : [OURS, QEMU];
+    for (const d of disks) if (d !== OURS) fs.copyFileSync(first, image(d));
+    progress(
+      `virtio-blk: ${mib} MiB images in ${where}; ${rounds} rounds of ${defs.map((d) => d.id).join(',')} ` +
+        `(fio ${seconds} s each) on ${disks.map((d) => d.label).join(', ')}; guest CPUs ${smp}`,
+    );
 
     const standIn = process.env.BENCH_VBLK_OURS === 'qemu';
-    let oursArgs: string[];
-    if (standIn) {
-      // QEMU locks its images: the stand-in gets its own copy.
-      fs.copyFileSync(image, image + '.copy');
-      oursArgs = builtinVirtioBlkArgs(image + '.copy', { id: 'standin' });
-      oursArgs[oursArgs.length - 1] += `,addr=${OURS.slot}`;
-    } else {
-      rt = await startServer({ devices: [{ name: 'blk0', kind: 'blk', socket, options: { disk: image, size: mib * MiB } }] });
-      oursArgs = vfioUserDeviceArgs(socket, { addr: OURS.slot });
+    const ours = (d: Disk, queues: number) => {
+      if (standIn) return builtinArgs(d, image(d), queues);
+      return vfioUserDeviceArgs(path.join(dir, `${d.label}.sock`), { addr: d.slot });
+    };
+    if (!standIn) {
+      rt = await startServer({
+        devices: disks
+          .filter((d) => d !== QEMU)
+          .map((d) => ({
+            name: d.label,
+            kind: 'blk',
+            socket: path.join(dir, `${d.label}.sock`),
+            options: { disk: image(d), queues: d === OURS_1Q ? 1 : smp },
+          })),
+      });
     }
-    // Both built-in drives share the image (used one at a time): no QEMU lock.
-    const builtin = builtinVirtioBlkArgs(image, { id: 'qblk0', noLocking: true });
-    builtin[builtin.length - 1] += `,addr=${QEMU.slot}`;
-    const builtinAp = builtinVirtioBlkArgs(image, { id: 'qblk1', noLocking: true, iommuPlatform: true });
-    builtinAp[builtinAp.length - 1] += `,addr=${QEMU_AP.slot}`;
-    const marks: Record<string, number> = {};
+    const steps: BlkBenchStep[] = defs.map((d) => ({
+      id: d.id,
+      disks: d.id === 'mq' && withOneQueue ? [OURS.label, QEMU.label, OURS_1Q.label] : [OURS.label, QEMU.label],
+      ...d.step,
+    }));
+    const started = performance.now();
     const r = await bootGuest({
       provisioned: p,
-      script: virtioBlkBenchScript({
-        disks: [
-          { label: OURS.label, pci: OURS.pci },
-          { label: QEMU_AP.label, pci: QEMU_AP.pci },
-          { label: QEMU.label, pci: QEMU.pci },
-        ],
-        mib,
-        rounds,
-      }),
-      extraArgs: [...oursArgs, ...builtinAp, ...builtin],
+      layers: [fioLayer.archive],
+      script: blkBenchScript({ disks, steps, rounds }),
+      extraArgs: [
+        ...ours(OURS, smp),
+        ...builtinArgs(QEMU, image(QEMU), smp),
+        ...(withOneQueue ? ours(OURS_1Q, 1) : []),
+      ],
       memory: 'shared',
-      timeoutMs: 30 * 60 * 1000,
+      smp,
+      timeoutMs: 60 * 60 * 1000,
       onLine: (l) => {
-        const m = /@@MARK (\S+ \S+ \d+) (start|end)/.exec(l);
-        if (m) marks[`${m[1]} ${m[2]}`] = performance.now();
+        const m = /@@ROUND (\d+)/.exec(l);
+        if (m) progress(`virtio-blk: round ${m[1]} (${((performance.now() - started) / 1000).toFixed(0)} s)`);
       },
     });
-    const res = r.results;
     const failure = (why: string) =>
-      new Error(`virtio-blk bench: ${why}\n${describeBoot(r)}\n--- server log (last ${log.lines.length} lines) ---\n${log.lines.join('\n')}`);
-    if (!r.done || r.exitCode !== 0) throw failure(`the guest script did not finish (${res.error ?? 'see the console'})`);
-    if (res.warmup_error) throw failure(`warm-up dd failed: ${res.warmup_error}`);
+      new Error(`virtio-blk bench: ${why}\n${describeBoot(r)}\n--- server log (last ${logLines.length} lines) ---\n${logLines.join('\n')}`);
+    if (!r.done || r.exitCode !== 0) throw failure(`the guest script did not finish (${r.results.error ?? 'see the console'})`);
+    if (r.results.warmup_error) throw failure(`warm-up dd failed: ${r.results.warmup_error}`);
 
     const rows: BenchRow[] = [];
-    const notes: string[] = [];
-    const mb = (s: number) => (mib * MiB) / 1e6 / s;
-    for (const op of ['write', 'read'] as const) {
-      const times: Record<string, number[]> = { ours: [], qemuap: [], qemu: [] };
-      const hostTimes: Record<string, number[]> = { ours: [], qemuap: [], qemu: [] };
-      for (const d of [OURS.label, QEMU_AP.label, QEMU.label]) {
-        for (let i = 1; i <= rounds; i++) {
-          const st = res[`st_${d}_${op}_${i}`];
-          if (!st || !st.startsWith('0 ')) throw failure(`dd ${op} on ${d} (round ${i}) failed: ${st ?? 'no status'}`);
-          const s = Number(res[`t_${d}_${op}_${i}`]);
-          if (!(s > 0)) throw failure(`no time for ${d} ${op} round ${i}`);
-          times[d]!.push(s);
-          const a = marks[`${d} ${op} ${i} start`];
-          const b = marks[`${d} ${op} ${i} end`];
-          if (a !== undefined && b !== undefined) hostTimes[d]!.push((b - a) / 1000);
-        }
-      }
-      const fmt = (xs: number[]) => xs.map((s) => mb(s).toFixed(0)).join('/');
-      const ours = mb(Math.min(...times.ours!));
-      for (const floorDev of [QEMU_AP.label, QEMU.label]) {
-        const qemu = mb(Math.min(...times[floorDev]!));
-        const like = floorDev === QEMU_AP.label;
+    for (const d of defs) {
+      const value = (disk: Disk, round: number) => measure(r, d, disk.label, round, mib, failure);
+      const series = (disk: Disk) => Array.from({ length: rounds }, (_, i) => value(disk, i + 1));
+      const pairs: [Disk, Disk, string][] = [[OURS, QEMU, `${d.title}`]];
+      if (d.id === 'mq' && withOneQueue) pairs.push([OURS, OURS_1Q, `  multiqueue gain: ours ${smp} queues vs ours 1 queue`]);
+      for (const [a, b, name] of pairs) {
+        const xs = series(a);
+        const ys = series(b);
+        const perRound = xs.map((x, i) => x / ys[i]!);
+        const fmt = (v: number[]) => v.map((x) => (d.unit === 'IOPS' ? Math.round(x) : x.toFixed(0))).join('/');
         rows.push({
-          name: like
-            ? `virtio-blk guest dd ${op} ${mib} MiB O_DIRECT bs=1M`
-            : `  vs QEMU's default virtio-blk-pci (no ACCESS_PLATFORM)`,
-          value: ours,
-          floor: qemu,
-          ratio: ours / qemu,
-          unit: 'MB/s',
-          ...(like ? { goal: GOAL } : {}),
+          name: b === QEMU ? `virtio-blk guest ${name}` : name,
+          value: median(xs),
+          floor: median(ys),
+          ratio: median(xs) / median(ys),
+          unit: d.unit,
+          ...(b === QEMU && d.goal !== undefined ? { goal: d.goal } : {}),
           note:
-            (like
-              ? `floor = QEMU's built-in virtio-blk-pci with iommu_platform=on (ACCESS_PLATFORM, as ours), same image/boot`
-              : `floor = QEMU's built-in virtio-blk-pci as configured by default, same image/boot`) +
-            `; best of ${rounds} (rounds ours ${fmt(times.ours!)}, QEMU ${fmt(times[floorDev]!)} MB/s; ` +
-            `median ratio ${(mb(median(times.ours!)) / mb(median(times[floorDev]!))).toFixed(2)}` +
-            (op === 'write' && Number(res.t_zero_to_null) > 0
-              ? netOfSource(Math.min(...times.ours!), Math.min(...times[floorDev]!), Number(res.t_zero_to_null))
-              : '') +
-            (hostTimes.ours!.length === rounds && hostTimes[floorDev]!.length === rounds
-              ? `; host-timed from console marks: ${(mb(Math.min(...hostTimes.ours!))).toFixed(0)} vs ${mb(Math.min(...hostTimes[floorDev]!)).toFixed(0)} MB/s`
-              : '') +
-            ')',
+            `medians of ${rounds}; per-round ratio ${Math.min(...perRound).toFixed(2)}-${Math.max(...perRound).toFixed(2)} ` +
+            `(rounds ${a.label} ${fmt(xs)}, ${b.label} ${fmt(ys)})`,
         });
       }
     }
-    notes.push(
-      (standIn ? 'HARNESS CHECK (BENCH_VBLK_OURS=qemu): "ours" is a second built-in virtio-blk-pci; ' : '') +
-      `${r.accel.toUpperCase()} guest, 1 vCPU, ${os.cpus().length} host CPUs; image ${where}; ` +
-        `guest dd /dev/zero→/dev/null alone: ${mb(Number(res.t_zero_to_null)).toFixed(0)} MB/s; ` +
-        `queues ours ${res.ours_nr_queues}, QEMU ${res.qemu_nr_queues}; scheduler ${(res.ours_scheduler ?? "").trim()}`,
-    );
-    rows[rows.length - 1]!.note += `\n      ${notes.join('\n      ')}`;
+    const stats = rt ? (rt.models.get(OURS.label) as VirtioBlk).stats : undefined;
+    rows[rows.length - 1]!.note += `\n      ${[
+      (standIn ? 'HARNESS CHECK (BENCH_VBLK_OURS=qemu): "ours" is a built-in virtio-blk-pci; ' : '') +
+        `floor = QEMU's built-in virtio-blk-pci, iommu_platform=on, cache=${CACHE_MODE} (host page cache + fdatasync on FLUSH, ` +
+        `as our plain-fd file I/O), aio=threads, same number of queues; each device on its own copy of one ${mib} MiB image`,
+      `${r.accel.toUpperCase()} guest, ${smp} vCPUs, ${os.cpus().length} host CPUs, host load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} at the end; ` +
+        `images ${where}; blk-mq queues ours ${r.results.ours_nr_queues}, QEMU ${r.results.qemu_nr_queues}` +
+        (withOneQueue ? `, ours1q ${r.results.ours1q_nr_queues}` : '') +
+        `; scheduler ${(r.results.ours_scheduler ?? '').trim()}; fio ${fioLayer.version}` +
+        (stats ? `; our device served ${stats.reads} reads, ${stats.writes} writes` : ''),
+    ].join('\n      ')}`;
     return rows;
   } finally {
     await rt?.close();
-    log.restore();
+    restoreLog();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** QEMU's built-in virtio-blk-pci as the like-for-like floor, at the disk's slot. */
+function builtinArgs(d: Disk, img: string, queues: number): string[] {
+  const a = builtinVirtioBlkArgs(img, { id: `drv${d.label}`, iommuPlatform: true, cache: CACHE_MODE, queues });
+  a[a.length - 1] += `,addr=${d.slot}`;
+  return a;
+}
+
+/** One step's figure for one disk and round: MB/s (10^6 bytes/s) or IOPS. */
+function measure(r: BootResult, d: StepDef, label: string, round: number, mib: number, failure: (why: string) => Error): number {
+  const res = r.results;
+  const key = `${label}_${d.id}_${round}`;
+  if (d.step.dd !== undefined) {
+    const st = res[`st_${key}`];
+    if (!st?.startsWith('0 ')) throw failure(`dd ${d.id} on ${label} (round ${round}) failed: ${st ?? 'no status'}`);
+    const s = Number(res[`t_${key}`]);
+    if (!(s > 0)) throw failure(`no time for ${d.id} on ${label} round ${round}`);
+    return (mib * MiB) / 1e6 / s;
+  }
+  const st = res[`f_${key}_status`];
+  if (!st?.startsWith('0 ')) throw failure(`fio ${d.id} on ${label} (round ${round}) failed: ${st ?? 'no status'}`);
+  const f = parseFioTerse(res[`f_${key}`] ?? '');
+  if (f.error !== 0) throw failure(`fio ${d.id} on ${label} (round ${round}): error ${f.error}`);
+  return d.unit === 'IOPS' ? f.read.iops : (f.read.bwKiBs * 1024) / 1e6;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

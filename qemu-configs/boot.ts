@@ -22,6 +22,8 @@ export interface BootOptions {
   extraCmdline?: string[];
   /** Extra files in the guest (e.g. data or helper scripts). */
   files?: ExtraFile[];
+  /** Cached archives unpacked over the base image, before `files` (e.g. `provisionFio()`'s). */
+  layers?: readonly string[];
   memory?: 'shared' | 'private';
   memMiB?: number;
   smp?: number;
@@ -102,7 +104,7 @@ async function bootOnce(opts: BootOptions, accel: Accel): Promise<BootResult> {
   const dir = await mkdtemp(join(tmpdir(), 'vfio-user-ts-boot-'));
   try {
     const initrd = join(dir, 'initrd.img');
-    await writeFile(initrd, await bootInitramfs(p.initramfsBase, SCRIPT_PRELUDE + opts.script, opts.files));
+    await writeFile(initrd, await bootInitramfs(p.initramfsBase, SCRIPT_PRELUDE + opts.script, opts.files, opts.layers));
     const args = guestQemuArgs(opts, accel, initrd);
     const run = await runQemu({
       qemu: p.qemu,

@@ -1,5 +1,5 @@
 // Public surface of qemu-configs: provisioning, QEMU argument sets, guest boots.
-export { provision, type Provisioned, type ProvisionOptions, type QemuCommand, type ProgressLog } from './provision.js';
+export { provision, provisionFio, type GuestLayer, type Provisioned, type ProvisionOptions, type QemuCommand, type ProgressLog } from './provision.js';
 export { defaultCacheDir } from './cache.js';
 export { checkQemu, qemuSpawn } from './qemu-command.js';
 export {

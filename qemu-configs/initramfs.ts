@@ -1,5 +1,6 @@
 // The guest's initramfs: a base image (busybox, modules, /init) built once at provision
-// time, plus a small per-boot archive with /test.sh appended to it at each boot.
+// time, optional cached layers (fio), plus a small per-boot archive with /test.sh
+// appended to it at each boot.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -89,7 +90,14 @@ export function perBootArchive(script: string, extra: readonly ExtraFile[] = [])
   return cpioArchive(entries);
 }
 
-/** The base image followed by the per-boot archive, ready for `-initrd`. */
-export async function bootInitramfs(base: string, script: string, extra: readonly ExtraFile[] = []): Promise<Buffer> {
-  return concatInitramfs([await readFile(base), perBootArchive(script, extra)]);
+/** The base image, then `layers` (cached archives), then the per-boot archive, ready for `-initrd`. */
+export async function bootInitramfs(
+  base: string,
+  script: string,
+  extra: readonly ExtraFile[] = [],
+  layers: readonly string[] = [],
+): Promise<Buffer> {
+  const pieces = [await readFile(base)];
+  for (const l of layers) pieces.push(await readFile(l));
+  return concatInitramfs([...pieces, perBootArchive(script, extra)]);
 }

@@ -10,6 +10,7 @@
 //   kernel/                   vmlinuz, modules/<name>.ko (decompressed), modules/load-order
 //   busybox/busybox           busybox-static
 //   initramfs/base.cpio.gz    busybox + modules + /init
+//   initramfs/fio.cpio.gz     fio with its libraries and loader (provisionFio; only boots that run fio append it)
 //   accel-<boot id>.json      whether KVM works on this boot of the host (see accel.ts)
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -22,6 +23,7 @@ import { debootstrapRoot, installQemu, DEBIAN_MIRROR } from './provision/deboots
 import { TrixieApt } from './provision/apt.js';
 import { GUEST_MODULES, installKernel, kernelPackage } from './provision/kernel.js';
 import { installBusybox } from './provision/busybox.js';
+import { buildFioArchive } from './provision/fio.js';
 import { buildBaseInitramfs, INIT_SCRIPT } from './initramfs.js';
 
 export type { QemuCommand } from './qemu-command.js';
@@ -52,7 +54,7 @@ export interface Provisioned {
 }
 
 // Bump a recipe version to make every cache redo that step.
-const RECIPE = { root: 'v1', kernel: 'v1', busybox: 'v1', initramfs: 'v1' };
+const RECIPE = { root: 'v1', kernel: 'v1', busybox: 'v1', initramfs: 'v1', fio: 'v1' };
 
 const inFlight = new Map<string, Promise<Provisioned>>();
 
@@ -139,6 +141,57 @@ async function provisionSteps(cacheDir: string, log: ProgressLog): Promise<Provi
     modules: kernel.modules,
     busybox,
   };
+}
+
+/** A cached initramfs archive that a boot appends to the base image (`BootOptions.layers`). */
+export interface GuestLayer {
+  /** gzip'd cpio in the cache. */
+  archive: string;
+  /** The packaged program's version, e.g. "3.39-1". */
+  version: string;
+}
+
+const fioInFlight = new Map<string, Promise<GuestLayer>>();
+
+/**
+ * Provisions the guest (as `provision`) and fio for it: Debian trixie's fio with
+ * its shared libraries and loader, as its own archive. The base image is not
+ * touched; only boots that pass the layer get fio.
+ */
+export function provisionFio(opts: ProvisionOptions = {}): Promise<GuestLayer> {
+  const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  let p = fioInFlight.get(cacheDir);
+  if (!p) {
+    p = provisionFioLocked(cacheDir, opts.log ?? (() => {}));
+    fioInFlight.set(cacheDir, p);
+    p.catch(() => fioInFlight.delete(cacheDir));
+  }
+  return p;
+}
+
+async function provisionFioLocked(cacheDir: string, log: ProgressLog): Promise<GuestLayer> {
+  await provision({ cacheDir, log });
+  const release = await acquireLock(cacheDir, log);
+  try {
+    const archive = join(cacheDir, 'initramfs', 'fio.cpio.gz');
+    const stamp = await new Stamps(cacheDir).step(
+      'fio',
+      `${RECIPE.fio} ${DEBIAN_MIRROR}`,
+      async () => {
+        const apt = await TrixieApt.open(join(cacheDir, 'apt'), log);
+        const fio = await buildFioArchive(apt, join(cacheDir, 'fio-work'), log);
+        await mkdir(join(cacheDir, 'initramfs'), { recursive: true });
+        await writeFile(`${archive}.tmp`, fio.image);
+        await rename(`${archive}.tmp`, archive);
+        log(`fio ${fio.version}: ${fio.libraries.length} shared objects from ${fio.packages} packages, ${fio.image.length} bytes`);
+        return { version: fio.version, bytes: fio.image.length, libraries: fio.libraries };
+      },
+      () => existsSync(archive),
+    );
+    return { archive, version: stamp.version };
+  } finally {
+    await release();
+  }
 }
 
 /**

@@ -25,7 +25,9 @@ function pwrite(fd: number, buf: Uint8Array, pos: number): Promise<number> {
 export function readFull(fd: number, list: SpanList, pos: number): void | Promise<void> {
   const r = native.preadvSpans(fd, list, pos, INLINE);
   if (typeof r === 'number') return zeroTail(list, r);
-  return r.then((n) => zeroTail(list, n));
+  // The caller may reuse its list once this returns: keep what zeroTail needs.
+  const kept: SpanList = { buffers: [...list.buffers], spans: list.spans.slice(0, 3 * list.count), count: list.count };
+  return r.then((n) => zeroTail(kept, n));
 }
 
 /** Zero what is past the first `n` bytes of the list (the file ended there). */

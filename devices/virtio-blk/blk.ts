@@ -6,7 +6,9 @@
 // bounce buffers when the memory is reached by DMA_READ/WRITE messages):
 // what the page cache holds is copied at once on the event loop (it never
 // waits for the disk), the rest on the libuv thread pool (../block/file-io.ts). The
-// header and status byte are read and written in place when mapped.
+// header and status byte are read and written in place when mapped. A read
+// or write entirely in mapped memory takes mapped-io.ts, which completes it
+// in the same turn without promises; everything else the async path here.
 // A failed request (bad sector, DMA fault, I/O error, write to a read-only
 // disk) completes with VIRTIO_BLK_S_IOERR; the device keeps going. A fault
 // rule may complete a request with IOERR or UNSUPP before it runs.
@@ -41,6 +43,7 @@ import {
 import { fdatasync, punchHole, readFull, writeFull, zeroRange } from '../block/file-io.js';
 import { openImage } from '../block/image.js';
 import { blkFaultIo } from './fault-io.js';
+import { MappedIo } from './mapped-io.js';
 
 export interface VirtioBlkOptions {
   /** Raw image file. */
@@ -113,6 +116,9 @@ export class VirtioBlk {
   };
   private fd: number;
   private readonly id: Buffer;
+  /** Writes complete once in the page cache (FLUSH negotiated, see Durability above); set at DRIVER_OK. */
+  private writesBuffered = false;
+  private readonly mapped: MappedIo;
   /** The device configuration space (struct virtio_blk_config). */
   readonly config: Buffer;
 
@@ -160,11 +166,25 @@ export class VirtioBlk {
         queueSizes: new Array<number>(queues).fill(queueSize),
         features,
         config: c,
-        handle: (chain) => void this.serve(chain),
+        handle: (chain) => this.serve(chain),
+        driverOk: (negotiated) => {
+          this.writesBuffered = !this.readonly && (negotiated & bit(BlkFeature.FLUSH)) !== 0n;
+        },
       },
       { fdOps: options.fdOps, log: options.log },
     );
     this.device = this.transport.pci;
+    const self = this;
+    this.mapped = new MappedIo({
+      get fd() {
+        return self.fd;
+      },
+      capacity: this.capacity,
+      get writesBuffered() {
+        return self.writesBuffered;
+      },
+      finished: (chain, type, bytes, error) => this.finishedMapped(chain, type, bytes, error),
+    });
   }
 
   /** Close the image (further requests fail with IOERR). */
@@ -178,7 +198,14 @@ export class VirtioBlk {
     return this.transport.has(BlkFeature.FLUSH);
   }
 
-  private async serve(chain: DescChain): Promise<void> {
+  /** A chain from a queue: the mapped fast path when it can, else the general one. */
+  private serve(chain: DescChain): void {
+    const dma = this.transport.dma;
+    if (dma && this.mapped.tryServe(dma, chain)) return;
+    void this.serveGeneral(chain);
+  }
+
+  private async serveGeneral(chain: DescChain): Promise<void> {
     const dma = this.transport.dma;
     if (!dma || chain.writable < 1) {
       // No room for a status byte: nothing sensible to report.
@@ -189,26 +216,59 @@ export class VirtioBlk {
     try {
       await this.execute(chain);
     } catch (e) {
-      if (e instanceof BlkError) {
-        status = e.status;
-        this.transport.log.debug(`virtio-blk: queue ${chain.queue.index}: request ${chain.head}: ${e.message}`);
-      } else {
-        status = BlkStatus.IOERR;
-        this.transport.log.warn(`virtio-blk: queue ${chain.queue.index}: request ${chain.head} failed: ${String((e as Error)?.message ?? e)}`);
-      }
-      if (status === BlkStatus.UNSUPP) this.stats.unsupported++;
-      else this.stats.ioErrors++;
+      status = this.failed(chain, e);
     }
+    await this.finish(chain, status);
+  }
+
+  /** The end of a request the mapped path took over (see MappedIoDisk.finished). */
+  private finishedMapped(chain: DescChain, type: number, bytes: number, error: unknown): void {
+    if (type === BlkType.IN) {
+      this.stats.reads++;
+      this.stats.bytesRead += bytes;
+    } else {
+      this.stats.writes++;
+      this.stats.bytesWritten += bytes;
+    }
+    void this.finish(chain, error ? this.failed(chain, error) : BlkStatus.OK);
+  }
+
+  /** The status of a failed request (counted and logged). */
+  private failed(chain: DescChain, e: unknown): number {
+    let status: number;
+    if (e instanceof BlkError) {
+      status = e.status;
+      this.transport.log.debug(`virtio-blk: queue ${chain.queue.index}: request ${chain.head}: ${e.message}`);
+    } else {
+      status = BlkStatus.IOERR;
+      this.transport.log.warn(`virtio-blk: queue ${chain.queue.index}: request ${chain.head} failed: ${String((e as Error)?.message ?? e)}`);
+    }
+    if (status === BlkStatus.UNSUPP) this.stats.unsupported++;
+    else this.stats.ioErrors++;
+    return status;
+  }
+
+  /** Store the status byte (in place when mapped) and complete the chain; nothing once it is stale. */
+  private finish(chain: DescChain, status: number): void | Promise<void> {
     if (chain.stale) return; // reset under us: the buffers are not ours any more
-    try {
-      const at = chain.writable - 1;
-      const v = chainView(dma, chain, 'writable', at, 1);
-      if (v) v[0] = status;
-      else await chainWrite(dma, chain, at, STATUS_BYTES[status]!);
-    } catch (e) {
-      this.transport.log.warn(`virtio-blk: queue ${chain.queue.index}: cannot write the status of request ${chain.head}: ${String(e)}`);
-      return chain.complete(0);
+    const dma = this.transport.dma;
+    if (!dma) return chain.complete(0);
+    const at = chain.writable - 1;
+    const v = chainView(dma, chain, 'writable', at, 1);
+    if (v) {
+      v[0] = status;
+      return this.completed(chain, status);
     }
+    return chainWrite(dma, chain, at, STATUS_BYTES[status]!).then(
+      () => this.completed(chain, status),
+      (e: unknown) => {
+        this.transport.log.warn(`virtio-blk: queue ${chain.queue.index}: cannot write the status of request ${chain.head}: ${String(e)}`);
+        chain.complete(0);
+      },
+    );
+  }
+
+  private completed(chain: DescChain, status: number): void {
     // On success every writable byte was written; on failure only the status
     // is known to be, and it is not at the start unless it is alone.
     chain.complete(status === BlkStatus.OK || chain.writable === 1 ? chain.writable : 0);

@@ -6,7 +6,7 @@
 // pin a device to a PCI address (e.g. 0000:00:08.0) when the guest has more
 // than one of a type, as the benchmark does. The block-device work itself
 // (pattern round trip, timed dd rounds) is block.ts's.
-import { MARK, TIMING_HELPERS, checkLabels, checkMiB, checkPci, ddRounds, patternRoundTrip, type DdRoundsOptions } from './block.js';
+import { MARK, TIMING_HELPERS, checkMiB, checkPci, patternRoundTrip } from './block.js';
 
 export { MARK };
 
@@ -133,57 +133,6 @@ result ro "$(cat /sys/block/$blk/ro)"
 result logical_block_size "$(cat /sys/block/$blk/queue/logical_block_size)"
 ${patternRoundTrip(mib)}
 sync
-echo @@DONE
-`;
-}
-
-export interface BlkBenchDisk {
-  /** Result key part: [a-z0-9]+ (e.g. "ours", "qemu"). */
-  label: string;
-  /** PCI address of its virtio-blk device. */
-  pci: string;
-}
-
-export interface BlkBenchScriptOptions extends Omit<DdRoundsOptions, 'labels'> {
-  disks: readonly BlkBenchDisk[];
-}
-
-/**
- * virtio-blk throughput: `dd bs=1M` of `mib` MiB with O_DIRECT, write
- * (from /dev/zero) then read (to /dev/null), on each disk in turn, `rounds`
- * times, interleaved so every disk sees the same guest and host state (odd
- * rounds in the given order, even rounds reversed).
- *
- * Results: <label>_dev, <label>_ids, ..., and per round r (1-based)
- * t_<label>_write_<r> / t_<label>_read_<r> (seconds, guest uptime) and
- * st_<label>_<op>_<r> (dd's exit status and last line). Console marks:
- * `@@MARK <label> <op> <r> start|end`. Also clock_overhead (two clock reads) and
- * t_zero_to_null (the same dd from /dev/zero to /dev/null: the guest's own share
- * of a write's time).
- */
-export function virtioBlkBenchScript(o: BlkBenchScriptOptions): string {
-  checkLabels(o.disks.map((d) => d.label));
-  for (const d of o.disks) checkPci(d.pci);
-  const find = o.disks
-    .map(
-      (d) => `
-v=$(virtio_find ${hex4(VIRTIO_ID_BLOCK)} "${d.pci}") || { result error "no virtio-blk at ${d.pci}"; ls -l /sys/bus/virtio/devices/; exit 1; }
-virtio_report ${d.label} $v
-i=0
-while [ $i -lt 100 ] && ! ls $v/block/* >/dev/null 2>&1; do sleep 0.1; i=$((i + 1)); done
-b=$(ls $v/block 2>/dev/null | head -n 1)
-[ -n "$b" ] || { result error "virtio-blk at ${d.pci} has no block device"; exit 1; }
-dev_${d.label}=/dev/$b
-result ${d.label}_dev $b
-result ${d.label}_sectors "$(cat /sys/block/$b/size)"
-result ${d.label}_scheduler "$(cat /sys/block/$b/queue/scheduler)"
-result ${d.label}_nr_queues "$(ls /sys/block/$b/mq | wc -l)"`,
-    )
-    .join('\n');
-  const rounds = ddRounds({ ...o, labels: o.disks.map((d) => d.label) });
-  return `${VIRTIO_HELPERS}
-${find}
-${rounds}
 echo @@DONE
 `;
 }

@@ -69,4 +69,9 @@ export class TrixieApt {
     if (found.length !== 1) throw new Error(`apt-get download ${pkg} left ${found.length} .deb files in ${debs}`);
     return join(debs, found[0]!);
   }
+
+  /** Downloads every package of `pkgs` (names) into the directory `dir` with one apt-get run. */
+  async downloadAll(pkgs: readonly string[], dir: string): Promise<void> {
+    await run(this.aptGet, [...this.options(), 'download', ...pkgs], { cwd: dir, timeoutMs: 20 * 60_000 });
+  }
 }
