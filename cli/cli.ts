@@ -2,10 +2,11 @@
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 import path from 'node:path';
 import { helpFor, parseArgs, UnknownFlagError, UsageError, type FlagSpec, type FlagValues } from './cli-args.js';
-import { ConfigError, loadConfigFile, validateConfig, type ServerConfig } from './config.js';
+import { checkPollUs, ConfigError, loadConfigFile, validateConfig, type ServerConfig } from './config.js';
 import { deviceFlagSpecs, deviceTable, optionsFromFlags } from './device-flags.js';
 import { setLogLevel, rootLog } from '../server/log.js';
 import { startServer } from '../server/runtime.js';
+import { DEFAULT_POLL_US } from '../server/adaptive-poll.js';
 import { SocketInUseError } from '../server/listener.js';
 import { deviceKinds } from '../devices/index.js';
 import { DefinitionError, OptionError, type DeviceDefinition } from '../devices/definition.js';
@@ -23,6 +24,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   name: { type: 'string', help: 'device name (default: <kind>0)' },
   config: { type: 'string', help: 'JSON file describing several devices' },
   control: { type: 'string', help: 'control socket for the IOMMU API' },
+  'poll-us': { type: 'u32', help: `cap of the adaptive socket poll window in µs (0: off; default ${DEFAULT_POLL_US})` },
 };
 
 function usage(): string {
@@ -152,6 +154,7 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
     }
     const cfg = await loadConfigFile(flags.config as string);
     if (flags.control !== undefined) cfg.control = path.resolve(flags.control as string);
+    if (flags['poll-us'] !== undefined) cfg.pollUs = checkPollUs(flags['poll-us'], '--poll-us');
     return { cfg, flags };
   }
   if (!kind || !definition) throw new UsageError(`${o.command} needs a device kind (see \`vfio-user-ts devices\`) or --config`);
@@ -162,6 +165,7 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
     devices: [{ kind, socket, name, ...optionsFromFlags(definition, flags, kindLabel(kind, definition)) }],
   };
   if (flags.control !== undefined) raw.control = flags.control;
+  if (flags['poll-us'] !== undefined) raw.pollUs = flags['poll-us'];
   return { cfg: await validateConfig(raw, 'command line'), flags };
 }
 

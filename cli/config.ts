@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LEVELS } from '../server/log.js';
+import { MAX_POLL_US } from '../server/adaptive-poll.js';
 import { DefinitionError, validateOptions, type DeviceDefinition } from '../devices/definition.js';
 import { kindLabel, resolveDeviceKind } from '../devices/load.js';
 
@@ -28,6 +29,8 @@ export interface ServerConfig {
   /** Control socket for the IOMMU API (msgpack frames). */
   control?: string;
   logLevel?: string;
+  /** Cap of the adaptive socket poll window in µs (0: off). */
+  pollUs?: number;
 }
 
 /** A configuration (file or command line) that cannot be served; the message says where and why. */
@@ -52,7 +55,7 @@ export function checkSocketPath(p: unknown, what: string): string {
  */
 export async function validateConfig(raw: unknown, source: string, baseDir: string = process.cwd()): Promise<ServerConfig> {
   if (!isObject(raw)) throw new ConfigError(`${source}: expected a JSON object`);
-  const known = new Set(['devices', 'control', 'logLevel']);
+  const known = new Set(['devices', 'control', 'logLevel', 'pollUs']);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(`${source}: unknown key '${k}'`);
   if (!Array.isArray(raw.devices) || raw.devices.length === 0) throw new ConfigError(`${source}: 'devices' must be a non-empty array`);
   const names = new Set<string>();
@@ -88,7 +91,16 @@ export async function validateConfig(raw: unknown, source: string, baseDir: stri
     }
     cfg.logLevel = raw.logLevel;
   }
+  if (raw.pollUs !== undefined) cfg.pollUs = checkPollUs(raw.pollUs, `${source}: pollUs`);
   return cfg;
+}
+
+/** A poll window cap in µs: an integer in [0, MAX_POLL_US]; returns it. */
+export function checkPollUs(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_POLL_US) {
+    throw new ConfigError(`${what} must be an integer in [0, ${MAX_POLL_US}] (µs; 0 turns polling off)`);
+  }
+  return v;
 }
 
 /** Reads and checks a JSON config file; module paths in it are relative to its folder. */

@@ -11,6 +11,7 @@ import { ClientDmaSpace } from '../iommu/client-dma.js';
 import { rootLog, setLogLevel, type Log } from './log.js';
 import { VfioUserServer, releaseTimeoutOf, type DeviceHost, type ShutdownOptions } from './server.js';
 import { ControlServer } from './control.js';
+import { setPollLimit } from './adaptive-poll.js';
 
 /** A device built by startServer from its kind and options. */
 export interface DeviceFromKind {
@@ -41,6 +42,8 @@ export interface ServerSpec {
   control?: string;
   /** silent, error, warn, info, debug or trace. */
   logLevel?: string;
+  /** Cap of the adaptive socket poll window in µs, for the whole process (0: off). */
+  pollUs?: number;
 }
 
 /** A server started by startServer. */
@@ -62,6 +65,7 @@ export interface RunningServer {
 /** Builds the devices, listens on their sockets (and the control socket), and resolves once all listen. */
 export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<RunningServer> {
   if (cfg.logLevel) setLogLevel(cfg.logLevel);
+  if (cfg.pollUs !== undefined) setPollLimit(cfg.pollUs);
   const models = new Map<string, DeviceModel>();
   const contexts = new Map<string, IommuContext>();
   for (const d of cfg.devices) {
