@@ -12,6 +12,13 @@
 // - with the window closed, a request that follows the previous one within
 //   twice the cap (the gap includes our own wake-up) opens it again.
 //
+// And windows must pay: the wait for the next request is compared in short
+// trials with windows and without, and the way that gets requests sooner
+// runs for a while (longer each time it wins again). Without windows the
+// scheduler may put the peer on our CPU when we sleep, and a ping-pong on
+// one CPU beats one across two; with windows a peer on another CPU is
+// answered without our wake-up.
+//
 // Two process-wide bounds keep it from costing a guest its CPU (one thread
 // serves every connection, so they are shared):
 // - windows that caught nothing are debt, paid back at MISS_SHARE of wall
@@ -35,6 +42,13 @@ const MISS_SHARE = 0.1;
 const MAX_DEBT_NS = 2_000_000;
 const HOLD_MIN_MS = 10;
 const HOLD_MAX_MS = 1000;
+/** Waits for a request in each trial, with windows and without. */
+const TRIAL_WAITS = 64;
+/** Waits the winner runs for before the next trial (doubling while it keeps winning). */
+const RUN_MIN_WAITS = 1024;
+const RUN_MAX_WAITS = 32768;
+/** Windows pay when the mean wait with them is below this share of the wait without. */
+const PAYS = 0.85;
 
 /** The process-wide part: the cap, the miss debt and the contention hold-off. */
 export class PollBudget {
@@ -103,11 +117,56 @@ export interface PollStats {
   contended: number;
 }
 
+/**
+ * Do windows pay? The mean wait for a request (each wait capped, so idle
+ * spells weigh the same either way) with windows and then without, over
+ * TRIAL_WAITS each; the shorter way runs for RUN_MIN_WAITS and more.
+ */
+export class PollTrial {
+  /** May windows open now? */
+  polling = true;
+  private phase: 'with' | 'without' | 'run' = 'with';
+  private waits = 0;
+  private sum = 0;
+  private meanWith = 0;
+  private target = TRIAL_WAITS;
+  private run = RUN_MIN_WAITS;
+  private lastWinner: boolean | null = null;
+
+  /** One wait for a request, in ns (already capped by the caller). */
+  wait(ns: number): void {
+    this.sum += ns;
+    if (++this.waits < this.target) return;
+    const mean = this.sum / this.waits;
+    this.waits = this.sum = 0;
+    if (this.phase === 'with') {
+      this.meanWith = mean;
+      this.phase = 'without';
+      this.polling = false;
+      this.target = TRIAL_WAITS;
+    } else if (this.phase === 'without') {
+      const pays = this.meanWith < mean * PAYS;
+      this.run = pays === this.lastWinner ? Math.min(RUN_MAX_WAITS, 2 * this.run) : RUN_MIN_WAITS;
+      this.lastWinner = pays;
+      this.polling = pays;
+      this.phase = 'run';
+      this.target = this.run;
+    } else {
+      this.phase = 'with';
+      this.polling = true;
+      this.target = TRIAL_WAITS;
+    }
+  }
+}
+
 /** One connection's window. */
 export class AdaptivePoller {
   /** The window (ns) the policy would open, before the budget's say. */
   private window = 0;
+  /** The window the last update returned (what the watcher spun, or 0). */
+  private opened = 0;
   readonly stats: PollStats = { hits: 0, hitNs: 0, misses: 0, missNs: 0, contended: 0 };
+  readonly trial = new PollTrial();
 
   constructor(private readonly budget: PollBudget = processPollBudget) {}
 
@@ -117,6 +176,9 @@ export class AdaptivePoller {
    */
   update(events: number, ns: number): number {
     const cap = this.budget.capNs;
+    // The wait for this request: spun for it, or window + gap after a miss, or the gap.
+    const wait = events & POLL_MISS ? this.opened + ns : ns;
+    if (!(events & POLL_CONTENDED) && wait >= 0) this.trial.wait(Math.min(wait, 4 * cap));
     if (events & POLL_HIT) {
       this.stats.hits++;
       this.stats.hitNs += ns;
@@ -134,6 +196,7 @@ export class AdaptivePoller {
       this.window = Math.min(cap, Math.max(MIN_WINDOW_NS, ns));
     }
     if (this.window > cap) this.window = cap;
-    return this.window > 0 && this.budget.allows() ? this.window : 0;
+    this.opened = this.window > 0 && this.trial.polling && this.budget.allows() ? this.window : 0;
+    return this.opened;
   }
 }

@@ -114,6 +114,33 @@ t.test('the budget is shared: one connection\'s misses pause the others', async 
   t.equal(hit(b, 1 * US), 0, 'b pauses too');
 });
 
+t.test('windows must pay: a trial with and one without, then the faster way runs', async (t) => {
+  // Windows catch each request after 30 µs; without them a request waits 60 µs (our wake-up): they pay.
+  const { p } = make(50);
+  plain(p, 30 * US); // wait 1 of the trial with windows
+  let open = 0;
+  for (let i = 0; i < 62; i++) open += hit(p, 30 * US) > 0 ? 1 : 0;
+  t.equal(open, 62, 'windows open through the trial with them');
+  t.equal(hit(p, 30 * US), 0, 'its 64th wait ends it: the trial without windows');
+  t.equal(p.trial.polling, false);
+  for (let i = 0; i < 63; i++) open -= plain(p, 60 * US) > 0 ? 1 : 0;
+  t.equal(open, 62, 'no window during it');
+  t.ok(plain(p, 60 * US) > 0, 'its 64th wait ends it: windows pay, open again');
+  t.equal(p.trial.polling, true);
+
+  // Windows catch each request after 30 µs, but without them requests come after 10 µs (the peer
+  // moved to our CPU): they do not pay, and stay shut for the run.
+  const q = make(50).p;
+  plain(q, 30 * US);
+  for (let i = 0; i < 63; i++) hit(q, 30 * US);
+  for (let i = 0; i < 64; i++) plain(q, 10 * US);
+  t.equal(q.trial.polling, false, 'windows do not pay');
+  let opened = 0;
+  for (let i = 0; i < 1023; i++) opened += plain(q, 10 * US) > 0 ? 1 : 0;
+  t.equal(opened, 0, 'shut for the 1024 waits of the run, close as the requests are');
+  t.ok(plain(q, 10 * US) > 0, 'then a new trial with windows');
+});
+
 t.test('setPollLimit sets the process-wide cap and checks it', async (t) => {
   t.equal(processPollBudget.capNs, DEFAULT_POLL_US * US, 'the default');
   setPollLimit(0);
