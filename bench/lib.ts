@@ -73,6 +73,13 @@ export async function compileC(src: string, out: string): Promise<void> {
   await run(cc, ['-O2', '-Wall', '-o', out, src], { timeoutMs: 120_000 });
 }
 
+/** The median of a non-empty list (the mean of the middle two for an even length). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 export function haveCommand(cmd: string, args: string[]): boolean {
   const r = spawnSync(cmd, args, { stdio: 'ignore' });
   return r.status === 0;
