@@ -4,7 +4,7 @@
 // run.  To add a bench: write bench/<name>.ts exporting an async function that
 // returns BenchRow[] (see ./lib.ts) and add a line below.
 //
-//   BENCH_ONLY=socket,iommu,dma-map   run only these modules
+//   BENCH_ONLY=socket,iommu,dma-map,virtio-blk,boot   run only these modules
 //   BENCH_JSON=path           also write all rows as JSON to path
 
 import { existsSync, writeFileSync } from 'node:fs';
@@ -26,6 +26,7 @@ const BENCHES: BenchModule[] = [
   { name: 'iommu', file: './iommu.js', exportName: 'benchIommu', optional: true },
   { name: 'dma-map', file: './dma-map.js', exportName: 'benchDmaMap', optional: true },
   { name: 'virtio-blk', file: './virtio-blk.js', exportName: 'benchVirtioBlk', optional: true },
+  { name: 'boot', file: './boot.js', exportName: 'benchBoot', optional: true },
 ];
 
 function checkRows(name: string, rows: unknown): BenchRow[] {
