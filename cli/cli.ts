@@ -165,7 +165,7 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
     devices: [{ kind, socket, name, ...optionsFromFlags(definition, flags, kindLabel(kind, definition)) }],
   };
   if (flags.control !== undefined) raw.control = flags.control;
-  if (flags['poll-us'] !== undefined) raw.pollUs = flags['poll-us'];
+  if (flags['poll-us'] !== undefined) raw.pollUs = checkPollUs(flags['poll-us'], '--poll-us');
   return { cfg: await validateConfig(raw, 'command line'), flags };
 }
 

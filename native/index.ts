@@ -202,7 +202,7 @@ export const channel: (fd: number, meta: Int32Array) => Channel = addon.channel;
 
 /**
  * Polls `fd` with libuv (uv_poll_t) for READABLE|WRITABLE (0 = created but
- * stopped). cb(status, events): status < 0 is a -errno from libuv; libuv
+ * stopped). cb(status, events, ns) (see WatchCallback): status < 0 is a -errno from libuv; libuv
  * reports any POLLERR (a socket error pending, such as ECONNRESET: read it
  * with recv) as -EBADF and stops the watcher (watchSet restarts it). An open
  * watcher keeps itself, its callback and the event loop alive until

@@ -4,6 +4,8 @@
 // kernel hands fds out with the read that holds their message's first byte).
 // Outgoing messages are appended to one buffer and flushed with as few
 // sendmsg calls as possible; a message that carries fds starts its own send.
+// After each readiness callback the watcher keeps looking at the socket for
+// a window that adaptive-poll.ts sets from how the previous windows went.
 import * as native from '../native/index.js';
 import { HEADER_SIZE, readHeader, u32At, writeHeader, type Header } from '../protocol/header.js';
 import type { Log } from './log.js';

@@ -5,6 +5,11 @@
 // after losing the CPU to another thread.
 import t from 'tap';
 import { POLL_CONTENDED, POLL_HIT, POLL_MISS, READABLE } from '../../native/index.js';
+import os from 'node:os';
+import path from 'node:path';
+import { serveConfig } from '../../cli/cli.js';
+import { validateConfig } from '../../cli/config.js';
+import { startServer } from '../../server/runtime.js';
 import { AdaptivePoller, DEFAULT_POLL_US, MAX_POLL_US, PollBudget, setPollLimit, processPollBudget } from '../../server/adaptive-poll.js';
 
 const US = 1000;
@@ -151,4 +156,22 @@ t.test('setPollLimit sets the process-wide cap and checks it', async (t) => {
   t.throws(() => setPollLimit(MAX_POLL_US + 1), RangeError);
   t.throws(() => setPollLimit(1.5), RangeError);
   setPollLimit(DEFAULT_POLL_US);
+});
+
+t.test('--poll-us and pollUs: checked, and applied by startServer', async (t) => {
+  const sock = path.join(os.tmpdir(), `vut-poll-${process.pid}.sock`);
+  const cfg = await serveConfig(['gpio', '--socket', sock, '--poll-us', '20']);
+  t.equal(cfg.pollUs, 20, 'the flag lands in the config');
+  t.equal((await serveConfig(['gpio', '--socket', sock])).pollUs, undefined, 'absent: the default stays');
+  await t.rejects(serveConfig(['gpio', '--socket', sock, '--poll-us', String(MAX_POLL_US + 1)]), { message: /--poll-us must be an integer in \[0, 1000\]/ });
+  await t.rejects(serveConfig(['gpio', '--socket', sock, '--poll-us', '-1']));
+  const devices = [{ kind: 'gpio', socket: sock }];
+  t.equal((await validateConfig({ devices, pollUs: 0 }, 'cfg')).pollUs, 0);
+  await t.rejects(validateConfig({ devices, pollUs: 1.5 }, 'cfg'), { message: /cfg: pollUs must be an integer/ });
+  await t.rejects(validateConfig({ devices, pollUs: '5' }, 'cfg'), { message: /cfg: pollUs must be an integer/ });
+
+  const rt = await startServer({ devices: [{ name: 'g', kind: 'gpio', socket: sock }], pollUs: 7 });
+  t.teardown(() => setPollLimit(DEFAULT_POLL_US));
+  t.equal(processPollBudget.capNs, 7 * US, 'startServer sets the process-wide cap');
+  await rt.close();
 });
