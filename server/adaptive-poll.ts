@@ -19,13 +19,18 @@
 // one CPU beats one across two; with windows a peer on another CPU is
 // answered without our wake-up.
 //
-// Two process-wide bounds keep it from costing a guest its CPU (one thread
+// Three process-wide bounds keep it from costing a guest its CPU (one thread
 // serves every connection, so they are shared):
+// - no windows while more threads are runnable than there are CPUs (the
+//   kernel's count in /proc/loadavg, read at most every CROWD_CHECK_MS):
+//   someone is waiting for a CPU, and a window would keep one from them;
 // - windows that caught nothing are debt, paid back at MISS_SHARE of wall
 //   time; past MAX_DEBT_NS polling stops until half of it is paid;
 // - a window that lost the CPU to another thread (the watcher yields every
 //   round and sees the jump) stops polling for a hold-off that doubles
 //   while that keeps happening (HOLD_MIN_MS .. HOLD_MAX_MS).
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { POLL_CONTENDED, POLL_HIT, POLL_MAX_NS, POLL_MISS } from '../native/index.js';
 
@@ -42,6 +47,8 @@ const MISS_SHARE = 0.1;
 const MAX_DEBT_NS = 2_000_000;
 const HOLD_MIN_MS = 10;
 const HOLD_MAX_MS = 1000;
+/** How often the count of runnable threads is read. */
+const CROWD_CHECK_MS = 10;
 /** Waits for a request in each trial, with windows and without. */
 const TRIAL_WAITS = 64;
 /** Waits the winner runs for before the next trial (doubling while it keeps winning). */
@@ -59,8 +66,15 @@ export class PollBudget {
   private paused = false;
   private holdUntil = 0;
   private holdMs = 0;
+  private crowded = false;
+  private crowdAt = -Infinity;
 
-  constructor(private readonly now: () => number = () => performance.now()) {}
+  constructor(
+    private readonly now: () => number = () => performance.now(),
+    /** Threads runnable on the machine now, this one included (NaN: unknown). */
+    private readonly runnable: () => number = runnableThreads,
+    private readonly cpus: number = availableParallelism(),
+  ) {}
 
   /** A window of `ns` caught nothing. */
   charge(ns: number): void {
@@ -80,7 +94,13 @@ export class PollBudget {
   /** May a window open now? */
   allows(): boolean {
     if (this.capNs === 0) return false;
-    if (this.now() < this.holdUntil) return false;
+    const t = this.now();
+    if (t < this.holdUntil) return false;
+    if (t - this.crowdAt >= CROWD_CHECK_MS) {
+      this.crowdAt = t;
+      this.crowded = this.runnable() > this.cpus;
+    }
+    if (this.crowded) return false;
     if (this.paused) {
       this.repay();
       if (this.debt > MAX_DEBT_NS / 2) return false;
@@ -93,6 +113,16 @@ export class PollBudget {
     const t = this.now();
     this.debt = Math.max(0, this.debt - (t - this.debtAt) * 1e6 * MISS_SHARE);
     this.debtAt = t;
+  }
+}
+
+/** The running/total field of /proc/loadavg: threads runnable now (NaN where there is none). */
+function runnableThreads(): number {
+  try {
+    const f = readFileSync('/proc/loadavg', 'latin1').split(' ')[3] ?? '';
+    return parseInt(f, 10);
+  } catch {
+    return NaN;
   }
 }
 

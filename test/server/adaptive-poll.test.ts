@@ -15,8 +15,8 @@ import { AdaptivePoller, DEFAULT_POLL_US, MAX_POLL_US, PollBudget, setPollLimit,
 const US = 1000;
 
 function make(capUs = 50) {
-  const clock = { ms: 1000 };
-  const budget = new PollBudget(() => clock.ms);
+  const clock = { ms: 1000, runnable: 1 };
+  const budget = new PollBudget(() => clock.ms, () => clock.runnable, 2);
   budget.capNs = capUs * US;
   return { clock, budget, p: new AdaptivePoller(budget) };
 }
@@ -107,6 +107,22 @@ t.test('losing the CPU closes the window and holds polling off, longer when it r
   p.update(READABLE | POLL_CONTENDED, 0);
   clock.ms += 11;
   t.equal(plain(p, 20 * US), 20 * US, 'after a long quiet spell the hold-off is back to 10 ms');
+});
+
+t.test('no windows while more threads are runnable than there are CPUs', async (t) => {
+  const { p, clock } = make(50);
+  t.equal(plain(p, 20 * US), 20 * US, 'one runnable thread (this one) on 2 CPUs: open');
+  clock.runnable = 3; // e.g. two vCPU threads and this one
+  t.equal(plain(p, 20 * US), 20 * US, 'the count is read at most every 10 ms');
+  clock.ms += 10;
+  t.equal(plain(p, 20 * US), 0, 'three runnable on 2 CPUs: someone waits, no window');
+  clock.runnable = 2;
+  clock.ms += 5;
+  t.equal(plain(p, 20 * US), 0, 'still the old count');
+  clock.ms += 5;
+  t.equal(plain(p, 20 * US), 20 * US, 'two runnable on 2 CPUs: nobody waits, open again');
+  const unknown = new AdaptivePoller(new PollBudget(() => 0, () => NaN, 2));
+  t.equal(unknown.update(READABLE, 20 * US), 20 * US, 'an unknown count does not stop polling');
 });
 
 t.test('the budget is shared: one connection\'s misses pause the others', async (t) => {
