@@ -105,6 +105,9 @@ export async function benchBoot(): Promise<BenchRow[]> {
     unit: 'µs',
   };
   try {
+    // One boot first, not counted: QEMU, kernel and initramfs into the page cache.
+    await bootOnce(root, dir, [], p);
+    progress('warm-up boot done');
     const on: Boot[] = [];
     const off: Boot[] = [];
     for (let i = 0; i < rounds; i++) {
