@@ -150,6 +150,7 @@ function metrics(full: boolean): Metric[] {
       placement: 'split',
       goal: 0.8,
       calibN: 20_000,
+      pollRows: true,
       note: 'loadgen and server pinned to two different CPUs; one request per write(), as QEMU sends them',
     },
     {
@@ -159,6 +160,7 @@ function metrics(full: boolean): Metric[] {
       placement: 'split',
       goal: 0.8,
       calibN: 50_000,
+      pollRows: true,
       note: 'NO_REPLY writes, one per write() as QEMU sends them, then one REGION_READ whose reply proves all were consumed',
     },
     ...[
