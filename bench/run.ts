@@ -4,7 +4,7 @@
 // run.  To add a bench: write bench/<name>.ts exporting an async function that
 // returns BenchRow[] (see ./lib.ts) and add a line below.
 //
-//   BENCH_ONLY=socket,iommu,dma-map,scale   run only these modules
+//   BENCH_ONLY=socket,iommu,dma-map,scale,virtio-blk,nvme,boot   run only these modules
 //   BENCH_JSON=path           also write all rows as JSON to path
 
 import { existsSync, writeFileSync } from 'node:fs';
@@ -29,6 +29,7 @@ const BENCHES: BenchModule[] = [
   { name: 'virtio-blk-path', file: './virtio-blk-path.js', exportName: 'benchVirtioBlkPath', optional: true },
   { name: 'virtio-blk', file: './virtio-blk.js', exportName: 'benchVirtioBlk', optional: true },
   { name: 'nvme', file: './nvme.js', exportName: 'benchNvme', optional: true },
+  { name: 'boot', file: './boot.js', exportName: 'benchBoot', optional: true },
 ];
 
 function checkRows(name: string, rows: unknown): BenchRow[] {

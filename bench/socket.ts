@@ -12,7 +12,10 @@
 //                     (to test the harness).  Default:
 //                     node bin/vfio-user-ts.js serve gpio --socket {socket}
 //   BENCH_SECONDS     target duration of one measurement (default 2)
-//   BENCH_REPEATS     measurements per side, best one kept (default 3)
+//   BENCH_REPEATS     rounds per metric (default 5): in each round every side
+//                     runs once, floor first; a figure is the median of its
+//                     rounds, a ratio the median of the per-round ratios, and
+//                     the spread (lowest and highest per-round ratio) is printed
 //   BENCH_CPUS        A,B (default 0,1): 1-CPU runs put both sides on A; 2-CPU
 //                     runs put the loadgen on A and the server on B
 //   BENCH_READ        read target  REGION:OFFSET:COUNT (default 7:0:4, config space)
@@ -21,8 +24,8 @@
 //                     posted writes batched 256 per write()
 //   BENCH_KEEP=1      keep the build/socket directory
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -30,6 +33,7 @@ import {
   compileC,
   envNumber,
   haveCommand,
+  median,
   progress,
   projectRoot,
   stopGroup,
@@ -59,10 +63,12 @@ interface Metric {
   unit?: string;
   /** The minimal Node responder speaks only REGION_*: no row for it. */
   noNodeRow?: boolean;
+  /** Also run our server with polling off (--poll-us 0), and print CPU time per message. */
+  pollRows?: boolean;
 }
 
 interface ServerKind {
-  key: 'floor' | 'ours' | 'node';
+  key: 'floor' | 'ours' | 'ours-nopoll' | 'node';
   label: string;
   argv(sock: string): string[];
   /** A reason this server cannot run at all (e.g. not built yet). */
@@ -83,6 +89,15 @@ interface LoadgenResult {
   depth: number;
   seconds: number;
   ops_per_s: number;
+  /** The loadgen's own CPU time over the timed part. */
+  cpu_us: number;
+}
+
+/** One measured run: the rate, and the CPU µs per op of the server and of the loadgen. */
+interface Run {
+  rate: number;
+  serverCpu: number;
+  clientCpu: number;
 }
 
 const TARGET_RE = /^\d+:(0x[0-9a-fA-F]+|\d+):\d+$/;
@@ -106,6 +121,7 @@ function metrics(full: boolean): Metric[] {
       placement: 'same',
       goal: 0.9,
       calibN: 5_000,
+      pollRows: true,
       note: 'one request in flight; server and loadgen pinned to one CPU, so no cross-CPU wake-up',
     },
     {
@@ -113,8 +129,19 @@ function metrics(full: boolean): Metric[] {
       name: 'REGION_READ ping-pong, unpinned',
       args: ['-m', 'pingpong'],
       placement: 'free',
+      goal: 1.0,
       calibN: 2_000,
-      note: 'informational: mostly the VM cross-CPU wake-up latency, noisy as the scheduler sometimes co-locates the two',
+      pollRows: true,
+      note: 'left to the scheduler: the VM cross-CPU wake-up latency when it puts them apart, which adaptive polling avoids on our side; noisy, as it sometimes co-locates the two',
+    },
+    {
+      key: 'pingpong-split',
+      name: 'REGION_READ ping-pong, 2 CPUs',
+      args: ['-m', 'pingpong'],
+      placement: 'split',
+      calibN: 2_000,
+      pollRows: true,
+      note: 'loadgen and server pinned to two different CPUs: every request crosses CPUs, as a vCPU thread\'s does',
     },
     {
       key: 'inflight32-split',
@@ -123,6 +150,7 @@ function metrics(full: boolean): Metric[] {
       placement: 'split',
       goal: 0.8,
       calibN: 20_000,
+      pollRows: true,
       note: 'loadgen and server pinned to two different CPUs; one request per write(), as QEMU sends them',
     },
     {
@@ -132,6 +160,7 @@ function metrics(full: boolean): Metric[] {
       placement: 'split',
       goal: 0.8,
       calibN: 50_000,
+      pollRows: true,
       note: 'NO_REPLY writes, one per write() as QEMU sends them, then one REGION_READ whose reply proves all were consumed',
     },
     ...[
@@ -181,7 +210,7 @@ function metrics(full: boolean): Metric[] {
 export async function benchSocket(): Promise<BenchRow[]> {
   const root = projectRoot();
   const seconds = envNumber('BENCH_SECONDS', 2);
-  const repeats = Math.round(envNumber('BENCH_REPEATS', 3));
+  const repeats = Math.round(envNumber('BENCH_REPEATS', 5));
   const [cpuA, cpuB] = cpuPair();
   const readTarget = target('BENCH_READ', '7:0:4');
   const writeTarget = target('BENCH_WRITE', '2:0:1');
@@ -213,10 +242,11 @@ export async function benchSocket(): Promise<BenchRow[]> {
     const haveTaskset = haveCommand('taskset', ['-c', cpuA, 'true']);
     const floor: ServerKind = { key: 'floor', label: 'C responder', argv: (sock) => [responder, sock] };
     const ours = oursServer(root, responder);
+    const oursNoPoll = oursWithoutPolling(ours);
     const nodeFloor = nodeResponder(root);
     progress(`server under test: ${ours.unavailable ?? ours.argv('{socket}').join(' ')}`);
     progress(
-      `each figure: best of ${repeats} runs of ~${seconds} s, sides interleaved; read ${readTarget}, write ${writeTarget}`,
+      `each figure: median of ${repeats} rounds of ~${seconds} s per side, sides interleaved; read ${readTarget}, write ${writeTarget}`,
     );
 
     // The CPU of the load generator and of the server for each placement.
@@ -256,35 +286,38 @@ export async function benchSocket(): Promise<BenchRow[]> {
       return s;
     };
 
-    const measure = async (kind: ServerKind, m: Metric, n: number): Promise<LoadgenResult> => {
+    const measure = async (kind: ServerKind, m: Metric, n: number): Promise<Run> => {
       const [clientCpu, serverCpu] = cpus(m.placement);
       const s = await serverFor(kind, serverCpu);
       const args = [...prefix(clientCpu), loadgen, '-s', s.sock, '-n', String(n), '-r', readTarget, '-w', writeTarget, ...m.args];
       // Generous: a run is sized for `seconds`; 15x covers a slow first run, not a hang.
       const timeout = Math.max(30_000, seconds * 15_000);
       let stdout: string;
+      const cpuBefore = groupCpuUs(s.child.pid!);
       try {
         ({ stdout } = await run(args[0]!, args.slice(1), { timeoutMs: timeout }));
       } catch (e) {
         const died = s.exited ? `\nthe server exited (${s.exitInfo}); its output:\n${s.out.text().trim()}` : '';
         throw new Error(`${(e as Error).message}${died}`);
       }
+      const serverUs = groupCpuUs(s.child.pid!) - cpuBefore;
       const line = stdout.trim().split('\n').pop() ?? '';
       const r = JSON.parse(line) as LoadgenResult;
       if (!(r.ops_per_s > 0)) throw new Error(`loadgen printed no rate: ${line}`);
-      return r;
+      // The server's figure includes the connect and VERSION (one message of thousands).
+      return { rate: r.ops_per_s, serverCpu: serverUs / r.n, clientCpu: r.cpu_us / r.n };
     };
 
     /** Warm up and find the count that takes about `seconds`. */
     const calibrate = async (kind: ServerKind, m: Metric): Promise<number> => {
       let r = await measure(kind, m, m.calibN);
-      if (r.seconds < 0.25) r = await measure(kind, m, Math.max(m.calibN, Math.ceil(r.ops_per_s * 0.5)));
-      return Math.max(1000, Math.round(r.ops_per_s * seconds));
+      if (r.rate * 0.25 > m.calibN) r = await measure(kind, m, Math.max(m.calibN, Math.ceil(r.rate * 0.5)));
+      return Math.max(1000, Math.round(r.rate * seconds));
     };
 
     const rows: BenchRow[] = [];
     const list = metrics(full);
-    list[0]!.note = `each figure: best of ${repeats} runs of ~${seconds} s per side, sides interleaved; ` + list[0]!.note;
+    list[0]!.note = `each figure: median of ${repeats} rounds of ~${seconds} s per side, sides interleaved; ` + list[0]!.note;
     for (const m of list) {
       const row: BenchRow = { name: m.name, value: NaN, floor: NaN, ratio: NaN, unit: m.unit ?? 'ops/s' };
       if (m.goal !== undefined) row.goal = m.goal;
@@ -294,14 +327,32 @@ export async function benchSocket(): Promise<BenchRow[]> {
         name: `  minimal Node responder`, value: NaN, floor: NaN, ratio: NaN, unit: 'ops/s',
         note: `${m.name}: bench/node-responder.ts (our addon, no protocol layer, no device) against the same C floor`,
       };
+      const noPollRow: BenchRow = {
+        name: `  ours, polling off`, value: NaN, floor: NaN, ratio: NaN, unit: 'ops/s',
+        note: `${m.name}: our server with --poll-us 0 against the same C floor`,
+      };
+      const cpuRow: BenchRow = {
+        name: `  CPU per message, server`, value: NaN, floor: NaN, ratio: NaN, unit: 'CPU-µs',
+        note: `${m.name}: user + system time of the server process per message (lower is better), ours and the C responder`,
+      };
+      const sideRows = new Map<ServerKind, BenchRow>([[ours, row]]);
+      const sides: ServerKind[] = [floor, ours];
       rows.push(row);
-      if (!m.noNodeRow) rows.push(nodeRow);
+      if (!m.noNodeRow) {
+        rows.push(nodeRow);
+        sides.push(nodeFloor);
+        sideRows.set(nodeFloor, nodeRow);
+      }
+      if (m.pollRows && oursNoPoll) {
+        rows.push(noPollRow);
+        sides.push(oursNoPoll);
+        sideRows.set(oursNoPoll, noPollRow);
+      }
+      if (m.pollRows) rows.push(cpuRow);
       if (m.placement !== 'free' && !haveTaskset) {
-        row.error = 'taskset (util-linux) is missing: cannot pin';
-        nodeRow.error = row.error;
+        for (const r of [row, ...sideRows.values(), cpuRow]) r.error = 'taskset (util-linux) is missing: cannot pin';
         continue;
       }
-      const sides: ServerKind[] = m.noNodeRow ? [floor, ours] : [floor, ours, nodeFloor];
       const counts = new Map<ServerKind, number>();
       const errors = new Map<ServerKind, string>();
       for (const kind of sides) {
@@ -311,40 +362,53 @@ export async function benchSocket(): Promise<BenchRow[]> {
           errors.set(kind, `${kind.label}: ${(e as Error).message}`);
         }
       }
-      const best = new Map<ServerKind, number[]>();
+      // rounds.get(kind)[i]: round i's run of that side (undefined if it failed).
+      const rounds = new Map<ServerKind, (Run | undefined)[]>(sides.map((k) => [k, []]));
       for (let rep = 0; rep < repeats; rep++) {
         for (const kind of sides) {
-          if (errors.has(kind)) continue;
-          try {
-            const r = await measure(kind, m, counts.get(kind)!);
-            const list = best.get(kind) ?? [];
-            list.push(r.ops_per_s);
-            best.set(kind, list);
-          } catch (e) {
-            errors.set(kind, `${kind.label}: ${(e as Error).message}`);
+          let r: Run | undefined;
+          if (!errors.has(kind)) {
+            try {
+              r = await measure(kind, m, counts.get(kind)!);
+            } catch (e) {
+              errors.set(kind, `${kind.label}: ${(e as Error).message}`);
+            }
           }
+          rounds.get(kind)!.push(r);
         }
       }
-      const top = (kind: ServerKind) => {
-        const list = best.get(kind);
-        return list && !errors.has(kind) ? Math.max(...list) : NaN;
-      };
-      row.value = top(ours);
-      nodeRow.value = top(nodeFloor);
-      row.floor = nodeRow.floor = top(floor);
-      row.ratio = row.value / row.floor;
-      nodeRow.ratio = nodeRow.value / nodeRow.floor;
-      const err = (kinds: ServerKind[]) => kinds.map((k) => errors.get(k)).filter(Boolean).join('\n');
-      if (err([floor, ours])) row.error = err([floor, ours]);
-      if (err([floor, nodeFloor])) nodeRow.error = err([floor, nodeFloor]);
-      const fmt = (l: number[] | undefined) => (l ? l.map((v) => Math.round(v / 1000) + 'k').join(' ') : 'n/a');
-      const spread = (l: number[] | undefined) => (l && l.length > 1 ? 1 - Math.min(...l) / Math.max(...l) : 0);
-      const worst = Math.max(...sides.map((k) => spread(best.get(k))));
-      const noisy = worst > 0.2 ? `; NOISY: runs differ by up to ${Math.round(worst * 100)}%, rerun on a quieter machine` : '';
-      const nodeRuns = m.noNodeRow ? '' : `, minimal Node ${fmt(best.get(nodeFloor))}`;
-      const runs = `runs: floor ${fmt(best.get(floor))}, ours ${fmt(best.get(ours))}${nodeRuns}${noisy}`;
-      row.note = row.note ? `${row.note} [${runs}]` : `[${runs}]`;
-      progress(`${m.name}: ${runs}`);
+      const runsOf = (kind: ServerKind) => (errors.has(kind) ? [] : (rounds.get(kind)!.filter(Boolean) as Run[]));
+      const floorRuns = rounds.get(floor)!;
+      const fmtK = (v: number) => Math.round(v / 1000) + 'k';
+      const summary: string[] = [];
+      for (const [kind, r] of sideRows) {
+        // Each round's ratio against the floor's run of the same round.
+        const ratios = rounds.get(kind)!.flatMap((x, i) => (x && floorRuns[i] ? [x.rate / floorRuns[i]!.rate] : []));
+        const mine = runsOf(kind);
+        r.floor = runsOf(floor).length ? median(runsOf(floor).map((x) => x.rate)) : NaN;
+        if (mine.length && ratios.length && !errors.has(floor)) {
+          r.value = median(mine.map((x) => x.rate));
+          r.ratio = median(ratios);
+          const spread = `ratio per round ${ratios.map((x) => x.toFixed(2)).join(' ')} (spread ${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`;
+          r.note = `${r.note ? r.note + ' ' : ''}[${spread}; runs ${mine.map((x) => fmtK(x.rate)).join(' ')}, floor ${runsOf(floor).map((x) => fmtK(x.rate)).join(' ')}]`;
+          summary.push(`${kind.label}: ${spread}`);
+        }
+        const err = [floor, kind].map((k) => errors.get(k)).filter(Boolean).join('\n');
+        if (err) r.error = err;
+      }
+      if (m.pollRows) {
+        const cpu = (kind: ServerKind, which: 'serverCpu' | 'clientCpu') =>
+          runsOf(kind).length ? median(runsOf(kind).map((x) => x[which])) : NaN;
+        cpuRow.value = cpu(ours, 'serverCpu');
+        cpuRow.floor = cpu(floor, 'serverCpu');
+        cpuRow.ratio = cpuRow.value / cpuRow.floor;
+        const us = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : 'n/a');
+        const noPoll = oursNoPoll ? `, ours with polling off ${us(cpu(oursNoPoll, 'serverCpu'))}` : '';
+        cpuRow.note += ` [median CPU-µs per message: server ours ${us(cpuRow.value)}${noPoll}, C responder ${us(cpuRow.floor)}; ` +
+          `loadgen against ours ${us(cpu(ours, 'clientCpu'))}, against the C responder ${us(cpu(floor, 'clientCpu'))}]`;
+        if (errors.has(floor) || errors.has(ours)) cpuRow.error = row.error ?? 'no runs';
+      }
+      progress(`${m.name}: ${summary.join('; ')}`);
     }
     return rows;
   } finally {
@@ -361,6 +425,40 @@ export function cpuPair(): [string, string] {
   if (!m || m[1] === m[2]) throw new Error(`BENCH_CPUS=${v}: expected two different CPU numbers, e.g. 0,1`);
   return [m[1]!, m[2]!];
 }
+
+/** Our server with polling off (--poll-us 0); none for a BENCH_SERVER_CMD. */
+function oursWithoutPolling(ours: ServerKind): ServerKind | null {
+  if (process.env.BENCH_SERVER_CMD) return null;
+  return { ...ours, key: 'ours-nopoll', label: 'our server, polling off', argv: (sock) => [...ours.argv(sock), '--poll-us', '0'] };
+}
+
+/**
+ * CPU time (user + system, µs) of every live process in process group
+ * `pgid` (the server was started detached: its own group), from /proc.
+ */
+function groupCpuUs(pgid: number): number {
+  let ticks = 0;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // Fields after the parenthesised command: state ppid pgrp ... utime(14) stime(15).
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(f[2]) === pgid) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return (ticks * 1e6) / CLOCK_TICKS;
+}
+
+/** sysconf(_SC_CLK_TCK): the unit of /proc/<pid>/stat times. */
+const CLOCK_TICKS = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const v = Number(r.stdout?.trim());
+  return Number.isInteger(v) && v > 0 ? v : 100;
+})();
 
 /** bench/node-responder.ts: the Node runtime's own floor on our addon. */
 function nodeResponder(root: string): ServerKind {

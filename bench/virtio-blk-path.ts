@@ -17,16 +17,11 @@ import * as native from '../native/index.js';
 import { VirtioBlk } from '../devices/virtio-blk/index.js';
 import { BlkType } from '../devices/virtio-blk/constants.js';
 import { attach, DEFAULT_DRIVER_FEATURES, enableMsix, makeGuest, PciDriver, type DriverRing } from '../test/devices/virtio/env.js';
-import { envNumber, formatTable, type BenchRow } from './lib.js';
+import { envNumber, formatTable, median, type BenchRow } from './lib.js';
 
 const IMAGE = 64 << 20;
 const BLOCK = 4096;
 const ROUNDS = 5;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[(s.length - 1) >> 1]!;
-}
 
 /** CPU µs per operation of `n` operations done by `fn`. */
 async function cpuPer(n: number, fn: () => Promise<void> | void): Promise<number> {

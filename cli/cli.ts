@@ -2,10 +2,11 @@
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 import path from 'node:path';
 import { helpFor, parseArgs, UnknownFlagError, UsageError, type FlagSpec, type FlagValues } from './cli-args.js';
-import { ConfigError, faultRules, loadConfigFile, validateConfig, type ServerConfig } from './config.js';
+import { checkPollUs, ConfigError, faultRules, loadConfigFile, validateConfig, type ServerConfig } from './config.js';
 import { deviceFlagSpecs, deviceTable, optionsFromFlags } from './device-flags.js';
 import { setLogLevel, rootLog } from '../server/log.js';
 import { startServer } from '../server/runtime.js';
+import { DEFAULT_POLL_US } from '../server/adaptive-poll.js';
 import { SocketInUseError } from '../server/listener.js';
 import { deviceKinds } from '../devices/index.js';
 import { DefinitionError, OptionError, type DeviceDefinition } from '../devices/definition.js';
@@ -27,6 +28,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   control: { type: 'string', help: 'control socket for the IOMMU API and fault operations' },
   faults: { type: 'string', help: 'JSON file of fault rules in force from the start', placeholder: 'FILE' },
   deterministic: { type: 'u32', help: 'deterministic mode: seeded random values (virtio-rng), same seed and requests give the same replies', placeholder: 'SEED' },
+    'poll-us': { type: 'u32', help: `cap of the adaptive socket poll window in µs (0: off; default ${DEFAULT_POLL_US})` },
   ...RECORD_FLAGS,
 };
 
@@ -179,6 +181,7 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
     if (flags.faults !== undefined) cfg.faults = faultRules(flags.faults, '--faults', process.cwd(), cfg.devices.map((d) => d.name));
     if (flags.deterministic !== undefined) cfg.deterministic = flags.deterministic as number;
     cfg.record = recordFromFlags(flags) ?? cfg.record;
+    if (flags['poll-us'] !== undefined) cfg.pollUs = checkPollUs(flags['poll-us'], '--poll-us');
     return { cfg, flags };
   }
   if (!kind || !definition) throw new UsageError(`${o.command} needs a device kind (see \`vfio-user-ts devices\`) or --config`);
@@ -189,6 +192,7 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
     devices: [{ kind, socket, name, ...optionsFromFlags(definition, flags, kindLabel(kind, definition)) }],
   };
   if (flags.control !== undefined) raw.control = flags.control;
+  if (flags['poll-us'] !== undefined) raw.pollUs = checkPollUs(flags['poll-us'], '--poll-us');
   if (flags.faults !== undefined) raw.faults = flags.faults;
   if (flags.deterministic !== undefined) raw.deterministic = flags.deterministic;
   const cfg = await validateConfig(raw, 'command line');

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LEVELS } from '../server/log.js';
+import { MAX_POLL_US } from '../server/adaptive-poll.js';
 import { DefinitionError, validateOptions, type DeviceDefinition } from '../devices/definition.js';
 import { kindLabel, resolveDeviceKind } from '../devices/load.js';
 import { checkFaultRules, FaultsFileError, loadFaultsFile } from '../faults/file.js';
@@ -37,6 +38,8 @@ export interface ServerConfig {
   deterministic?: number;
   /** Record every message to a file. */
   record?: RecordConfig;
+  /** Cap of the adaptive socket poll window in µs (0: off). */
+  pollUs?: number;
 }
 
 /** A configuration (file or command line) that cannot be served; the message says where and why. */
@@ -61,7 +64,7 @@ export function checkSocketPath(p: unknown, what: string): string {
  */
 export async function validateConfig(raw: unknown, source: string, baseDir: string = process.cwd()): Promise<ServerConfig> {
   if (!isObject(raw)) throw new ConfigError(`${source}: expected a JSON object`);
-  const known = new Set(['devices', 'control', 'logLevel', 'faults', 'deterministic', 'record']);
+  const known = new Set(['devices', 'control', 'logLevel', 'faults', 'deterministic', 'record', 'pollUs']);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(`${source}: unknown key '${k}'`);
   if (!Array.isArray(raw.devices) || raw.devices.length === 0) throw new ConfigError(`${source}: 'devices' must be a non-empty array`);
   const names = new Set<string>();
@@ -113,6 +116,7 @@ export async function validateConfig(raw: unknown, source: string, baseDir: stri
       throw new ConfigError((e as Error).message);
     }
   }
+  if (raw.pollUs !== undefined) cfg.pollUs = checkPollUs(raw.pollUs, `${source}: pollUs`);
   return cfg;
 }
 
@@ -124,6 +128,14 @@ export function faultRules(v: unknown, what: string, baseDir: string, devices: s
     if (e instanceof FaultsFileError) throw new ConfigError(e.message);
     throw e;
   }
+}
+
+/** A poll window cap in µs: an integer in [0, MAX_POLL_US]; returns it. */
+export function checkPollUs(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_POLL_US) {
+    throw new ConfigError(`${what} must be an integer in [0, ${MAX_POLL_US}] (µs; 0 turns polling off)`);
+  }
+  return v;
 }
 
 /** Reads and checks a JSON config file; module paths in it are relative to its folder. */

@@ -27,6 +27,14 @@ export interface Channel {
   close(): void;
 }
 
+/**
+ * A watcher's callback: `status` < 0 is a -errno from libuv; `events` holds
+ * READABLE/WRITABLE and, with watchPoll, how the last poll window went
+ * (POLL_HIT, POLL_MISS, POLL_CONTENDED); `ns` is the ns spun for a POLL_HIT,
+ * else the ns since the previous callback (and its window) ended (-1: first).
+ */
+export type WatchCallback = (status: number, events: number, ns: number) => void;
+
 /** An open uv_poll_t on `fd`. */
 export interface Watcher {
   readonly fd: number;
@@ -40,9 +48,10 @@ interface Addon {
   recvmsg(fd: number, buf: Uint8Array, offset: number, length: number, meta: Int32Array): number;
   sendmsg(fd: number, buf: Uint8Array, offset: number, length: number, fds?: ArrayLike<number> | null): number;
   channel(fd: number, meta: Int32Array): Channel;
-  watch(fd: number, events: number, cb: (status: number, events: number) => void): Watcher;
+  watch(fd: number, events: number, cb: WatchCallback): Watcher;
   watchSet(w: Watcher, events: number): void;
   watchClose(w: Watcher): void;
+  watchPoll(w: Watcher, ns: number): void;
   mmap(fd: number, offset: number, length: number, prot: number): ArrayBuffer;
   munmap(ab: ArrayBuffer): void;
   fileSize(fd: number): number;
@@ -128,6 +137,14 @@ export const F_SEAL_FUTURE_WRITE = constant('F_SEAL_FUTURE_WRITE');
 
 export const READABLE = 1;
 export const WRITABLE = 2;
+/** Watcher callback events bit: the readiness was caught by the poll window (ns: spun). */
+export const POLL_HIT = constant('POLL_HIT');
+/** The last poll window ran out before the fd became readable. */
+export const POLL_MISS = constant('POLL_MISS');
+/** The last poll window stopped because another thread wanted this CPU. */
+export const POLL_CONTENDED = constant('POLL_CONTENDED');
+/** The longest poll window watchPoll takes, in ns. */
+export const POLL_MAX_NS = constant('SPIN_MAX_NS');
 export { PROT_READ, PROT_WRITE };
 for (const [name, v] of [['READABLE', READABLE], ['WRITABLE', WRITABLE], ['PROT_READ', PROT_READ], ['PROT_WRITE', PROT_WRITE]] as const) {
   if (constant(name) !== v) throw new Error(`vfio_native: ${name} is ${constant(name)}, expected ${v}`);
@@ -185,18 +202,26 @@ export const channel: (fd: number, meta: Int32Array) => Channel = addon.channel;
 
 /**
  * Polls `fd` with libuv (uv_poll_t) for READABLE|WRITABLE (0 = created but
- * stopped). cb(status, events): status < 0 is a -errno from libuv; libuv
+ * stopped). cb(status, events, ns) (see WatchCallback): status < 0 is a -errno from libuv; libuv
  * reports any POLLERR (a socket error pending, such as ECONNRESET: read it
  * with recv) as -EBADF and stops the watcher (watchSet restarts it). An open
  * watcher keeps itself, its callback and the event loop alive until
  * watchClose. One watcher per fd: a second watch() on it throws EEXIST.
  * Exceptions from cb go to process 'uncaughtException'.
  */
-export const watch: (fd: number, events: number, cb: (status: number, events: number) => void) => Watcher =
-  addon.watch;
+export const watch: (fd: number, events: number, cb: WatchCallback) => Watcher = addon.watch;
 
 /** Changes the event mask; 0 stops polling but keeps the handle. Throws EBADF after watchClose. */
 export const watchSet: (w: Watcher, events: number) => void = addon.watchSet;
+
+/**
+ * After each callback (once its microtasks ran) look at the fd for up to
+ * `ns` (0..POLL_MAX_NS; 0 = never) before going back to epoll, so a request
+ * arriving meanwhile needs no wake-up. The window ends early when anything
+ * else of the event loop is ready, and when another thread wants the CPU
+ * (it yields every round). Throws EBADF after watchClose.
+ */
+export const watchPoll: (w: Watcher, ns: number) => void = addon.watchPoll;
 
 /** Stops and frees the poll handle (idempotent). The fd stays open: close it after this, never before. */
 export const watchClose: (w: Watcher) => void = addon.watchClose;

@@ -5,7 +5,8 @@
  *
  * Every call is synchronous and non-blocking, except connectUnix and the
  * file calls that finish on the libuv thread pool (fallocate, preadvFull,
- * pwritevFull: they return promises). Socket I/O calls return -errno; setup calls throw an Error with .code/.errno/.syscall.
+ * pwritevFull: they return promises), and a watcher's poll window (watchPoll,
+ * at most 1 ms after a callback). Socket I/O calls return -errno; setup calls throw an Error with .code/.errno/.syscall.
  * Framing, fd matching, queues and mapping reference counts live in TS.
  */
 #ifndef _GNU_SOURCE
@@ -19,6 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sched.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <sys/eventfd.h>
@@ -619,6 +623,10 @@ struct watcher {
   int closing;     /* watchClose (or teardown) ran */
   int handle_done; /* no uv close callback outstanding */
   int js_done;     /* the JS object was finalized */
+  int events;      /* what uv_poll is started for (0: stopped) */
+  int64_t spin_ns; /* poll window after a callback (watchPoll; 0: off) */
+  int last_spin;   /* how the spin after the last callback ended (SPIN_*) */
+  int64_t last_end;/* CLOCK_MONOTONIC ns when the last callback (and spin) ended */
   struct watcher *next, *prev;
 };
 
@@ -683,21 +691,105 @@ static void watcher_finalize(napi_env env, void *data, void *hint) {
   watcher_maybe_free(w);
 }
 
-static void on_poll(uv_poll_t *h, int status, int events) {
-  struct watcher *w = h->data;
+/* ------------------------------------------------------- adaptive polling
+ * After a readiness callback (and the microtasks it queued) the watcher may
+ * look at its fd for up to spin_ns more before going back to epoll: a
+ * request that arrives meanwhile is caught without the sleep and wake-up.
+ * The window comes from TS (server/adaptive-poll.ts), which learns it from
+ * what each spin reports to the next callback. The spin gives way at once
+ * to anything else: another fd of the loop ready (the loop's epoll fd turns
+ * readable), an immediate, a due timer or a pending callback
+ * (uv_backend_timeout 0), or another thread that wants this CPU (it yields
+ * every round; a round that took far longer than one means the CPU was taken
+ * from it, and it stops and says so). */
+
+#define POLL_HIT 4        /* events bit: readiness caught by spinning; arg 3: ns spun */
+#define POLL_MISS 8       /* the last spin ran out; arg 3: ns from its end to now */
+#define POLL_CONTENDED 16 /* the last spin lost the CPU to another thread */
+#define SPIN_NONE 0
+#define SPIN_READY 1
+#define SPIN_TIMEOUT 2
+#define SPIN_CONTENDED 3
+#define SPIN_OTHER 4      /* other work of the loop was ready: not a miss */
+#define SPIN_CONTENDED_NS 20000 /* one round is ~1 us; 20 us means we were descheduled */
+#define SPIN_MAX_ROUNDS 64      /* hits in a row before epoll gets a turn (fairness) */
+#define SPIN_MAX_NS 1000000     /* watchPoll refuses longer windows */
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Spin on fd (and the loop's epoll fd) for up to max_ns; *spent: ns spun. */
+static int spin_once(int fd, int epfd, int64_t max_ns, int64_t *spent) {
+  int64_t start = mono_ns(), last = start, t;
+  struct pollfd p[2];
+  int n;
+  for (;;) {
+    p[0].fd = fd;
+    p[0].events = POLLIN;
+    p[0].revents = 0;
+    p[1].fd = epfd;
+    p[1].events = POLLIN;
+    p[1].revents = 0;
+    n = poll(p, 2, 0);
+    t = mono_ns();
+    *spent = t - start;
+    if (n < 0 && errno != EINTR) return SPIN_OTHER;
+    if (n > 0) return p[0].revents ? SPIN_READY : SPIN_OTHER;
+    if (t - last > SPIN_CONTENDED_NS) return SPIN_CONTENDED;
+    if (t - start >= max_ns) return SPIN_TIMEOUT;
+    last = t;
+    /* Hand the CPU to any thread waiting for it (a vCPU of the guest we
+     * serve, say): then the next round sees the jump and stops. */
+    sched_yield();
+  }
+}
+
+static int call_watcher(struct watcher *w, int status, int events, double info) {
   napi_env env = w->env;
   napi_handle_scope scope;
-  napi_value cb, recv, argv[2], result, exc;
-  if (w->closing || napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, recv, argv[3], result, exc;
+  if (w->closing || napi_open_handle_scope(env, &scope) != napi_ok) return -1;
   if (napi_get_reference_value(env, w->cb, &cb) == napi_ok &&
       napi_get_reference_value(env, w->self, &recv) == napi_ok &&
       napi_create_int32(env, status, &argv[0]) == napi_ok &&
       napi_create_int32(env, events, &argv[1]) == napi_ok &&
-      napi_make_callback(env, w->actx, recv, cb, 2, argv, &result) == napi_pending_exception &&
+      napi_create_double(env, info, &argv[2]) == napi_ok &&
+      napi_make_callback(env, w->actx, recv, cb, 3, argv, &result) == napi_pending_exception &&
       napi_get_and_clear_last_exception(env, &exc) == napi_ok) {
     napi_fatal_exception(env, exc); /* -> process 'uncaughtException' */
   }
   napi_close_handle_scope(env, scope);
+  return 0;
+}
+
+/* May we spin now? Only for a readable watcher with a window and a loop
+ * that has nothing else to do at once. */
+static int may_spin(struct watcher *w, uv_loop_t *loop) {
+  return !w->closing && w->spin_ns > 0 && (w->events & UV_READABLE) && uv_backend_timeout(loop) != 0;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  struct watcher *w = h->data;
+  uv_loop_t *loop = h->loop;
+  int64_t now = mono_ns(), spent = 0;
+  double info = w->last_end ? (double)(now - w->last_end) : -1;
+  int rounds, r = SPIN_NONE;
+  if (w->closing) return;
+  if (w->last_spin == SPIN_TIMEOUT) events |= POLL_MISS;
+  else if (w->last_spin == SPIN_CONTENDED) events |= POLL_CONTENDED;
+  if (call_watcher(w, status, events, info) < 0) return;
+  for (rounds = 0; status == 0 && rounds < SPIN_MAX_ROUNDS && may_spin(w, loop); rounds++) {
+    r = spin_once(w->fd, uv_backend_fd(loop), w->spin_ns, &spent);
+    if (r != SPIN_READY) break;
+    if (call_watcher(w, 0, UV_READABLE | POLL_HIT, (double)spent) < 0) return;
+    r = SPIN_NONE;
+  }
+  if (w->closing) return;
+  w->last_spin = r;
+  w->last_end = mono_ns();
 }
 
 static struct state *get_state(napi_env env) {
@@ -758,6 +850,7 @@ static napi_value js_watch(napi_env env, napi_callback_info info) {
   if ((r = uv_poll_init(loop, &w->poll, fd)) < 0) goto fail_uv;
   w->inited = 1;
   if (events && (r = uv_poll_start(&w->poll, events, on_poll)) < 0) goto fail_uv;
+  w->events = events;
   return obj;
 fail_uv:
   watcher_close(env, w, 1);
@@ -783,6 +876,19 @@ static napi_value js_watch_set(napi_env env, napi_callback_info info) {
   if (w->closing) return throw_errno(env, "watchSet", EBADF, NULL);
   r = events ? uv_poll_start(&w->poll, events, on_poll) : uv_poll_stop(&w->poll);
   if (r < 0) return throw_errno(env, "uv_poll", -r, NULL);
+  w->events = events;
+  return NULL;
+}
+
+/* watchPoll(w, ns): after each callback, look at the fd for up to ns more
+ * (0: never) before going back to epoll. */
+static napi_value js_watch_poll(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  struct watcher *w = arg_watcher(env, "watchPoll", argv[0]);
+  int64_t ns;
+  if (!w || arg_int(env, "watchPoll", argv[1], "ns", 0, SPIN_MAX_NS, &ns)) return NULL;
+  if (w->closing) return throw_errno(env, "watchPoll", EBADF, NULL);
+  w->spin_ns = ns;
   return NULL;
 }
 
@@ -1315,6 +1421,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "accept", js_accept }, { "socketpair", js_socketpair },
     { "recvmsg", js_recvmsg }, { "sendmsg", js_sendmsg }, { "channel", js_channel },
     { "watch", js_watch }, { "watchSet", js_watch_set }, { "watchClose", js_watch_close },
+    { "watchPoll", js_watch_poll },
     { "mmap", js_mmap }, { "munmap", js_munmap },
     { "fileSize", js_file_size }, { "fileStat", js_file_stat }, { "fallocate", js_fallocate },
     { "preadvFull", js_preadv_full }, { "pwritevFull", js_pwritev_full }, { "getSeals", js_get_seals }, { "addSeals", js_add_seals },
@@ -1331,7 +1438,8 @@ static napi_value init(napi_env env, napi_value exports) {
     C(MSG_CTRUNC), C(PROT_READ), C(PROT_WRITE),
     C(FALLOC_FL_KEEP_SIZE), C(FALLOC_FL_PUNCH_HOLE), C(FALLOC_FL_ZERO_RANGE), C(EOPNOTSUPP),
     C(F_SEAL_SEAL), C(F_SEAL_SHRINK), C(F_SEAL_GROW), C(F_SEAL_WRITE), C(F_SEAL_FUTURE_WRITE),
-    { "READABLE", UV_READABLE }, { "WRITABLE", UV_WRITABLE }, { "MAX_FDS", MAX_FDS },
+    { "READABLE", UV_READABLE }, { "WRITABLE", UV_WRITABLE },
+    C(POLL_HIT), C(POLL_MISS), C(POLL_CONTENDED), C(SPIN_MAX_NS), { "MAX_FDS", MAX_FDS },
   };
 #undef C
   struct state *st;

@@ -16,6 +16,7 @@ import { SeededRandom } from '../faults/prng.js';
 import { withDeviceDma } from './dma-space.js';
 import { Recorder, type RecorderOptions } from '../trace/recorder.js';
 import { tapDeviceDma } from '../trace/dma-tap.js';
+import { setPollLimit } from './adaptive-poll.js';
 
 /** A device built by startServer from its kind and options. */
 export interface DeviceFromKind {
@@ -53,6 +54,8 @@ export interface ServerSpec {
   faults?: readonly unknown[];
   /** Deterministic mode: devices draw random values from generators seeded with this. */
   deterministic?: number;
+  /** Cap of the adaptive socket poll window in µs, for the whole process (0: off). */
+  pollUs?: number;
   /** Record every vfio-user message of every device to a file (trace/format.ts). */
   record?: RecordSpec;
 }
@@ -86,6 +89,7 @@ export interface RunningServer {
 /** Builds the devices, listens on their sockets (and the control socket), and resolves once all listen. */
 export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<RunningServer> {
   if (cfg.logLevel) setLogLevel(cfg.logLevel);
+  if (cfg.pollUs !== undefined) setPollLimit(cfg.pollUs);
   const models = new Map<string, DeviceModel>();
   const contexts = new Map<string, IommuContext>();
   for (const d of cfg.devices) {

@@ -4,9 +4,12 @@
 // kernel hands fds out with the read that holds their message's first byte).
 // Outgoing messages are appended to one buffer and flushed with as few
 // sendmsg calls as possible; a message that carries fds starts its own send.
+// After each readiness callback the watcher keeps looking at the socket for
+// a window that adaptive-poll.ts sets from how the previous windows went.
 import * as native from '../native/index.js';
 import { HEADER_SIZE, readHeader, u32At, writeHeader, type Header } from '../protocol/header.js';
 import type { Log } from './log.js';
+import { AdaptivePoller } from './adaptive-poll.js';
 
 export interface IncomingMessage {
   header: Header;
@@ -121,6 +124,9 @@ export class Transport {
   private handled = 0;
 
   private watcher: native.Watcher | null;
+  /** How long the watcher looks for the next request after each callback. */
+  private readonly poller = new AdaptivePoller();
+  private pollWindow = 0;
   /** recv/send with rbuf, wbuf and meta registered once (re-registered when they change). */
   private channel: native.Channel;
   private closed = false;
@@ -134,7 +140,7 @@ export class Transport {
   ) {
     this.meta = new Int32Array(2 + limits.maxFds);
     this.channel = this.openChannel();
-    this.watcher = native.watch(fd, native.READABLE, (status, events) => this.onPoll(status, events));
+    this.watcher = native.watch(fd, native.READABLE, (status, events, ns) => this.onPoll(status, events, ns));
     openConnections++;
   }
 
@@ -203,6 +209,8 @@ export class Transport {
     if (this.closed) return;
     this.closed = true;
     openConnections--;
+    const p = this.poller.stats;
+    this.log.debug(`poll windows: ${p.hits} hits (${Math.round(p.hitNs / 1000)} µs), ${p.misses} misses (${Math.round(p.missNs / 1000)} µs), ${p.contended} lost the CPU`);
     if (this.watcher) native.watchClose(this.watcher);
     this.watcher = null;
     this.channel.close();
@@ -214,8 +222,13 @@ export class Transport {
     this.handler.onClose(end);
   }
 
-  private onPoll(status: number, events: number): void {
+  private onPoll(status: number, events: number, ns: number): void {
     if (this.closed) return;
+    const window = this.poller.update(events, ns);
+    if (window !== this.pollWindow) {
+      this.pollWindow = window;
+      native.watchPoll(this.watcher!, window);
+    }
     if (status < 0) return this.onPollError(status);
     if (events & native.WRITABLE) this.flush();
     if (events & native.READABLE) this.readAvailable();

@@ -6,7 +6,9 @@
  * negotiates VERSION like QEMU does, then runs one mode and prints one JSON
  * line on stdout:
  *
- *   {"mode":"pingpong","n":N,"depth":1,"seconds":S,"ops_per_s":R}
+ *   {"mode":"pingpong","n":N,"depth":1,"seconds":S,"ops_per_s":R,"cpu_us":C}
+ *
+ * (cpu_us: this process's user + system CPU time over the timed part.)
  *
  * usage: loadgen -s SOCKET -m MODE -n N [-d DEPTH] [-b PER_WRITE]
  *                [-r REGION:OFFSET:COUNT] [-w REGION:OFFSET:COUNT]
@@ -126,6 +128,25 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* This process's CPU time (user + system) in µs. */
+static double cpu_us(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* The timed part of a run: its wall clock (returned) and its CPU time. */
+static double cpu_at_start, cpu_spent;
+static double start_timing(void) {
+    cpu_at_start = cpu_us();
+    return now();
+}
+static double stop_timing(void) {
+    double t = now();
+    cpu_spent = cpu_us() - cpu_at_start;
+    return t;
 }
 
 static void write_all(const uint8_t *p, size_t n) {
@@ -349,7 +370,7 @@ static double run_dmamap(unsigned long n, unsigned long depth, unsigned long liv
     static uint16_t slot_of[65536];
     static uint8_t is_map[65536];
     unsigned long started = 0, done = 0;
-    double t0 = now();
+    double t0 = start_timing();
     for (unsigned long k = 0; k < depth && started < n; k++, started++) {
         uint16_t id = send_map(memfd, CHURN_IOVA + k * PAGE, (uint32_t)(k % MEMFD_PAGES));
         slot_of[id] = (uint16_t)k;
@@ -378,7 +399,7 @@ static double run_dmamap(unsigned long n, unsigned long depth, unsigned long liv
             }
         }
     }
-    double secs = now() - t0;
+    double secs = stop_timing() - t0;
     close(memfd);
     return secs;
 }
@@ -489,20 +510,20 @@ int main(int argc, char **argv) {
         depth = 1;
         uint8_t m[HDR_SIZE + ACCESS_SIZE];
         uint32_t sz = build_access(m, CMD_REGION_READ, &rt, 0);
-        t0 = now();
+        t0 = start_timing();
         for (unsigned long i = 0; i < n; i++) {
             stamp(m, read_reply);
             write_all(m, sz);
             wait_replies(1);
         }
-        t1 = now();
+        t1 = stop_timing();
     } else if (strcmp(mode, "inflight") == 0) {
         uint32_t one = HDR_SIZE + ACCESS_SIZE;
         uint8_t *batch = malloc((size_t)one * depth);
         if (!batch) sysfail("malloc");
         for (unsigned long i = 0; i < depth; i++) build_access(batch + i * one, CMD_REGION_READ, &rt, 0);
         unsigned long sent = 0, done = 0;
-        t0 = now();
+        t0 = start_timing();
         unsigned long first = depth < n ? depth : n;
         for (unsigned long i = 0; i < first; i++) stamp(batch + i * one, read_reply);
         send_chunked(batch, one, first, batch_max);
@@ -517,7 +538,7 @@ int main(int argc, char **argv) {
                 sent += more;
             }
         }
-        t1 = now();
+        t1 = stop_timing();
         free(batch);
     } else if (strcmp(mode, "posted") == 0) {
         depth = 0;
@@ -537,7 +558,7 @@ int main(int argc, char **argv) {
             build_access(batch + (size_t)i * one, CMD_REGION_WRITE, &wt, F_NO_REPLY);
         uint8_t sync[HDR_SIZE + ACCESS_SIZE];
         uint32_t ssz = build_access(sync, CMD_REGION_READ, &rt, 0);
-        t0 = now();
+        t0 = start_timing();
         unsigned long left = n;
         while (left) {
             unsigned k = left < POSTED_BATCH ? (unsigned)left : POSTED_BATCH;
@@ -548,7 +569,7 @@ int main(int argc, char **argv) {
         stamp(sync, read_reply);
         write_all(sync, ssz);
         wait_replies(1);
-        t1 = now();
+        t1 = stop_timing();
         free(batch);
     } else if (strcmp(mode, "dmamap") == 0) {
         t0 = 0;
@@ -558,8 +579,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     double secs = t1 - t0;
-    printf("{\"mode\":\"%s\",\"n\":%lu,\"depth\":%lu,\"seconds\":%.6f,\"ops_per_s\":%.1f}\n", mode, n, depth,
-           secs, (double)n / secs);
+    printf("{\"mode\":\"%s\",\"n\":%lu,\"depth\":%lu,\"seconds\":%.6f,\"ops_per_s\":%.1f,\"cpu_us\":%.0f}\n", mode, n,
+           depth, secs, (double)n / secs, cpu_spent);
     close(fd);
     return 0;
 }

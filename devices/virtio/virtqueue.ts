@@ -6,6 +6,15 @@
 // this process is read and written in place, without awaiting
 // (DeviceDma.mappedView); anything else takes the asynchronous path.
 //
+// Notifications: while a drain runs the driver need not kick. With
+// EVENT_IDX, avail_event stays where it was while the drain runs (the
+// driver's kick check fails for every buffer after the first) and is moved
+// to the next buffer only when the ring is empty; without it, used->flags
+// carries VRING_USED_F_NO_NOTIFY for the drain (mapped rings only: through
+// messages the two extra writes would cost more than the kicks they save).
+// Either way the ring is looked at once more after notifications are back
+// on, so a buffer added in between is not lost.
+//
 // Available side: read avail->idx, then the new ring entries, then each head
 // descriptor (the whole table once per batch when a chain continues with
 // NEXT), following NEXT and one INDIRECT table per chain, with loop and range
@@ -23,7 +32,7 @@
 // is a RingError: the host puts the device in DEVICE_NEEDS_RESET. A reset
 // bumps the queue's epoch, which drops everything still in flight.
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
-import { Desc, NO_VECTOR, VRING_AVAIL_F_NO_INTERRUPT } from './constants.js';
+import { Desc, NO_VECTOR, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY } from './constants.js';
 import { iovaAdd, iovaFrom, iovaHex, iovaOf, mapped16, readU16, store16Fenced, storeU16Fenced } from './dma-util.js';
 
 /** The driver broke the ring: the device needs a reset. */
@@ -224,23 +233,38 @@ export class Virtqueue {
 
   /** Take every available chain; returns when the ring is empty. */
   private async drain(epoch: number): Promise<void> {
+    const dma = this.host.dma;
+    if (!dma) return;
+    // Without EVENT_IDX: no kicks while we drain (false: not mapped, not asked).
+    const quiet = !this.eventIdx && store16Fenced(dma, this.used, VRING_USED_F_NO_NOTIFY);
+    try {
+      await this.drainRing(dma, epoch, quiet);
+    } finally {
+      // Left early (reset, device stopped): kicks back on for whoever comes next.
+      if (quiet && epoch === this.epochNo && this.host.dma === dma) store16Fenced(dma, this.used, 0);
+    }
+  }
+
+  private async drainRing(dma: DeviceDma, epoch: number, quiet: boolean): Promise<void> {
+    const idxAddr = iovaAdd(this.avail, 2);
     for (;;) {
-      const dma = this.host.dma;
-      if (!dma) return;
-      const idxAddr = iovaAdd(this.avail, 2);
       let availIdx = mapped16(dma, idxAddr) ?? (await this.ringRead16(dma, idxAddr, 'avail->idx'));
       if (epoch !== this.epochNo) return;
       let n = (availIdx - this.lastAvail) & 0xffff;
       if (n === 0) {
-        if (!this.eventIdx) return;
         // Going idle: ask for a notification at the next buffer, then look
-        // once more (the driver may have added one before seeing avail_event).
-        const eventAddr = iovaAdd(this.used, 4 + 8 * this.size);
-        if (!store16Fenced(dma, eventAddr, this.lastAvail)) await this.ringStore16(dma, eventAddr, this.lastAvail, 'avail_event');
+        // once more (the driver may have added one before it saw the request).
+        if (this.eventIdx) {
+          const eventAddr = iovaAdd(this.used, 4 + 8 * this.size);
+          if (!store16Fenced(dma, eventAddr, this.lastAvail)) await this.ringStore16(dma, eventAddr, this.lastAvail, 'avail_event');
+        } else if (quiet) {
+          store16Fenced(dma, this.used, 0);
+        } else return;
         availIdx = mapped16(dma, idxAddr) ?? (await this.ringRead16(dma, idxAddr, 'avail->idx'));
         if (epoch !== this.epochNo) return;
         n = (availIdx - this.lastAvail) & 0xffff;
         if (n === 0) return;
+        if (quiet) store16Fenced(dma, this.used, VRING_USED_F_NO_NOTIFY);
       }
       if (n > this.size) {
         throw new RingError(`queue ${this.index}: avail->idx ${availIdx} is ${n} entries past ${this.lastAvail} (size ${this.size})`);

@@ -2,7 +2,8 @@
 import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as n from '../../native/index.js';
 
 /** The repository root (the directory holding package.json). */
@@ -58,3 +59,13 @@ export function mapsWith(needle: string): string[] {
 }
 
 export const tick = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Runs an ES module snippet in a fresh node with the addon imported as `n`. */
+export function child(script: string): { status: number | null; stdout: string; stderr: string } {
+  const url = pathToFileURL(path.join(repoRoot(), 'dist', 'native', 'index.js')).href;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import * as n from ${JSON.stringify(url)};\n${script}`], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}

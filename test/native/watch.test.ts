@@ -1,11 +1,10 @@
 // libuv readiness on raw fds: fire, change, stop, close, errors.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as n from '../../native/index.js';
-import { ready, repoRoot, tick, tmpDir } from './util.js';
+import { child, ready, repoRoot, tick, tmpDir } from './util.js';
 
 t.test('READABLE fires on a socket with data, and stops after watchClose', async (t) => {
   const [a, b] = n.socketpair();
@@ -137,15 +136,6 @@ t.test('many watchers opened and closed do not leak fds or keep the loop alive',
 });
 
 // Behaviour that involves process exit or uncaught exceptions runs in a child.
-function child(script: string): { status: number | null; stdout: string; stderr: string } {
-  const url = pathToFileURL(path.join(repoRoot(), 'dist', 'native', 'index.js')).href;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import * as n from ${JSON.stringify(url)};\n${script}`], {
-    encoding: 'utf8',
-    timeout: 20_000,
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
 t.test('an exception in a callback reaches uncaughtException', async (t) => {
   const r = child(`
     process.on('uncaughtException', (e) => { console.log('caught', e.message); n.watchClose(w); });

@@ -219,6 +219,10 @@ export class DriverRing {
   get availEvent(): number {
     return this.mem.u16(this.used + 4 + 8 * this.size);
   }
+  /** used->flags (VRING_USED_F_NO_NOTIFY: the device asks for no kicks). */
+  get usedFlags(): number {
+    return this.mem.u16(this.used);
+  }
   get usedIdx(): number {
     return this.mem.u16(this.used + 2);
   }

@@ -5,7 +5,8 @@
 // RingError → NEEDS_RESET, never a crash), with the queue usable after reset.
 import t from 'tap';
 import type { DeviceDma } from '../../../iommu/device-dma.js';
-import { Desc, VRING_AVAIL_F_NO_INTERRUPT } from '../../../devices/virtio/constants.js';
+import { Desc, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY } from '../../../devices/virtio/constants.js';
+import { DMA_ACCESS_WRITE } from '../../../iommu/device-dma.js';
 import { chainRead, chainWrite } from '../../../devices/virtio/chain-io.js';
 import { DescChain, needEvent, Virtqueue, type VirtqueueHost } from '../../../devices/virtio/virtqueue.js';
 import { BASE, DriverRing, makeGuest, makeMessageGuest, turns, until, type Guest } from './env.js';
@@ -280,6 +281,120 @@ t.test('needEvent matches vring_need_event', async (t) => {
   t.ok(needEvent(65534, 2, 65530));
   t.notOk(needEvent(3, 2, 65530));
 });
+
+// ---- notification suppression: no kicks needed while the device drains, none lost when it stops ----
+
+t.test('without EVENT_IDX, used->flags asks for no kicks while the queue is serviced', async (t) => {
+  const s = setup({ size: 16 });
+  const seen: number[] = [];
+  s.host.handle = (c) => {
+    seen.push(s.ring.usedFlags);
+    s.host.chains.push(c);
+    c.complete(1);
+  };
+  const one = () => s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]);
+  s.ring.push(one(), one(), one());
+  t.equal(s.ring.usedFlags, 0, 'kicks wanted before');
+  await kickFor(s, 3);
+  t.same(seen, [VRING_USED_F_NO_NOTIFY, VRING_USED_F_NO_NOTIFY, VRING_USED_F_NO_NOTIFY], 'NO_NOTIFY while each chain is handed out');
+  t.equal(s.ring.usedFlags, 0, 'kicks wanted again once the ring is empty');
+  t.equal(s.ring.availEvent, 0, 'avail_event untouched without EVENT_IDX');
+});
+
+t.test('with EVENT_IDX, avail_event stays behind while the queue is serviced and moves on when it is empty', async (t) => {
+  const s = setup({ size: 16, eventIdx: true });
+  const seen: number[][] = [];
+  s.host.handle = (c) => {
+    seen.push([s.ring.availEvent, s.ring.usedFlags]);
+    s.host.chains.push(c);
+    c.complete(1);
+  };
+  const one = () => s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]);
+  s.ring.push(one(), one(), one());
+  await kickFor(s, 3);
+  t.same(seen, [[0, 0], [0, 0], [0, 0]], 'avail_event 0 (the driver kicks only for the first buffer past it), used->flags unused');
+  t.equal(s.ring.availEvent, 3, 'then avail_event asks for a kick at the next buffer');
+});
+
+/**
+ * The driver's side of the race: it adds a buffer right after the device
+ * turned notifications back on, having read the old setting (so it does not
+ * kick). The device looks at the ring once more and must find it.
+ */
+function raceAfterReenable(s: Setup, eventIdx: boolean): { added: () => boolean } {
+  const real = s.g.dma;
+  const idxAddr = s.ring.avail + 2;
+  const reenableAddr = eventIdx ? s.ring.used + 4 + 8 * s.ring.size : s.ring.used;
+  let armed = false;
+  let added = false;
+  const mappedView: typeof real.mappedView = (addr, len, access) => {
+    const v = real.mappedView(addr, len, access);
+    if (Number(addr) === reenableAddr && access === DMA_ACCESS_WRITE) armed = true;
+    // The next look at avail->idx after the re-enabling store: the driver got in between.
+    const reenabled = eventIdx ? s.ring.availEvent === s.vq.lastAvail : s.ring.usedFlags === 0;
+    if (Number(addr) === idxAddr && armed && reenabled && !added) {
+      added = true;
+      s.ring.push(s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]));
+    }
+    return v;
+  };
+  s.host.dma = new Proxy(real, {
+    get(target, prop) {
+      if (prop === 'mappedView') return mappedView;
+      const v = Reflect.get(target, prop) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return { added: () => added };
+}
+
+for (const eventIdx of [false, true]) {
+  t.test(`no lost notification: a buffer added just as kicks are re-enabled is found (EVENT_IDX ${eventIdx})`, async (t) => {
+    const s = setup({ size: 16, eventIdx });
+    s.host.autoComplete = 1;
+    const race = raceAfterReenable(s, eventIdx);
+    s.ring.push(s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]));
+    await kickFor(s, 2);
+    t.ok(race.added(), 'the driver added a buffer between the re-enabling store and the last look');
+    t.equal(s.host.chains.length, 2, 'and the device took it without a kick');
+    t.equal(s.vq.stats.kicks, 1, 'one kick in all');
+    await until(() => s.ring.usedIdx === 2, 'both used');
+    if (eventIdx) t.equal(s.ring.availEvent, 2, 'avail_event now past both');
+    else t.equal(s.ring.usedFlags, 0, 'kicks wanted again');
+  });
+}
+
+for (const eventIdx of [false, true]) {
+  t.test(`a batch of completions is one interrupt, or none when the driver asked for none (EVENT_IDX ${eventIdx})`, async (t) => {
+    const s = setup({ size: 16, eventIdx });
+    const one = () => s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]);
+    s.ring.push(one(), one(), one(), one());
+    await kickFor(s, 4);
+    for (const c of s.host.chains) c.complete(1);
+    await until(() => s.ring.usedIdx === 4, 'used 4');
+    await turns();
+    t.equal(s.host.notifies, 1, 'four completions in one turn: one interrupt');
+    // Now the driver asks for no interrupt for the next batch.
+    if (eventIdx) s.ring.usedEvent = 9; // interrupt only when used idx passes 9
+    else s.ring.availFlags = VRING_AVAIL_F_NO_INTERRUPT;
+    s.ring.push(one(), one(), one(), one());
+    await kickFor(s, 8);
+    for (const c of s.host.chains.slice(4)) c.complete(1);
+    await until(() => s.ring.usedIdx === 8, 'used 8');
+    await turns();
+    t.equal(s.host.notifies, 1, 'used idx 4 -> 8 stays below used_event 9 / NO_INTERRUPT: suppressed');
+    // And a batch that crosses used_event (or with interrupts back on) interrupts once.
+    if (eventIdx) s.ring.usedEvent = 9;
+    else s.ring.availFlags = 0;
+    s.ring.push(one(), one(), one(), one());
+    await kickFor(s, 12);
+    for (const c of s.host.chains.slice(8)) c.complete(1);
+    await until(() => s.ring.usedIdx === 12, 'used 12');
+    await turns();
+    t.equal(s.host.notifies, 2, 'used idx 8 -> 12 passes used_event 9 / interrupts on: one interrupt');
+    t.same(s.host.errors, []);
+  });
+}
 
 // ---- malformed rings: a RingError each, no chain handed out, device usable after reset ----
 

@@ -1,0 +1,232 @@
+// Adaptive polling of a connection's socket. After a callback the native
+// watcher may look at the socket for a short window before going back to
+// epoll (native watchPoll), so that a request arriving meanwhile is caught
+// without the sleep and the cross-CPU wake-up. This module decides how long
+// that window is, from what each window reported to the next callback:
+//
+// - a hit (caught after t ns) keeps the window, and widens it a little when
+//   t came close to its end;
+// - a miss followed soon (within the cap) by the request doubles it: a
+//   little longer would have caught it;
+// - a miss followed by a long silence closes it at once: the peer is idle;
+// - with the window closed, a request that follows the previous one within
+//   twice the cap (the gap includes our own wake-up) opens it again.
+//
+// And windows must pay: the wait for the next request is compared in short
+// trials with windows and without, and the way that gets requests sooner
+// runs for a while (longer each time it wins again). Without windows the
+// scheduler may put the peer on our CPU when we sleep, and a ping-pong on
+// one CPU beats one across two; with windows a peer on another CPU is
+// answered without our wake-up.
+//
+// Three process-wide bounds keep it from costing a guest its CPU (one thread
+// serves every connection, so they are shared):
+// - no windows while more threads are runnable than there are CPUs (the
+//   kernel's count in /proc/loadavg, read at most every CROWD_CHECK_MS):
+//   someone is waiting for a CPU, and a window would keep one from them;
+// - windows that caught nothing are debt, paid back at MISS_SHARE of wall
+//   time; past MAX_DEBT_NS polling stops until half of it is paid;
+// - a window that lost the CPU to another thread (the watcher yields every
+//   round and sees the jump) stops polling for a hold-off that doubles
+//   while that keeps happening (HOLD_MIN_MS .. HOLD_MAX_MS).
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { POLL_CONTENDED, POLL_HIT, POLL_MAX_NS, POLL_MISS } from '../native/index.js';
+
+/** The default cap of the window, in µs (`--poll-us`). */
+export const DEFAULT_POLL_US = 50;
+/** The largest `--poll-us` the watcher takes. */
+export const MAX_POLL_US = POLL_MAX_NS / 1000;
+
+/** The smallest window worth opening (a spin round is about 1 µs). */
+const MIN_WINDOW_NS = 5_000;
+/** Share of wall time that windows catching nothing may burn on average. */
+const MISS_SHARE = 0.1;
+/** Debt (ns of missed windows) past which polling pauses. */
+const MAX_DEBT_NS = 2_000_000;
+const HOLD_MIN_MS = 10;
+const HOLD_MAX_MS = 1000;
+/** How often the count of runnable threads is read. */
+const CROWD_CHECK_MS = 10;
+/** Waits for a request in each trial, with windows and without. */
+const TRIAL_WAITS = 64;
+/** Waits the winner runs for before the next trial (doubling while it keeps winning). */
+const RUN_MIN_WAITS = 1024;
+const RUN_MAX_WAITS = 32768;
+/** Windows pay when the mean wait with them is below this share of the wait without. */
+const PAYS = 0.85;
+
+/** The process-wide part: the cap, the miss debt and the contention hold-off. */
+export class PollBudget {
+  /** The cap of every window in ns (0: polling off). */
+  capNs = DEFAULT_POLL_US * 1000;
+  private debt = 0;
+  private debtAt = 0;
+  private paused = false;
+  private holdUntil = 0;
+  private holdMs = 0;
+  private crowded = false;
+  private crowdAt = -Infinity;
+
+  constructor(
+    private readonly now: () => number = () => performance.now(),
+    /** Threads runnable on the machine now, this one included (NaN: unknown). */
+    private readonly runnable: () => number = runnableThreads,
+    private readonly cpus: number = availableParallelism(),
+  ) {}
+
+  /** A window of `ns` caught nothing. */
+  charge(ns: number): void {
+    this.repay();
+    this.debt += ns;
+    if (this.debt > MAX_DEBT_NS) this.paused = true;
+  }
+
+  /** A window lost the CPU to another thread: stop polling for a while. */
+  contended(): void {
+    const t = this.now();
+    // Again soon after the last hold-off ended: hold off longer.
+    this.holdMs = t < this.holdUntil + 2 * this.holdMs ? Math.min(HOLD_MAX_MS, 2 * this.holdMs) : HOLD_MIN_MS;
+    this.holdUntil = t + this.holdMs;
+  }
+
+  /** May a window open now? */
+  allows(): boolean {
+    if (this.capNs === 0) return false;
+    const t = this.now();
+    if (t < this.holdUntil) return false;
+    if (t - this.crowdAt >= CROWD_CHECK_MS) {
+      this.crowdAt = t;
+      this.crowded = this.runnable() > this.cpus;
+    }
+    if (this.crowded) return false;
+    if (this.paused) {
+      this.repay();
+      if (this.debt > MAX_DEBT_NS / 2) return false;
+      this.paused = false;
+    }
+    return true;
+  }
+
+  private repay(): void {
+    const t = this.now();
+    this.debt = Math.max(0, this.debt - (t - this.debtAt) * 1e6 * MISS_SHARE);
+    this.debtAt = t;
+  }
+}
+
+/** The running/total field of /proc/loadavg: threads runnable now (NaN where there is none). */
+function runnableThreads(): number {
+  try {
+    const f = readFileSync('/proc/loadavg', 'latin1').split(' ')[3] ?? '';
+    return parseInt(f, 10);
+  } catch {
+    return NaN;
+  }
+}
+
+/** The budget of this process's connections (the `--poll-us` setting lands here). */
+export const processPollBudget = new PollBudget();
+
+/** Sets the cap of every poll window, in µs (0 turns polling off). */
+export function setPollLimit(us: number): void {
+  if (!Number.isInteger(us) || us < 0 || us > MAX_POLL_US) throw new RangeError(`poll limit must be an integer in [0, ${MAX_POLL_US}] µs, got ${us}`);
+  processPollBudget.capNs = us * 1000;
+}
+
+/** What one connection's windows did (logged when it ends). */
+export interface PollStats {
+  /** Requests caught by a window, and the ns spun for them. */
+  hits: number;
+  hitNs: number;
+  /** Windows that ran out, and their ns. */
+  misses: number;
+  missNs: number;
+  /** Windows that lost the CPU to another thread. */
+  contended: number;
+}
+
+/**
+ * Do windows pay? The mean wait for a request (each wait capped, so idle
+ * spells weigh the same either way) with windows and then without, over
+ * TRIAL_WAITS each; the shorter way runs for RUN_MIN_WAITS and more.
+ */
+export class PollTrial {
+  /** May windows open now? */
+  polling = true;
+  private phase: 'with' | 'without' | 'run' = 'with';
+  private waits = 0;
+  private sum = 0;
+  private meanWith = 0;
+  private target = TRIAL_WAITS;
+  private run = RUN_MIN_WAITS;
+  private lastWinner: boolean | null = null;
+
+  /** One wait for a request, in ns (already capped by the caller). */
+  wait(ns: number): void {
+    this.sum += ns;
+    if (++this.waits < this.target) return;
+    const mean = this.sum / this.waits;
+    this.waits = this.sum = 0;
+    if (this.phase === 'with') {
+      this.meanWith = mean;
+      this.phase = 'without';
+      this.polling = false;
+      this.target = TRIAL_WAITS;
+    } else if (this.phase === 'without') {
+      const pays = this.meanWith < mean * PAYS;
+      this.run = pays === this.lastWinner ? Math.min(RUN_MAX_WAITS, 2 * this.run) : RUN_MIN_WAITS;
+      this.lastWinner = pays;
+      this.polling = pays;
+      this.phase = 'run';
+      this.target = this.run;
+    } else {
+      this.phase = 'with';
+      this.polling = true;
+      this.target = TRIAL_WAITS;
+    }
+  }
+}
+
+/** One connection's window. */
+export class AdaptivePoller {
+  /** The window (ns) the policy would open, before the budget's say. */
+  private window = 0;
+  /** The window the last update returned (what the watcher spun, or 0). */
+  private opened = 0;
+  readonly stats: PollStats = { hits: 0, hitNs: 0, misses: 0, missNs: 0, contended: 0 };
+  readonly trial = new PollTrial();
+
+  constructor(private readonly budget: PollBudget = processPollBudget) {}
+
+  /**
+   * One watcher callback (its `events` and `ns`, see native.WatchCallback):
+   * returns the window for the spin after it, in ns (0: none).
+   */
+  update(events: number, ns: number): number {
+    const cap = this.budget.capNs;
+    // The wait for this request: spun for it, or window + gap after a miss, or the gap.
+    const wait = events & POLL_MISS ? this.opened + ns : ns;
+    if (!(events & POLL_CONTENDED) && wait >= 0) this.trial.wait(Math.min(wait, 4 * cap));
+    if (events & POLL_HIT) {
+      this.stats.hits++;
+      this.stats.hitNs += ns;
+      if (ns > (this.window * 3) / 4) this.window = Math.min(cap, Math.round(this.window * 1.5));
+    } else if (events & POLL_CONTENDED) {
+      this.stats.contended++;
+      this.window = 0;
+      this.budget.contended();
+    } else if (events & POLL_MISS) {
+      this.stats.misses++;
+      this.stats.missNs += this.window;
+      this.budget.charge(this.window);
+      this.window = ns <= cap ? Math.min(cap, 2 * this.window) : 0;
+    } else if (this.window === 0 && ns >= 0 && ns <= 2 * cap) {
+      this.window = Math.min(cap, Math.max(MIN_WINDOW_NS, ns));
+    }
+    if (this.window > cap) this.window = cap;
+    this.opened = this.window > 0 && this.trial.polling && this.budget.allows() ? this.window : 0;
+    return this.opened;
+  }
+}
