@@ -107,7 +107,8 @@ export const Sct = { GENERIC: 0, COMMAND: 1, MEDIA: 2 } as const;
  */
 export type Status = number;
 
-const DNR = 1 << 14;
+/** Do Not Retry (Status bit 14). */
+export const DNR = 1 << 14;
 const st = (sct: number, sc: number, dnr = true): Status => (sct << 8) | sc | (dnr ? DNR : 0);
 
 /** The statuses this controller completes commands with. */

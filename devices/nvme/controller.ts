@@ -45,6 +45,7 @@ import { Features } from './features.js';
 import type { ControllerIdentity } from './identify.js';
 import { CompletionInterrupts } from './interrupts.js';
 import { IoCommands, type IoHost } from './io.js';
+import type { DeviceFaultHooks } from '../fault-hooks.js';
 import type { HealthInputs } from './log-pages.js';
 import { Namespace } from './namespace.js';
 import { Command, CompletionQueue, SubmissionQueue, writeCqe } from './queues.js';
@@ -232,6 +233,10 @@ export class NvmeController implements AdminHost, IoHost, RegisterHost {
 
   get dma(): DeviceDma | undefined {
     return this.device.dma;
+  }
+
+  get faults(): DeviceFaultHooks | undefined {
+    return this.device?.client?.faults;
   }
 
   get pageSize(): number {

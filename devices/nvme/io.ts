@@ -26,6 +26,8 @@ import { fail, NvmeError } from './errors.js';
 import type { Namespace } from './namespace.js';
 import type { Command } from './queues.js';
 import type { NvmeCounters } from './stats.js';
+import type { DeviceFaultHooks } from '../fault-hooks.js';
+import { injectedStatus, nvmeFaultIo } from './fault-io.js';
 
 /** What I/O commands need from the controller. */
 export interface IoHost {
@@ -39,6 +41,8 @@ export interface IoHost {
   readonly namespaces: readonly Namespace[];
   readonly counters: NvmeCounters;
   readonly log: { debug(msg: string): void; warn(msg: string): void };
+  /** The fault injector's questions, when the server runs one. */
+  readonly faults: DeviceFaultHooks | undefined;
 }
 
 export class IoCommands {
@@ -46,6 +50,11 @@ export class IoCommands {
 
   /** Runs one I/O command; resolves to its status (never rejects). */
   execute(cmd: Command): Status | Promise<Status> {
+    const faults = this.host.faults;
+    if (faults !== undefined) {
+      const injected = faults.blockStatus(nvmeFaultIo(cmd));
+      if (injected !== undefined) return injectedStatus(injected);
+    }
     try {
       const r = this.run(cmd);
       return typeof r === 'number' ? r : r.catch((e: unknown) => this.statusOf(cmd, e));

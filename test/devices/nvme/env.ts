@@ -3,6 +3,7 @@
 // hand in guest memory (a real IommuContext and DeviceDma, as in the virtio
 // tests), submits 64-byte entries and reads 16-byte completions by their
 // phase tag.
+import type { DeviceFaultHooks } from '../../../devices/fault-hooks.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -200,7 +201,7 @@ export interface Env {
 export async function make(
   t: { teardown(fn: () => void): void },
   image: () => string,
-  opts: Partial<NvmeOptions> & { guest?: Guest; enable?: boolean; images?: number } = {},
+  opts: Partial<NvmeOptions> & { guest?: Guest; enable?: boolean; images?: number; faults?: DeviceFaultHooks } = {},
 ): Promise<Env> {
   const disks = opts.disks ?? Array.from({ length: opts.images ?? 1 }, image);
   const fds = fakeFds();
@@ -208,7 +209,7 @@ export async function make(
   t.teardown(() => ctrl.close());
   const g = opts.guest ?? makeGuest();
   const log = recordingLog();
-  ctrl.device.attachClient({ dma: g.dma, log });
+  ctrl.device.attachClient({ dma: g.dma, log, faults: opts.faults });
   cfgWrite(ctrl.device, 4, 2, 0x6); // memory space + bus master
   const drv = new NvmeDriver(ctrl, g);
   if (opts.enable !== false) {
