@@ -2,7 +2,7 @@
 // command's status (completion dword 0 goes in cmd.result) or throws an
 // NvmeError; anything not listed is Invalid Command Opcode. Admin commands
 // use PRPs only (PSDT 00b).
-import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, type DeviceDma } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_WRITE, DmaFault, type DeviceDma } from '../../iommu/device-dma.js';
 import {
   AdminOp,
   Cns,
@@ -12,7 +12,7 @@ import {
   S,
   type Status,
 } from './constants.js';
-import { iovaOf, mapDataPointer } from './data-pointer.js';
+import { copyCommandData, dmaOrFail, iovaOf, mapDataPointer } from './data-pointer.js';
 import { fail, NvmeError } from './errors.js';
 import type { AsyncEvents } from './events.js';
 import { Features } from './features.js';
@@ -180,7 +180,7 @@ export class AdminCommands {
 
   /** Copy `data` to the command's buffer (PRPs for data.length bytes). */
   private async sendData(cmd: Command, data: Buffer): Promise<void> {
-    const dma = this.dmaOf();
+    const dma = dmaOrFail(this.host.dma);
     const p = mapDataPointer(dma, cmd, data.length, this.host.pageSize, cmd);
     if (p) await p;
     await dma.withViews(cmd.iovas, cmd.lengths, DMA_ACCESS_WRITE, (segs) => {
@@ -192,27 +192,7 @@ export class AdminCommands {
     });
   }
 
-  /** The command's `len` bytes of data. */
-  private async receiveData(cmd: Command, len: number): Promise<Buffer> {
-    const dma = this.dmaOf();
-    const p = mapDataPointer(dma, cmd, len, this.host.pageSize, cmd);
-    if (p) await p;
-    const out = Buffer.alloc(len);
-    await dma.withViews(cmd.iovas, cmd.lengths, DMA_ACCESS_READ, (segs) => {
-      let o = 0;
-      for (const s of segs) {
-        out.set(s, o);
-        o += s.length;
-      }
-    });
-    return out;
-  }
 
-  private dmaOf(): DeviceDma {
-    const dma = this.host.dma;
-    if (!dma) fail(S.DATA_TRANSFER_ERROR, 'no client attached (or bus mastering off)');
-    return dma;
-  }
 
   // ---- identify ----
 
@@ -282,7 +262,7 @@ export class AdminCommands {
     this.featureNamespace(cmd);
     const fid = cmd.cdw10 & 0xff;
     if (cmd.cdw10 >>> 31) fail(S.FEATURE_NOT_SAVEABLE, `feature 0x${fid.toString(16)} is not saveable`);
-    const data = Features.movesData(fid) ? await this.receiveData(cmd, 8) : undefined;
+    const data = Features.movesData(fid) ? await copyCommandData(dmaOrFail(this.host.dma), cmd, 8, this.host.pageSize) : undefined;
     if (fid === Fid.NUMBER_OF_QUEUES && this.anyIoQueue()) {
       // Allowed only before I/O queues exist; the grant stays what it was.
       cmd.result = this.host.features.get(fid, 0, 0).dw0;

@@ -178,3 +178,24 @@ function dataBlock(w: Walk, addr: number, length: number, type: number, out: Sca
   push(out, addr, n);
   w.rem -= n;
 }
+
+/** The device's bus-master door; without one (no client, or bus mastering off) the command fails with Data Transfer Error. */
+export function dmaOrFail(dma: DeviceDma | undefined): DeviceDma {
+  if (!dma) fail(S.DATA_TRANSFER_ERROR, 'no client attached (or bus mastering off)');
+  return dma;
+}
+
+/** A copy of the first `len` bytes of a command's data (its data pointer mapped into `cmd`'s scatter list first). */
+export async function copyCommandData(dma: DeviceDma, cmd: DataPointer & ScatterList, len: number, pageSize: number): Promise<Buffer> {
+  const p = mapDataPointer(dma, cmd, len, pageSize, cmd);
+  if (p) await p;
+  const out = Buffer.allocUnsafe(len);
+  await dma.withViews(cmd.iovas, cmd.lengths, DMA_ACCESS_READ, (segs) => {
+    let o = 0;
+    for (const s of segs) {
+      out.set(s, o);
+      o += s.length;
+    }
+  });
+  return out;
+}

@@ -21,7 +21,7 @@ import {
   S,
   type Status,
 } from './constants.js';
-import { iovaOf, mapDataPointer } from './data-pointer.js';
+import { copyCommandData, dmaOrFail, iovaOf, mapDataPointer } from './data-pointer.js';
 import { fail, NvmeError } from './errors.js';
 import type { Namespace } from './namespace.js';
 import type { Command } from './queues.js';
@@ -122,7 +122,7 @@ export class IoCommands {
   private async transfer(cmd: Command, write: boolean): Promise<Status> {
     const { ns, pos, len } = this.range(cmd, true);
     if (write && ns.readonly) fail(S.NAMESPACE_WRITE_PROTECTED, 'write to a read-only namespace');
-    const dma = this.dmaOf();
+    const dma = dmaOrFail(this.host.dma);
     const p = mapDataPointer(dma, cmd, len, this.host.pageSize, cmd);
     if (p) await p;
     const fd = ns.fd;
@@ -154,7 +154,7 @@ export class IoCommands {
   private async dsm(cmd: Command): Promise<Status> {
     const ns = this.namespace(cmd.nsid);
     const nr = (cmd.cdw10 & 0xff) + 1;
-    const ranges = await this.fetchData(cmd, nr * DSM_RANGE_SIZE);
+    const ranges = await copyCommandData(dmaOrFail(this.host.dma), cmd, nr * DSM_RANGE_SIZE, this.host.pageSize);
     if (!(cmd.cdw11 & DSM_DEALLOCATE)) return S.SUCCESS; // access hints only
     if (ns.readonly) fail(S.NAMESPACE_WRITE_PROTECTED, 'deallocate on a read-only namespace');
     const checked: [number, number][] = [];
@@ -172,7 +172,7 @@ export class IoCommands {
 
   private async compare(cmd: Command): Promise<Status> {
     const { ns, pos, len } = this.range(cmd, true);
-    const guest = await this.fetchData(cmd, len);
+    const guest = await copyCommandData(dmaOrFail(this.host.dma), cmd, len, this.host.pageSize);
     const media = Buffer.alloc(len); // Compare is rare: no pool
     const n = await new Promise<number>((resolve, reject) =>
       fs.read(ns.fd, media, 0, len, pos, (err, bytes) => (err ? reject(err) : resolve(bytes))),
@@ -181,25 +181,5 @@ export class IoCommands {
     return media.equals(guest) ? S.SUCCESS : S.COMPARE_FAILURE;
   }
 
-  /** A copy of the command's data (DSM ranges, Compare data). */
-  private async fetchData(cmd: Command, len: number): Promise<Buffer> {
-    const dma = this.dmaOf();
-    const p = mapDataPointer(dma, cmd, len, this.host.pageSize, cmd);
-    if (p) await p;
-    const out = Buffer.allocUnsafe(len);
-    await dma.withViews(cmd.iovas, cmd.lengths, DMA_ACCESS_READ, (segs) => {
-      let o = 0;
-      for (const s of segs) {
-        out.set(s, o);
-        o += s.length;
-      }
-    });
-    return out;
-  }
 
-  private dmaOf(): DeviceDma {
-    const dma = this.host.dma;
-    if (!dma) fail(S.DATA_TRANSFER_ERROR, 'no client attached (or bus mastering off)');
-    return dma;
-  }
 }
