@@ -1,39 +1,19 @@
-// A small seeded PRNG (sfc32, seeded through splitmix32) and the picks the
-// fuzzer makes with it. Everything the fuzzer generates comes from one Prng,
+// The picks the fuzzer makes, drawn from the project's one seeded generator
+// (faults/prng.ts). Everything the fuzzer generates comes from one Prng,
 // so a seed replays the same run against the same server.
+import { SeededRandom } from '../faults/prng.js';
 
 /** A deterministic random source for one fuzz run. */
 export class Prng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
+  private readonly source: SeededRandom;
 
   constructor(seed: number) {
-    let s = seed >>> 0;
-    const next = (): number => {
-      s = (s + 0x9e3779b9) | 0;
-      let z = s;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.a = next();
-    this.b = next();
-    this.c = next();
-    this.d = next();
-    for (let i = 0; i < 12; i++) this.u32();
+    this.source = new SeededRandom(seed >>> 0, 'fuzz');
   }
 
   /** A uniform u32. */
   u32(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
-    return t >>> 0;
+    return this.source.nextU32();
   }
 
   /** An integer in [0, n) (n >= 1, at most 2^32). */

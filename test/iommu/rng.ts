@@ -1,13 +1,10 @@
-// Deterministic PRNG for randomized tests (mulberry32).
+// Numbers in [0, 1) for randomized tests, from the project's one seeded generator.
+import { SeededRandom } from '../../faults/prng.js';
+
+/** A seeded stream of numbers in [0, 1). */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new SeededRandom(seed >>> 0, 'test');
+  return () => r.nextFloat();
 }
 
 export function randInt(r: () => number, n: number): number {
