@@ -7,7 +7,6 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, realpathSync,
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../qemu-configs/exec.js';
-import { setLogLevel, setLogSink } from '../server/log.js';
 
 /** One line of the result table. `value` is ours, `floor` the reference measured in the same run. */
 export interface BenchRow {
@@ -139,17 +138,6 @@ export function allocatedImage(path: string, bytes: number): void {
   } finally {
     closeSync(fd);
   }
-}
-
-/** The server's log at `level`, its last `max` lines kept for a failure report; `restore` puts the usual sink back. */
-export function serverLogTail(level: string, max = 300): { lines: string[]; restore: () => void } {
-  const lines: string[] = [];
-  setLogLevel(level);
-  const restore = setLogSink((line) => {
-    lines.push(line);
-    if (lines.length > max) lines.shift();
-  });
-  return { lines, restore };
 }
 
 function fmtNumber(v: number, unit: string): string {

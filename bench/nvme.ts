@@ -30,7 +30,8 @@ import { bootGuest, describeBoot, type BootResult } from '../qemu-configs/boot.j
 import { builtinNvmeArgs, vfioUserDeviceArgs } from '../qemu-configs/qemu-args.js';
 import { nvmeBenchScript } from '../qemu-configs/guest-scripts/nvme.js';
 import { startServer, type RunningServer } from '../server/runtime.js';
-import { allocatedImage, envNumber, formatTable, fsTypeOf, median, netOfSource, progress, serverLogTail, type BenchRow } from './lib.js';
+import { allocatedImage, envNumber, formatTable, fsTypeOf, median, netOfSource, progress, type BenchRow } from './lib.js';
+import { keepLogTail } from '../server/log.js';
 
 const MiB = 1 << 20;
 const GOAL = 1.0;
@@ -74,7 +75,7 @@ export async function benchNvme(): Promise<BenchRow[]> {
   const image = path.join(dir, 'ours.img');
   const copy = path.join(dir, 'qemu.img');
   const where = `${base} (${fsTypeOf(dir)})`;
-  const log = serverLogTail(process.env.BENCH_NVME_LOG || 'warn');
+  const log = keepLogTail(process.env.BENCH_NVME_LOG || 'warn', 300);
   let rt: RunningServer | null = null;
   try {
     allocatedImage(image, mib * MiB);

@@ -39,7 +39,8 @@ import { blkBenchScript, type BlkBenchStep } from '../qemu-configs/guest-scripts
 import { parseFioTerse } from '../qemu-configs/guest-scripts/fio.js';
 import { startServer, type RunningServer } from '../server/runtime.js';
 import type { VirtioBlk } from '../devices/virtio-blk/index.js';
-import { allocatedImage, envNumber, formatTable, fsTypeOf, median, progress, serverLogTail, type BenchRow } from './lib.js';
+import { allocatedImage, envNumber, formatTable, fsTypeOf, median, progress, type BenchRow } from './lib.js';
+import { keepLogTail } from '../server/log.js';
 
 const MiB = 1 << 20;
 const GOAL = 1.0;
@@ -95,7 +96,7 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
   const dir = fs.mkdtempSync(path.join(base, 'vut-bench-blk-'));
   const image = (d: Disk) => path.join(dir, `${d.label}.img`);
   const where = `${base} (${fsTypeOf(dir)})`;
-  const { lines: logLines, restore: restoreLog } = serverLogTail(process.env.BENCH_VBLK_LOG || 'warn');
+  const { lines: logLines, restore: restoreLog } = keepLogTail(process.env.BENCH_VBLK_LOG || 'warn', 300);
   let rt: RunningServer | null = null;
   try {
     // One image, fully allocated (no device pays for block allocation), then

@@ -21,6 +21,17 @@ export function setLogSink(fn: (line: string) => void): () => void {
   return () => { sink = prev; };
 }
 
+/** Sets the level and keeps the last `max` log lines (a failure report prints them); `restore` puts the previous sink back. */
+export function keepLogTail(level: string, max: number): { lines: string[]; restore: () => void } {
+  const lines: string[] = [];
+  setLogLevel(level);
+  const restore = setLogSink((line) => {
+    lines.push(line);
+    if (lines.length > max) lines.shift();
+  });
+  return { lines, restore };
+}
+
 export function levelEnabled(level: LogLevel): boolean {
   return LEVELS.indexOf(level) <= threshold;
 }

@@ -6,7 +6,6 @@
 import type { Test } from 'tap';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { setLogLevel, setLogSink } from '../../server/log.js';
 import type { IommuContext } from '../../iommu/context.js';
 import type { DmaMessenger } from '../../iommu/backing-message.js';
 
@@ -84,16 +83,6 @@ export function sampleAreas(ctx: IommuContext, s: DmaStats): void {
   }
 }
 
-/** Keeps the server's log lines (the last `max`) for failure reports. */
-export function captureLog(max = 400): { lines: string[]; restore: () => void } {
-  const lines: string[] = [];
-  setLogLevel(process.env.VFIO_USER_TS_E2E_LOG || 'warn');
-  const restore = setLogSink((line) => {
-    lines.push(line);
-    if (lines.length > max) lines.shift();
-  });
-  return { lines, restore };
-}
 
 export function md5(b: Buffer): string {
   return createHash('md5').update(b).digest('hex');

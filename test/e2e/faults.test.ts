@@ -23,7 +23,7 @@ import { provision } from '../../qemu-configs/provision.js';
 import { bootGuest, describeBoot } from '../../qemu-configs/boot.js';
 import { blkFaultGuestScript } from '../../qemu-configs/guest-scripts/blk-faults.js';
 import { startServer, type RunningServer } from '../../server/runtime.js';
-import { setLogLevel, setLogSink } from '../../server/log.js';
+import { captureLog } from './server-log.js';
 import type { VirtioBlk } from '../../devices/virtio-blk/index.js';
 import type { FaultEvent } from '../../faults/events.js';
 
@@ -44,12 +44,7 @@ t.test('an injected IOERR on sectors [X, X+8) reaches the guest, and only there'
   const image = path.join(dir, 'disk.img');
   const content = randomBytes(IMAGE_MIB * MiB);
   fs.writeFileSync(image, content);
-  const logLines: string[] = [];
-  setLogLevel(process.env.VFIO_USER_TS_E2E_LOG || 'warn');
-  const restoreLog = setLogSink((line) => {
-    logLines.push(line);
-    if (logLines.length > 400) logLines.shift();
-  });
+  const { lines: logLines, restore: restoreLog } = captureLog();
   let rt: RunningServer | null = null;
   t.teardown(async () => {
     await rt?.close();

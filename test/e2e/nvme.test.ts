@@ -30,9 +30,10 @@ import { startServer, type RunningServer } from '../../server/runtime.js';
 import { ControlClient } from '../../server/control-client.js';
 import { DEVICE_STATS_OP } from '../../server/device-stats.js';
 import {
-  FIRST_LINE_MS, MiB, captureLog, checkDmaPath, checkPatternImage, describeDma, firstLineWatch, instrument, md5,
+  FIRST_LINE_MS, MiB, checkDmaPath, checkPatternImage, describeDma, firstLineWatch, instrument, md5,
   patternMd5s, sampleAreas, type Variant,
 } from './block-checks.js';
+import { captureLog } from './server-log.js';
 
 t.setTimeout(30 * 60 * 1000);
 

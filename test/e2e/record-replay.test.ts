@@ -17,7 +17,7 @@ import { provision } from '../../qemu-configs/provision.js';
 import { bootGuest, describeBoot } from '../../qemu-configs/boot.js';
 import { virtioBlkGuestScript } from '../../qemu-configs/guest-scripts/virtio.js';
 import { startServer } from '../../server/runtime.js';
-import { setLogLevel, setLogSink } from '../../server/log.js';
+import { captureLog } from './server-log.js';
 import { Command } from '../../protocol/constants.js';
 import { readTrace } from '../../trace/reader.js';
 import { isDma, isMessage } from '../../trace/format.js';
@@ -60,9 +60,7 @@ async function recordAndReplay(t: Test, memory: 'private' | 'shared'): Promise<v
   const p = await provision({ log: (m) => t.comment(`provision: ${m}`) });
   fs.mkdirSync('/tmp/record', { recursive: true });
   const dir = fs.mkdtempSync(path.join('/tmp/record', `e2e-${memory}-`));
-  const lines: string[] = [];
-  setLogLevel(process.env.VFIO_USER_TS_E2E_LOG || 'warn');
-  const restore = setLogSink((l) => { lines.push(l); if (lines.length > 200) lines.shift(); });
+  const { lines, restore } = captureLog(200);
   t.teardown(() => {
     restore();
     fs.rmSync(dir, { recursive: true, force: true });

@@ -22,8 +22,9 @@ import { MARK, virtioBlkGuestScript } from '../../qemu-configs/guest-scripts/vir
 import { startServer, type RunningServer } from '../../server/runtime.js';
 import type { VirtioBlk } from '../../devices/virtio-blk/index.js';
 import {
-  FIRST_LINE_MS, MiB, captureLog, checkDmaPath, checkPatternImage, describeDma, firstLineWatch, instrument, sampleAreas, type DmaStats, type Variant,
+  FIRST_LINE_MS, MiB, checkDmaPath, checkPatternImage, describeDma, firstLineWatch, instrument, sampleAreas, type DmaStats, type Variant,
 } from './block-checks.js';
+import { captureLog } from './server-log.js';
 
 t.setTimeout(30 * 60 * 1000);
 

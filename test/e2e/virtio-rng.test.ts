@@ -13,7 +13,7 @@ import { provision } from '../../qemu-configs/provision.js';
 import { bootGuest, describeBoot } from '../../qemu-configs/boot.js';
 import { virtioRngGuestScript } from '../../qemu-configs/guest-scripts/virtio.js';
 import { startServer, type RunningServer } from '../../server/runtime.js';
-import { setLogLevel, setLogSink } from '../../server/log.js';
+import { captureLog } from './server-log.js';
 import type { VirtioRng } from '../../devices/virtio-rng/index.js';
 
 t.setTimeout(30 * 60 * 1000);
@@ -24,12 +24,7 @@ t.test('Linux virtio_rng reads random bytes from our virtio-rng device', async (
   const p = await provision({ log: (m) => t.comment(`provision: ${m}`) });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vut-rng-'));
   const socket = path.join(dir, 'rng.sock');
-  const logLines: string[] = [];
-  setLogLevel(process.env.VFIO_USER_TS_E2E_LOG || 'warn');
-  const restoreLog = setLogSink((line) => {
-    logLines.push(line);
-    if (logLines.length > 400) logLines.shift();
-  });
+  const { lines: logLines, restore: restoreLog } = captureLog();
   let rt: RunningServer | null = null;
   t.teardown(async () => {
     await rt?.close();
