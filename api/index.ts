@@ -33,6 +33,8 @@ export { gpioDevice } from '../devices/gpio-idio16/definition.js';
 export { rngDevice } from '../devices/virtio-rng/definition.js';
 /** The blk kind's definition (virtio-blk on a raw image). */
 export { blkDevice } from '../devices/virtio-blk/definition.js';
+/** The nvme kind's definition (an NVMe controller on raw images). */
+export { nvmeDevice } from '../devices/nvme/definition.js';
 /** The gpio model: setInputs(), inputs, outputs and an 'outputs' event. */
 export { Idio16 } from '../devices/gpio-idio16/idio16.js';
 /** Idio16's constructor options. */
@@ -47,3 +49,9 @@ export { VirtioBlk } from '../devices/virtio-blk/blk.js';
 export type { VirtioBlkOptions } from '../devices/virtio-blk/blk.js';
 /** VirtioBlk's request counters. */
 export type { BlkStats } from '../devices/virtio-blk/blk.js';
+/** The nvme model: stats(), namespaces, close(). */
+export { NvmeController } from '../devices/nvme/controller.js';
+/** NvmeController's constructor options. */
+export type { NvmeOptions } from '../devices/nvme/controller.js';
+/** NvmeController's counters (what stats() returns a copy of). */
+export type { NvmeCounters } from '../devices/nvme/stats.js';

@@ -301,7 +301,8 @@ export class AdminCommands {
 
   private async getLogPage(cmd: Command): Promise<Status> {
     const lid = cmd.cdw10 & 0xff;
-    const numd = ((cmd.cdw10 >>> 16) | ((cmd.cdw11 & 0xffff) << 16)) + 1;
+    // NUMDU:NUMDL, 0's based dwords (up to 2^32: kept in floating point, checked below).
+    const numd = (cmd.cdw11 & 0xffff) * 0x10000 + (cmd.cdw10 >>> 16) + 1;
     const len = numd * 4;
     const offset = iovaOf(cmd.cdw12, cmd.cdw13);
     if (offset % 4 !== 0) fail(S.INVALID_FIELD, 'log page offset not dword aligned');

@@ -52,11 +52,9 @@ export const CSTS = {
   SHST_COMPLETE: 2,
 } as const;
 
-/** Submission and completion queue entry sizes (log2): 64 and 16 bytes. */
-export const SQE_SHIFT = 6;
-export const CQE_SHIFT = 4;
-export const SQE_SIZE = 1 << SQE_SHIFT;
-export const CQE_SIZE = 1 << CQE_SHIFT;
+/** Submission and completion queue entry sizes: 64 and 16 bytes. */
+export const SQE_SIZE = 64;
+export const CQE_SIZE = 16;
 
 /** Byte offsets in a submission queue entry (Base 4.2). */
 export const Sqe = {
@@ -64,7 +62,6 @@ export const Sqe = {
   FLAGS: 1, // FUSE bits 1:0, PSDT bits 7:6
   CID: 2,
   NSID: 4,
-  MPTR: 16,
   DPTR: 24, // PRP1 or the first SGL descriptor (16 bytes)
   PRP2: 32,
   CDW10: 40,
@@ -74,10 +71,6 @@ export const Sqe = {
   CDW14: 56,
   CDW15: 60,
 } as const;
-
-/** PSDT (CDW0 bits 7:6): how the data pointer is given. */
-export const PSDT_PRP = 0;
-export const PSDT_SHIFT = 6;
 
 /** Admin command opcodes (Base 5). */
 export const AdminOp = {
@@ -196,7 +189,6 @@ export const AsyncEvent = {
 /** SGL descriptor types, in bits 7:4 of byte 15 (Base 4.1.2). */
 export const SglType = {
   DATA_BLOCK: 0x0,
-  BIT_BUCKET: 0x1,
   SEGMENT: 0x2,
   LAST_SEGMENT: 0x3,
 } as const;
@@ -205,7 +197,6 @@ export const SGL_DESC_SIZE = 16;
 /** Dataset Management: CDW11 attribute Deallocate (NVM 3.2.3). */
 export const DSM_DEALLOCATE = 1 << 2;
 export const DSM_RANGE_SIZE = 16;
-export const DSM_MAX_RANGES = 256;
 /** Write Zeroes: CDW12 Deallocate; Read/Write: Force Unit Access. */
 export const CDW12_DEAC = 1 << 25;
 export const CDW12_FUA = 1 << 30;

@@ -155,6 +155,6 @@ t.test('registry', async (t) => {
   t.ok(isDeviceKind('gpio'));
   t.notOk(isDeviceKind('toString'), 'no prototype keys');
   t.ok(deviceKinds().some((k) => k.kind === 'gpio'), 'gpio is listed');
-  t.throws(() => builtinDevice('nvme'), /unknown device kind 'nvme'/);
+  t.throws(() => builtinDevice('scsi'), /unknown device kind 'scsi'/);
   t.equal(builtinDevice('gpio').kind, 'gpio');
 });

@@ -33,7 +33,7 @@ const tiny: DeviceDefinition = {
 
 t.test('every built-in definition passes its own checks', async (t) => {
   for (const d of deviceKinds()) t.equal(checkDefinition(d, d.kind), d, d.kind);
-  t.same(deviceKinds().map((d) => d.kind), ['gpio', 'rng', 'blk']);
+  t.same(deviceKinds().map((d) => d.kind), ['gpio', 'rng', 'blk', 'nvme']);
 });
 
 t.test('checkDefinition lists every problem and names the source', async (t) => {

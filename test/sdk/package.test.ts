@@ -67,7 +67,7 @@ t.test('npm pack, install --omit=dev in an empty project, then the CLI and a dev
 
   const devices = run('npx', ['vfio-user-ts', 'devices'], { cwd: app });
   t.equal(devices.status, 0, devices.out);
-  t.same(devices.out.trim().split('\n').map((l) => l.split('\t')[0]), ['gpio', 'rng', 'blk']);
+  t.same(devices.out.trim().split('\n').map((l) => l.split('\t')[0]), ['gpio', 'rng', 'blk', 'nvme']);
 
   fs.writeFileSync(path.join(app, 'ext.js'), DEVICE);
   fs.writeFileSync(path.join(app, 'probe.js'), PROBE);

@@ -127,5 +127,5 @@ t.test('a consumer project using only the public exports compiles and runs; inte
   const sock = path.join(dir, 's.sock');
   const run = spawnSync(process.execPath, [path.join(dir, 'out/main.js'), sock], { encoding: 'utf8', cwd: dir });
   t.equal(run.status, 0, run.stderr);
-  t.same(JSON.parse(run.stdout || 'null'), { numRegions: 9, kinds: ['gpio', 'rng', 'blk'], ctx: true, page: 4096 });
+  t.same(JSON.parse(run.stdout || 'null'), { numRegions: 9, kinds: ['gpio', 'rng', 'blk', 'nvme'], ctx: true, page: 4096 });
 });

@@ -135,6 +135,10 @@ t.test('Get Log Page', async (t) => {
   t.equal((await log(0x02, 1, 4096)).status, INVALID_FIELD, 'offset past the page');
   t.equal((await log(0x02, 1, 2)).status, INVALID_FIELD, 'offset not dword aligned');
   t.equal((await log(0x70, 1)).status, INVALID_LOG, 'unknown log page');
+  const huge = await admin(e, { opcode: 0x02, prp1: buf, cdw10: 0x02 | (0xffff << 16), cdw11: 0xffff });
+  t.equal(huge.status, INVALID_FIELD, 'NUMDU:NUMDL of 2^32 dwords is refused before any allocation');
+  const upper = await admin(e, { opcode: 0x02, prp1: buf, prp2: buf + PAGE, cdw10: 0x05 | (0x3ff << 16), cdw11: 0 });
+  t.equal(upper.status, OK, 'NUMDL alone: 1024 dwords');
 });
 
 t.test('Create and Delete I/O queues', async (t) => {
