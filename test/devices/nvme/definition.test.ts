@@ -8,6 +8,7 @@ import path from 'node:path';
 import { serveConfig } from '../../../cli/cli.js';
 import { validateConfig } from '../../../cli/config.js';
 import { createDevice } from '../../../devices/index.js';
+import { checkDefinition, describeOption } from '../../../devices/definition.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nvme-def-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -61,4 +62,12 @@ t.test('the controller: one namespace per image; bad values are errors', async (
   t.throws(() => createDevice('nvme', { disk: [a], serial: 'x'.repeat(21) } as never), /serial must be 1..20/, 'serial of 21 characters');
   t.throws(() => createDevice('nvme', { disk: [path.join(dir, 'missing.img')] } as never), /give a size to create it/, 'a missing image without a size');
   t.throws(() => createDevice('nvme', { disk: [a], size: 1000 } as never), /multiple of 512/, 'a size that is not whole blocks');
+});
+
+t.test('the schema checks of repeatable options', async (t) => {
+  const base = { kind: 'x', description: 'x', create: () => ({}) };
+  t.throws(() => checkDefinition({ ...base, options: { on: { type: 'boolean', help: 'h', repeatable: true } } }, 'm.js'), /a boolean option cannot be repeatable/);
+  t.throws(() => checkDefinition({ ...base, options: { d: { type: 'string', help: 'h', repeatable: 'yes' } } }, 'm.js'), /'repeatable' must be true or false/);
+  t.ok(checkDefinition({ ...base, options: { d: { type: 'string', help: 'h', repeatable: true, default: ['a', 'b'] } } }, 'm.js'), 'a list default');
+  t.match(describeOption({ type: 'string', help: 'an image', repeatable: true }), /repeatable/, 'help says so');
 });
