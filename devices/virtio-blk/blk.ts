@@ -198,10 +198,14 @@ export class VirtioBlk {
     return this.transport.has(BlkFeature.FLUSH);
   }
 
-  /** A chain from a queue: the mapped fast path when it can, else the general one. */
+  /**
+   * A chain from a queue: the mapped fast path when it can, else the general
+   * one. While the server injects faults every request takes the general
+   * path, the one place the fault question is asked.
+   */
   private serve(chain: DescChain): void {
     const dma = this.transport.dma;
-    if (dma && this.mapped.tryServe(dma, chain)) return;
+    if (dma && this.device.client?.faults === undefined && this.mapped.tryServe(dma, chain)) return;
     void this.serveGeneral(chain);
   }
 
