@@ -106,6 +106,21 @@ export class CompletionQueue {
     return this.base + this.tail * CQE_SIZE;
   }
 
+  /**
+   * Take a new head if it lies between the head and the tail: the host
+   * only consumes posted entries. A value behind the head (a posted MMIO
+   * write older than a shadow head already read) is refused, or the CQ
+   * would look emptier than it is and entries the host has not read yet
+   * would be overwritten.
+   */
+  acceptHead(h: number): boolean {
+    if (!(h >= 0 && h < this.size)) return false;
+    const posted = (this.tail - this.head + this.size) % this.size;
+    if ((h - this.head + this.size) % this.size > posted) return false;
+    this.head = h;
+    return true;
+  }
+
   /** Move the tail past the entry just written; the phase flips on a wrap. */
   advance(): void {
     if (++this.tail === this.size) {
