@@ -381,7 +381,9 @@ export class NvmeController implements AdminHost, IoHost, RegisterHost {
    */
   private newestDoorbell(slots: ShadowSlots | undefined, value: number): number {
     const v = slots ? this.shadow.read(slots) : -1;
-    return v >= 0 ? v : value;
+    if (v < 0) return value;
+    if (v !== value) this.counters.lateMmioDoorbells++;
+    return v;
   }
 
   private invalidDoorbell(info: number, what: string): void {
