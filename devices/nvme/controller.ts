@@ -354,7 +354,8 @@ export class NvmeController implements AdminHost, IoHost, RegisterHost {
       const cq = this.cqs[qid];
       if (!cq) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_REGISTER, `CQ ${qid} head`);
       if (value >= cq.size) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_VALUE, `CQ ${qid} head ${value}`);
-      if (!cq.acceptHead(this.newestDoorbell(cq.shadow, value))) {
+      const shadowHead = this.shadowForMmio(cq.shadow, value);
+      if (!cq.acceptHead(shadowHead >= 0 ? shadowHead : value)) {
         if (cq.shadow) return; // the shadow slot is the host's word; it did not move
         return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_VALUE, `CQ ${qid} head ${value}`);
       }
@@ -365,24 +366,26 @@ export class NvmeController implements AdminHost, IoHost, RegisterHost {
     const sq = this.sqs[qid];
     if (!sq) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_REGISTER, `SQ ${qid} tail`);
     if (value >= sq.size) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_VALUE, `SQ ${qid} tail ${value}`);
-    const tail = this.newestDoorbell(sq.shadow, value);
+    const shadowTail = this.shadowForMmio(sq.shadow, value);
+    const tail = shadowTail >= 0 ? shadowTail : sq.tailFromMmio(value);
     if (!sq.acceptTail(tail)) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_VALUE, `SQ ${qid} tail ${tail}`);
+    sq.mmioTail = value;
     sq.eventIdx = -1; // being polled again until it goes idle
     sq.lastActive = performance.now();
     this.pump(sq);
   }
 
   /**
-   * The value an MMIO doorbell write stands for. The driver writes a shadow
-   * doorbell before it rings, so the shadow slot is at least as new as the
-   * posted MMIO write, which can arrive after later values were already
-   * read from the slot: taken as is, an old SQ tail would announce a whole
-   * lap of stale entries and an old CQ head would free unread entries.
+   * What an MMIO doorbell write of a shadowed queue stands for: the shadow
+   * slot, or -1 when it cannot be read at once. The driver writes the slot
+   * before it rings, so the slot is at least as new as the posted MMIO
+   * write, which can arrive after later values were already read from the
+   * slot: taken as is, an old SQ tail would announce a whole lap of stale
+   * entries and an old CQ head would free unread entries.
    */
-  private newestDoorbell(slots: ShadowSlots | undefined, value: number): number {
+  private shadowForMmio(slots: ShadowSlots | undefined, value: number): number {
     const v = slots ? this.shadow.read(slots) : -1;
-    if (v < 0) return value;
-    if (v !== value) this.counters.lateMmioDoorbells++;
+    if (v >= 0 && v !== value) this.counters.lateMmioDoorbells++;
     return v;
   }
 
