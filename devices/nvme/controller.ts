@@ -48,7 +48,7 @@ import { IoCommands, type IoHost } from './io.js';
 import type { DeviceFaultHooks } from '../fault-hooks.js';
 import type { HealthInputs } from './log-pages.js';
 import { Namespace } from './namespace.js';
-import { Command, CompletionQueue, SubmissionQueue, writeCqe } from './queues.js';
+import { Command, CompletionQueue, SubmissionQueue, writeCqe, type ShadowSlots } from './queues.js';
 import { Registers, type RegisterHost } from './registers.js';
 import { ShadowDoorbells } from './shadow-doorbells.js';
 import { newCounters, type NvmeCounters } from './stats.js';
@@ -354,17 +354,39 @@ export class NvmeController implements AdminHost, IoHost, RegisterHost {
       const cq = this.cqs[qid];
       if (!cq) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_REGISTER, `CQ ${qid} head`);
       if (value >= cq.size) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_VALUE, `CQ ${qid} head ${value}`);
-      cq.head = value;
+      const shadowHead = this.shadowForMmio(cq.shadow, value);
+      if (!cq.acceptHead(shadowHead >= 0 ? shadowHead : value)) {
+        if (cq.shadow) return; // the shadow slot is the host's word; it did not move
+        return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_VALUE, `CQ ${qid} head ${value}`);
+      }
       if (cq.shadow) this.quietCq(cq);
       this.cqHeadMoved(cq);
       return;
     }
     const sq = this.sqs[qid];
     if (!sq) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_REGISTER, `SQ ${qid} tail`);
-    if (!sq.acceptTail(value)) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_VALUE, `SQ ${qid} tail ${value}`);
+    if (value >= sq.size) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_VALUE, `SQ ${qid} tail ${value}`);
+    const shadowTail = this.shadowForMmio(sq.shadow, value);
+    const tail = shadowTail >= 0 ? shadowTail : sq.tailFromMmio(value);
+    if (!sq.acceptTail(tail)) return this.invalidDoorbell(AsyncEvent.INFO_INVALID_DB_VALUE, `SQ ${qid} tail ${tail}`);
+    sq.mmioTail = value;
     sq.eventIdx = -1; // being polled again until it goes idle
     sq.lastActive = performance.now();
     this.pump(sq);
+  }
+
+  /**
+   * What an MMIO doorbell write of a shadowed queue stands for: the shadow
+   * slot, or -1 when it cannot be read at once. The driver writes the slot
+   * before it rings, so the slot is at least as new as the posted MMIO
+   * write, which can arrive after later values were already read from the
+   * slot: taken as is, an old SQ tail would announce a whole lap of stale
+   * entries and an old CQ head would free unread entries.
+   */
+  private shadowForMmio(slots: ShadowSlots | undefined, value: number): number {
+    const v = slots ? this.shadow.read(slots) : -1;
+    if (v >= 0 && v !== value) this.counters.lateMmioDoorbells++;
+    return v;
   }
 
   private invalidDoorbell(info: number, what: string): void {
@@ -525,10 +547,7 @@ export class NvmeController implements AdminHost, IoHost, RegisterHost {
   /** Room for one more entry, after a look at the shadow head when it seemed full. */
   private roomIn(cq: CompletionQueue): boolean {
     if (!cq.full) return true;
-    if (cq.shadow) {
-      const h = this.shadow.read(cq.shadow);
-      if (h >= 0 && h < cq.size) cq.head = h;
-    }
+    if (cq.shadow) cq.acceptHead(this.shadow.read(cq.shadow));
     return !cq.full;
   }
 
@@ -539,14 +558,11 @@ export class NvmeController implements AdminHost, IoHost, RegisterHost {
    */
   private askForCqHead(cq: CompletionQueue): void {
     const slots = cq.shadow!;
-    const before = this.shadow.read(slots);
-    if (before >= 0 && before < cq.size) cq.head = before;
+    const before = cq.head;
+    cq.acceptHead(this.shadow.read(slots));
     void this.shadow.setEventIdx(slots, cq.head);
-    const after = this.shadow.read(slots);
-    if (after >= 0 && after < cq.size && after !== cq.head) {
-      cq.head = after;
-      this.cqHeadMoved(cq);
-    }
+    cq.acceptHead(this.shadow.read(slots));
+    if (cq.head !== before) this.cqHeadMoved(cq);
   }
 
   private post(cq: CompletionQueue, cmd: Command): void {
@@ -640,11 +656,8 @@ export class NvmeController implements AdminHost, IoHost, RegisterHost {
       if (cq?.shadow && cq.waiting.length > 0) this.askForCqHead(cq);
       // With INTx the line follows the CQ heads: have the driver ring each one.
       if (cq?.shadow && !this.device.caps.msix?.enabled) {
-        const h = this.shadow.read(cq.shadow);
-        if (h >= 0 && h < cq.size && h !== cq.head) {
-          cq.head = h;
-          this.cqHeadMoved(cq);
-        }
+        const before = cq.head;
+        if (cq.acceptHead(this.shadow.read(cq.shadow)) && cq.head !== before) this.cqHeadMoved(cq);
         void this.shadow.setEventIdx(cq.shadow, cq.head);
       }
     }

@@ -106,6 +106,21 @@ export class CompletionQueue {
     return this.base + this.tail * CQE_SIZE;
   }
 
+  /**
+   * Take a new head if it lies between the head and the tail: the host
+   * only consumes posted entries. A value behind the head (a posted MMIO
+   * write older than a shadow head already read) is refused, or the CQ
+   * would look emptier than it is and entries the host has not read yet
+   * would be overwritten.
+   */
+  acceptHead(h: number): boolean {
+    if (!(h >= 0 && h < this.size)) return false;
+    const posted = (this.tail - this.head + this.size) % this.size;
+    if ((h - this.head + this.size) % this.size > posted) return false;
+    this.head = h;
+    return true;
+  }
+
   /** Move the tail past the entry just written; the phase flips on a wrap. */
   advance(): void {
     if (++this.tail === this.size) {
@@ -147,6 +162,8 @@ export class SubmissionQueue {
   eventIdx = -1;
   /** Counts tail changes: a value read through DMA messages is taken only if none came meanwhile. */
   tailUpdates = 0;
+  /** The last tail written to the MMIO doorbell (posted writes arrive in order). */
+  mmioTail = 0;
   /** When the queue last had work (performance.now()), for the polling window. */
   lastActive = 0;
   private readonly pool: Command[] = [];
@@ -192,6 +209,18 @@ export class SubmissionQueue {
     this.tail = t;
     this.tailUpdates++;
     return true;
+  }
+
+  /**
+   * The tail an MMIO doorbell write stands for when the shadow slot cannot
+   * be read at once: a value the tail already passed through shadow reads
+   * since the previous MMIO write (the posted write came late) adds nothing.
+   * (Ambiguous only if shadow reads alone moved the tail most of a lap.)
+   */
+  tailFromMmio(value: number): number {
+    const taken = (this.tail - this.mmioTail + this.size) % this.size;
+    const ahead = (value - this.mmioTail + this.size) % this.size;
+    return ahead <= taken ? this.tail : value;
   }
 
   consume(): void {

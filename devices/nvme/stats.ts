@@ -21,6 +21,8 @@ export interface NvmeCounters {
   mmioDoorbellWrites: number;
   /** Submissions picked up from shadow doorbells without an MMIO doorbell. */
   shadowTailReads: number;
+  /** MMIO doorbells of shadowed queues whose value was not the shadow slot's (late posted writes). */
+  lateMmioDoorbells: number;
   /** Interrupts signalled (MSI-X vectors or INTx assertions). */
   interrupts: number;
   /** 1 once the driver turned shadow doorbells on (Doorbell Buffer Config), kept across resets. */
@@ -34,6 +36,6 @@ export function newCounters(): NvmeCounters {
     commands: 0, adminCommands: 0, ioCommands: 0,
     reads: 0, writes: 0, flushes: 0, writeZeroes: 0, dsm: 0, compares: 0,
     bytesRead: 0, bytesWritten: 0, errors: 0,
-    mmioDoorbellWrites: 0, shadowTailReads: 0, interrupts: 0, shadowDoorbells: 0, shadowDoorbellsActive: 0,
+    mmioDoorbellWrites: 0, shadowTailReads: 0, lateMmioDoorbells: 0, interrupts: 0, shadowDoorbells: 0, shadowDoorbellsActive: 0,
   };
 }

@@ -10,7 +10,7 @@ import { MemoryBacking } from '../../../iommu/backing.js';
 import type { DmaMessenger } from '../../../iommu/backing-message.js';
 import { IommuContext } from '../../../iommu/context.js';
 import { BASE, GuestMem, MEM_SIZE, type Guest } from '../virtio/env.js';
-import { enableMsix, make, tempDir, turns, until, PAGE, type Env, type QueuePair } from './env.js';
+import { enableMsix, make, makeMessageGuest, tempDir, turns, until, PAGE, type Env, type QueuePair } from './env.js';
 
 const image = tempDir(t);
 
@@ -246,4 +246,123 @@ t.test('shadow doorbells in memory reached by DMA messages: a late shadow read n
   await turns(50);
   t.equal(e.drv.peek(q), undefined, 'no completion of a command never submitted');
   t.equal(e.ctrl.stats().ioCommands, 200, 'exactly the 200 commands');
+});
+
+/** Doorbell Buffer Config with fresh pages: the shadow doorbell and EventIdx addresses of I/O queue 1. */
+async function shadowPages(e: Env): Promise<{ sqDb: number; cqDb: number }> {
+  const dbs = e.g.mem.alloc(PAGE, PAGE);
+  const eis = e.g.mem.alloc(PAGE, PAGE);
+  const c = await e.drv.cmd(e.drv.admin, { opcode: 0x7c, prp1: dbs, prp2: eis });
+  if (c.status !== 0) throw new Error(`doorbell buffer config: status 0x${c.status.toString(16)}`);
+  return { sqDb: dbs + 8, cqDb: dbs + 12 };
+}
+
+/** As the driver does with shadow doorbells: consume the next completion, write the new head to the shadow slot, then (if `ring`) to the MMIO doorbell. */
+function consume(e: Env, q: QueuePair, cqDb: number, ring: boolean): number {
+  const c = e.drv.peek(q);
+  if (!c) throw new Error('no completion');
+  q.cqHead = (q.cqHead + 1) % q.cqSize;
+  if (q.cqHead === 0) q.phase ^= 1;
+  e.g.mem.set32(cqDb, q.cqHead);
+  if (ring) e.drv.write32(Reg.DBS + 8 * q.qid + 4, q.cqHead);
+  return c.cid;
+}
+
+t.test('shadow doorbells: a late MMIO tail older than the shadow tail announces nothing', async (t) => {
+  // A long polling window: the controller keeps reading the shadow tail between commands.
+  const e = await make(t, image, { shadowPollUs: 1_000_000 });
+  const q = await e.drv.createIoQueues(1, 32);
+  const { sqDb, cqDb } = await shadowPages(e);
+  const buf = e.g.mem.alloc(512, PAGE);
+  const reap = async () => {
+    await until(() => e.drv.peek(q) !== undefined, 'a completion');
+    return consume(e, q, cqDb, true);
+  };
+  const submit = () => {
+    const cid = e.drv.put(q, { opcode: 0x02, nsid: 1, prp1: buf });
+    e.g.mem.set32(sqDb, q.sqTail);
+    return cid;
+  };
+  // The first command is rung; the ring of the second is posted but reaches the controller
+  // only after the third was already picked up from the shadow slot.
+  const cids = [submit()];
+  e.drv.ring(q);
+  t.equal(await reap(), cids[0]);
+  cids.push(submit());
+  const lateTail = q.sqTail;
+  t.equal(await reap(), cids[1], 'second command taken from the shadow tail');
+  cids.push(submit());
+  t.equal(await reap(), cids[2], 'third command taken from the shadow tail');
+  e.drv.write32(Reg.DBS + 8, lateTail);
+  await turns(50);
+  t.equal(e.drv.peek(q), undefined, 'no completion of an entry from the last lap');
+  t.equal(e.ctrl.stats().ioCommands, 3, 'exactly the three commands');
+  t.equal(e.ctrl.stats().lateMmioDoorbells, 1, 'the late write counted');
+  t.equal(e.ctrl.stats().errors, 0);
+});
+
+t.test('shadow doorbells: a late MMIO CQ head older than the shadow head frees no entries', async (t) => {
+  const e = await make(t, image);
+  // CQ of 4 entries (3 usable).
+  const q = await e.drv.createIoQueues(1, 4);
+  const { sqDb, cqDb } = await shadowPages(e);
+  const buf = e.g.mem.alloc(512, PAGE);
+  const cq = e.ctrl.cq(1)!;
+  const submit = async () => {
+    const cid = e.drv.put(q, { opcode: 0x02, nsid: 1, prp1: buf });
+    e.g.mem.set32(sqDb, q.sqTail);
+    e.drv.ring(q);
+    await until(() => !e.ctrl.busy, 'command done');
+    await turns();
+    return cid;
+  };
+  const cids = [await submit(), await submit(), await submit()];
+  t.same([consume(e, q, cqDb, false)], cids.slice(0, 1));
+  const lateHead = q.cqHead; // rung, but the write reaches the controller late
+  t.same([consume(e, q, cqDb, false), consume(e, q, cqDb, false)], cids.slice(1, 3));
+  // The CQ looks full at the controller's head: the shadow head makes room; then full for real.
+  const posted = [await submit(), await submit(), await submit()];
+  t.equal(cq.waiting.length, 0, 'the shadow head made room for three');
+  e.drv.write32(Reg.DBS + 12, lateHead);
+  const held = [await submit(), await submit()];
+  t.equal(cq.waiting.length, 2, 'a full CQ: both wait (the late head freed nothing)');
+  // The driver consumes all, ringing the head each time as the controller asks for it.
+  const got: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    await until(() => e.drv.peek(q) !== undefined, 'a completion');
+    got.push(consume(e, q, cqDb, true));
+  }
+  t.same(got, [...posted, ...held], 'every completion once, in order');
+  await turns();
+  t.equal(e.drv.peek(q), undefined, 'nothing more');
+});
+
+t.test('shadow doorbells through DMA messages: a late MMIO tail older than a shadow tail already read announces nothing', async (t) => {
+  const e = await make(t, image, { guest: makeMessageGuest() });
+  const q = await e.drv.createIoQueues(1, 32);
+  const { sqDb, cqDb } = await shadowPages(e);
+  const buf = e.g.mem.alloc(512, PAGE);
+  const submit = () => {
+    const cid = e.drv.put(q, { opcode: 0x02, nsid: 1, prp1: buf });
+    e.g.mem.set32(sqDb, q.sqTail);
+    return cid;
+  };
+  // The first command is rung; the ring of the second is posted but late; the third is only in the
+  // shadow slot. The controller's look at the shadow tail after its EventIdx write takes both.
+  const cids = [submit()];
+  e.drv.ring(q);
+  cids.push(submit());
+  const lateTail = q.sqTail;
+  cids.push(submit());
+  await until(() => e.ctrl.stats().ioCommands === 3 && !e.ctrl.busy, 'three commands done');
+  const got: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    await until(() => e.drv.peek(q) !== undefined, 'a completion');
+    got.push(consume(e, q, cqDb, false));
+  }
+  t.same(got, cids, 'the three commands, the second and third through the shadow tail');
+  e.drv.write32(Reg.DBS + 8, lateTail);
+  await turns(50);
+  t.equal(e.drv.peek(q), undefined, 'no completion of an entry from the last lap');
+  t.equal(e.ctrl.stats().ioCommands, 3, 'exactly the three commands');
 });
