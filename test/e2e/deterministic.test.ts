@@ -8,15 +8,12 @@
 // VFIO_USER_TS_E2E_LOG=debug (any server log level) shows the server's log
 // on failure (the last lines; `warn` is kept by default).
 import t from 'tap';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { provision } from '../../qemu-configs/provision.js';
 import { bootGuest, describeBoot } from '../../qemu-configs/boot.js';
 import { virtioRngGuestScript } from '../../qemu-configs/guest-scripts/virtio.js';
-import { startServer, type RunningServer } from '../../server/runtime.js';
-import { captureLog } from './server-log.js';
+import { serveInTempDir } from './server-log.js';
 import type { VirtioRng } from '../../devices/virtio-rng/index.js';
 import { SeededRandom } from '../../faults/prng.js';
 
@@ -34,16 +31,10 @@ function stream(seed: number, name: string, n: number): Buffer {
 
 t.test('deterministic mode: the guest reads the seeded stream from virtio-rng', async (t) => {
   const p = await provision({ log: (m) => t.comment(`provision: ${m}`) });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vut-det-'));
-  const socket = path.join(dir, 'rng.sock');
-  const { lines: logLines, restore: restoreLog } = captureLog();
-  let rt: RunningServer | null = null;
-  t.teardown(async () => {
-    await rt?.close();
-    restoreLog();
-    fs.rmSync(dir, { recursive: true, force: true });
+  const { rt, logLines, socket } = await serveInTempDir(t, 'vut-det-', (dir) => {
+    const socket = path.join(dir, 'rng.sock');
+    return { socket, spec: { devices: [{ name: 'rng0', kind: 'rng', socket, options: {} }], deterministic: SEED } };
   });
-  rt = await startServer({ devices: [{ name: 'rng0', kind: 'rng', socket, options: {} }], deterministic: SEED });
   const r = await bootGuest({
     provisioned: p,
     script: virtioRngGuestScript({ bytes: BYTES }),

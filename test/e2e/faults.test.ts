@@ -17,13 +17,11 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { provision } from '../../qemu-configs/provision.js';
 import { bootGuest, describeBoot } from '../../qemu-configs/boot.js';
 import { blkFaultGuestScript } from '../../qemu-configs/guest-scripts/blk-faults.js';
-import { startServer, type RunningServer } from '../../server/runtime.js';
-import { captureLog } from './server-log.js';
+import { serveInTempDir } from './server-log.js';
 import type { VirtioBlk } from '../../devices/virtio-blk/index.js';
 import type { FaultEvent } from '../../faults/events.js';
 
@@ -39,21 +37,16 @@ const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
 
 t.test('an injected IOERR on sectors [X, X+8) reaches the guest, and only there', async (t) => {
   const p = await provision({ log: (m) => t.comment(`provision: ${m}`) });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vut-faults-'));
-  const socket = path.join(dir, 'blk.sock');
-  const image = path.join(dir, 'disk.img');
-  const content = randomBytes(IMAGE_MIB * MiB);
-  fs.writeFileSync(image, content);
-  const { lines: logLines, restore: restoreLog } = captureLog();
-  let rt: RunningServer | null = null;
-  t.teardown(async () => {
-    await rt?.close();
-    restoreLog();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  rt = await startServer({
-    devices: [{ name: 'blk0', kind: 'blk', socket, options: { disk: image } }],
-    faults: [{ id: 'bad-sectors', match: { lba: [X, X + 8], op: 'read' }, action: { type: 'blk-status', status: 'ioerr' } }],
+  const { rt, logLines, socket, content } = await serveInTempDir(t, 'vut-faults-', (dir) => {
+    const socket = path.join(dir, 'blk.sock');
+    const image = path.join(dir, 'disk.img');
+    const content = randomBytes(IMAGE_MIB * MiB);
+    fs.writeFileSync(image, content);
+    const spec = {
+      devices: [{ name: 'blk0', kind: 'blk', socket, options: { disk: image } }],
+      faults: [{ id: 'bad-sectors', match: { lba: [X, X + 8], op: 'read' }, action: { type: 'blk-status', status: 'ioerr' } }],
+    };
+    return { socket, content, spec };
   });
   const events: FaultEvent[] = [];
   rt.faults!.onFault((e) => events.push(e));
