@@ -21,9 +21,12 @@
 //
 // Three process-wide bounds keep it from costing a guest its CPU (one thread
 // serves every connection, so they are shared):
-// - no windows while more threads are runnable than there are CPUs (the
-//   kernel's count in /proc/loadavg, read at most every CROWD_CHECK_MS):
-//   someone is waiting for a CPU, and a window would keep one from them;
+// - no windows while threads wait for a CPU: the kernel's CPU pressure
+//   (/proc/pressure/cpu, the time some runnable thread was not running)
+//   grew by more than CROWD_SHARE of the time since the last look (at most
+//   every CROWD_CHECK_MS); a window would keep a CPU from them. Without
+//   pressure accounting, more runnable threads than CPUs (/proc/loadavg)
+//   means the same;
 // - windows that caught nothing are debt, paid back at MISS_SHARE of wall
 //   time; past MAX_DEBT_NS polling stops until half of it is paid;
 // - a window that lost the CPU to another thread (the watcher yields every
@@ -47,8 +50,14 @@ const MISS_SHARE = 0.1;
 const MAX_DEBT_NS = 2_000_000;
 const HOLD_MIN_MS = 10;
 const HOLD_MAX_MS = 1000;
-/** How often the count of runnable threads is read. */
+/** How often the machine's CPU pressure is read. */
 const CROWD_CHECK_MS = 10;
+/**
+ * Share of wall time that some thread may have waited for a CPU before
+ * windows stop. A ping-pong peer's own wake-ups count too (a woken thread
+ * waits while its CPU leaves idle), so it is not zero.
+ */
+const CROWD_SHARE = 0.25;
 /** Waits for a request in each trial, with windows and without. */
 const TRIAL_WAITS = 64;
 /** Waits the winner runs for before the next trial (doubling while it keeps winning). */
@@ -68,11 +77,11 @@ export class PollBudget {
   private holdMs = 0;
   private crowded = false;
   private crowdAt = -Infinity;
+  private stallAt = NaN;
 
   constructor(
     private readonly now: () => number = () => performance.now(),
-    /** Threads runnable on the machine now, this one included (NaN: unknown). */
-    private readonly runnable: () => number = runnableThreads,
+    private readonly load: CpuLoad = machineLoad,
     private readonly cpus: number = availableParallelism(),
   ) {}
 
@@ -97,8 +106,8 @@ export class PollBudget {
     const t = this.now();
     if (t < this.holdUntil) return false;
     if (t - this.crowdAt >= CROWD_CHECK_MS) {
+      this.crowded = this.someoneWaits(t);
       this.crowdAt = t;
-      this.crowded = this.runnable() > this.cpus;
     }
     if (this.crowded) return false;
     if (this.paused) {
@@ -109,6 +118,16 @@ export class PollBudget {
     return true;
   }
 
+  /** Did threads wait for a CPU since the last look (or, without pressure accounting, do they now)? */
+  private someoneWaits(t: number): boolean {
+    const stall = this.load.stallUs();
+    if (Number.isNaN(stall)) return this.load.runnable() > this.cpus;
+    const waited = (stall - this.stallAt) / 1000;
+    this.stallAt = stall;
+    // The first look has nothing to compare with.
+    return waited > CROWD_SHARE * (t - this.crowdAt);
+  }
+
   private repay(): void {
     const t = this.now();
     this.debt = Math.max(0, this.debt - (t - this.debtAt) * 1e6 * MISS_SHARE);
@@ -116,13 +135,28 @@ export class PollBudget {
   }
 }
 
-/** The running/total field of /proc/loadavg: threads runnable now (NaN where there is none). */
-function runnableThreads(): number {
+/** What the budget reads of the machine's load. */
+export interface CpuLoad {
+  /** µs in which some runnable thread waited for a CPU, since boot (NaN: not accounted). */
+  stallUs(): number;
+  /** Threads runnable now, this one included (NaN: unknown). */
+  runnable(): number;
+}
+
+/** The kernel's figures: /proc/pressure/cpu ("some ... total=µs") and /proc/loadavg (running/total). */
+const machineLoad: CpuLoad = {
+  stallUs: () => {
+    const m = /^some .*total=(\d+)/m.exec(readProc('/proc/pressure/cpu'));
+    return m ? Number(m[1]) : NaN;
+  },
+  runnable: () => parseInt(readProc('/proc/loadavg').split(' ')[3] ?? '', 10),
+};
+
+function readProc(file: string): string {
   try {
-    const f = readFileSync('/proc/loadavg', 'latin1').split(' ')[3] ?? '';
-    return parseInt(f, 10);
+    return readFileSync(file, 'latin1');
   } catch {
-    return NaN;
+    return '';
   }
 }
 
@@ -163,8 +197,13 @@ export class PollTrial {
   private run = RUN_MIN_WAITS;
   private lastWinner: boolean | null = null;
 
-  /** One wait for a request, in ns (already capped by the caller). */
-  wait(ns: number): void {
+  /**
+   * One wait for a request, in ns (already capped by the caller); `windowed`:
+   * a window was open for it. The 'with' side counts only those: a wait the
+   * budget refused a window for says nothing about windows.
+   */
+  wait(ns: number, windowed: boolean): void {
+    if (this.phase === 'with' && !windowed) return;
     this.sum += ns;
     if (++this.waits < this.target) return;
     const mean = this.sum / this.waits;
@@ -208,7 +247,7 @@ export class AdaptivePoller {
     const cap = this.budget.capNs;
     // The wait for this request: spun for it, or window + gap after a miss, or the gap.
     const wait = events & POLL_MISS ? this.opened + ns : ns;
-    if (!(events & POLL_CONTENDED) && wait >= 0) this.trial.wait(Math.min(wait, 4 * cap));
+    if (!(events & POLL_CONTENDED) && wait >= 0) this.trial.wait(Math.min(wait, 4 * cap), this.opened > 0);
     if (events & POLL_HIT) {
       this.stats.hits++;
       this.stats.hitNs += ns;

@@ -15,8 +15,8 @@ import { AdaptivePoller, DEFAULT_POLL_US, MAX_POLL_US, PollBudget, setPollLimit,
 const US = 1000;
 
 function make(capUs = 50) {
-  const clock = { ms: 1000, runnable: 1 };
-  const budget = new PollBudget(() => clock.ms, () => clock.runnable, 2);
+  const clock = { ms: 1000, runnable: 1, stallUs: NaN };
+  const budget = new PollBudget(() => clock.ms, { stallUs: () => clock.stallUs, runnable: () => clock.runnable }, 2);
   budget.capNs = capUs * US;
   return { clock, budget, p: new AdaptivePoller(budget) };
 }
@@ -109,7 +109,25 @@ t.test('losing the CPU closes the window and holds polling off, longer when it r
   t.equal(plain(p, 20 * US), 20 * US, 'after a long quiet spell the hold-off is back to 10 ms');
 });
 
-t.test('no windows while more threads are runnable than there are CPUs', async (t) => {
+t.test('no windows while threads wait for a CPU (pressure above a quarter of the time since the last look)', async (t) => {
+  const { p, clock } = make(50);
+  clock.stallUs = 5_000_000;
+  t.equal(plain(p, 20 * US), 20 * US, 'the first look has nothing to compare with: open');
+  clock.ms += 10;
+  clock.stallUs += 2_000; // 2 ms of 10: a ping-pong peer's own wake-ups
+  t.equal(plain(p, 20 * US), 20 * US, 'waits of a fifth of the time: open');
+  clock.stallUs += 4_000;
+  clock.ms += 5;
+  t.equal(plain(p, 20 * US), 20 * US, 'the pressure is read at most every 10 ms');
+  clock.ms += 5;
+  t.equal(plain(p, 20 * US), 0, '4 ms of waiting in 10 ms: someone needs the CPU, no window');
+  clock.runnable = 5;
+  clock.ms += 40;
+  clock.stallUs += 1_000;
+  t.equal(plain(p, 20 * US), 20 * US, '1 ms in 40 ms: open again (the runnable count is not asked when pressure is known)');
+});
+
+t.test('without pressure accounting: no windows while more threads are runnable than there are CPUs', async (t) => {
   const { p, clock } = make(50);
   t.equal(plain(p, 20 * US), 20 * US, 'one runnable thread (this one) on 2 CPUs: open');
   clock.runnable = 3; // e.g. two vCPU threads and this one
@@ -121,7 +139,7 @@ t.test('no windows while more threads are runnable than there are CPUs', async (
   t.equal(plain(p, 20 * US), 0, 'still the old count');
   clock.ms += 5;
   t.equal(plain(p, 20 * US), 20 * US, 'two runnable on 2 CPUs: nobody waits, open again');
-  const unknown = new AdaptivePoller(new PollBudget(() => 0, () => NaN, 2));
+  const unknown = new AdaptivePoller(new PollBudget(() => 0, { stallUs: () => NaN, runnable: () => NaN }, 2));
   t.equal(unknown.update(READABLE, 20 * US), 20 * US, 'an unknown count does not stop polling');
 });
 
@@ -138,14 +156,14 @@ t.test('the budget is shared: one connection\'s misses pause the others', async 
 t.test('windows must pay: a trial with and one without, then the faster way runs', async (t) => {
   // Windows catch each request after 30 µs; without them a request waits 60 µs (our wake-up): they pay.
   const { p } = make(50);
-  plain(p, 30 * US); // wait 1 of the trial with windows
+  plain(p, 30 * US); // opens the first window (no window was open for this wait: not counted)
   let open = 0;
-  for (let i = 0; i < 62; i++) open += hit(p, 30 * US) > 0 ? 1 : 0;
-  t.equal(open, 62, 'windows open through the trial with them');
+  for (let i = 0; i < 63; i++) open += hit(p, 30 * US) > 0 ? 1 : 0;
+  t.equal(open, 63, 'windows open through the trial with them');
   t.equal(hit(p, 30 * US), 0, 'its 64th wait ends it: the trial without windows');
   t.equal(p.trial.polling, false);
   for (let i = 0; i < 63; i++) open -= plain(p, 60 * US) > 0 ? 1 : 0;
-  t.equal(open, 62, 'no window during it');
+  t.equal(open, 63, 'no window during it');
   t.ok(plain(p, 60 * US) > 0, 'its 64th wait ends it: windows pay, open again');
   t.equal(p.trial.polling, true);
 
@@ -153,13 +171,37 @@ t.test('windows must pay: a trial with and one without, then the faster way runs
   // moved to our CPU): they do not pay, and stay shut for the run.
   const q = make(50).p;
   plain(q, 30 * US);
-  for (let i = 0; i < 63; i++) hit(q, 30 * US);
+  for (let i = 0; i < 64; i++) hit(q, 30 * US);
   for (let i = 0; i < 64; i++) plain(q, 10 * US);
   t.equal(q.trial.polling, false, 'windows do not pay');
   let opened = 0;
   for (let i = 0; i < 1023; i++) opened += plain(q, 10 * US) > 0 ? 1 : 0;
   t.equal(opened, 0, 'shut for the 1024 waits of the run, close as the requests are');
   t.ok(plain(q, 10 * US) > 0, 'then a new trial with windows');
+});
+
+t.test('the trial with windows counts only waits a window was open for', async (t) => {
+  // The budget refuses windows (threads wait for a CPU) during the trial with them: those
+  // waits say nothing about windows and must not decide against them.
+  const { p, clock } = make(50);
+  clock.stallUs = 0;
+  plain(p, 30 * US);
+  clock.ms += 10;
+  clock.stallUs += 9_000;
+  let refused = 0;
+  for (let i = 0; i < 200; i++) refused += plain(p, 80 * US) === 0 ? 1 : 0;
+  t.equal(refused, 200, 'the budget refused every window');
+  t.equal(p.trial.polling, true, '200 refused waits of 80 µs did not end the trial with windows');
+  clock.ms += 10; // the pressure is gone
+  // Counted so far: the wait the first window was open for (the first refused one).
+  let open = 0;
+  for (let i = 0; i < 63; i++) open += hit(p, 20 * US) > 0 ? 1 : 0;
+  t.equal(open, 63, 'windows open again, and the trial goes on');
+  t.equal(hit(p, 20 * US), 0, 'its 64th windowed wait ends it');
+  for (let i = 0; i < 63; i++) plain(p, 60 * US);
+  t.equal(p.trial.polling, false, 'the trial without windows runs');
+  plain(p, 60 * US);
+  t.equal(p.trial.polling, true, 'caught after 20 µs with windows against 60 µs without: they pay');
 });
 
 t.test('setPollLimit sets the process-wide cap and checks it', async (t) => {
