@@ -27,6 +27,7 @@
 #include <linux/falloc.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -700,8 +701,8 @@ static void watcher_finalize(napi_env env, void *data, void *hint) {
  * to anything else: another fd of the loop ready (the loop's epoll fd turns
  * readable), an immediate, a due timer or a pending callback
  * (uv_backend_timeout 0), or another thread that wants this CPU (it yields
- * every round; a round that took far longer than one means the CPU was taken
- * from it, and it stops and says so). */
+ * every round; a round that took far longer than one while this thread was
+ * switched out means another thread had the CPU, and it stops and says so). */
 
 #define POLL_HIT 4        /* events bit: readiness caught by spinning; arg 3: ns spun */
 #define POLL_MISS 8       /* the last spin ran out; arg 3: ns from its end to now */
@@ -721,9 +722,16 @@ static int64_t mono_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Times this thread was switched out while runnable (-1: unknown). */
+static long involuntary_switches(void) {
+  struct rusage ru;
+  return getrusage(RUSAGE_THREAD, &ru) == 0 ? ru.ru_nivcsw : -1;
+}
+
 /* Spin on fd (and the loop's epoll fd) for up to max_ns; *spent: ns spun. */
 static int spin_once(int fd, int epfd, int64_t max_ns, int64_t *spent) {
   int64_t start = mono_ns(), last = start, t;
+  long switches = involuntary_switches();
   struct pollfd p[2];
   int n;
   for (;;) {
@@ -738,7 +746,12 @@ static int spin_once(int fd, int epfd, int64_t max_ns, int64_t *spent) {
     *spent = t - start;
     if (n < 0 && errno != EINTR) return SPIN_OTHER;
     if (n > 0) return p[0].revents ? SPIN_READY : SPIN_OTHER;
-    if (t - last > SPIN_CONTENDED_NS) return SPIN_CONTENDED;
+    /* A long round: another thread ran here, or this virtual CPU was
+     * stalled by its host or an interrupt (not a reason to stop). */
+    if (t - last > SPIN_CONTENDED_NS) {
+      long now = involuntary_switches();
+      if (switches < 0 || now < 0 || now != switches) return SPIN_CONTENDED;
+    }
     if (t - start >= max_ns) return SPIN_TIMEOUT;
     last = t;
     /* Hand the CPU to any thread waiting for it (a vCPU of the guest we

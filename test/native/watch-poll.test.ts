@@ -93,6 +93,42 @@ t.test('the window gives way to another fd of the loop', async (t) => {
   t.equal(calls[1]!.events & WINDOW, 0, 'the window ended for it: neither a hit nor a miss');
 });
 
+t.test('a window that loses the CPU to another thread ends as POLL_CONTENDED', async (t) => {
+  // This process and a busy one share CPU 0: the window yields every round,
+  // the busy process takes the CPU, and the window stops when it gets it back.
+  const r = child(`
+    import('node:child_process').then(({ spawn, execFileSync }) => {
+      execFileSync('taskset', ['-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+      const hog = spawn('taskset', ['-c', '0', process.execPath, '-e', 'for (;;) {}'], { stdio: 'ignore' });
+      const [a, b] = n.socketpair();
+      const buf = Buffer.alloc(64), meta = new Int32Array(2);
+      const calls = [];
+      const w = n.watch(b, n.READABLE, (status, events, ns) => {
+        calls.push({ events, ns });
+        while (n.recvmsg(b, buf, 0, buf.length, meta) > 0);
+      });
+      n.watchPoll(w, ${n.POLL_MAX_NS});
+      const send = () => n.sendmsg(a, Buffer.from('x'), 0, 1);
+      setTimeout(() => {
+        send();
+        setTimeout(() => {
+          send();
+          setTimeout(() => {
+            hog.kill('SIGKILL');
+            n.watchClose(w);
+            console.log(JSON.stringify(calls));
+            process.exit(0);
+          }, 20);
+        }, 50);
+      }, 100);
+    });
+  `);
+  t.equal(r.status, 0, r.stderr);
+  const calls = JSON.parse(r.stdout) as Call[];
+  t.equal(calls.length, 2);
+  t.equal(calls[1]!.events & WINDOW, n.POLL_CONTENDED, 'the window after the first message lost the CPU');
+});
+
 t.test('watchPoll checks its arguments', async (t) => {
   const [a, b] = n.socketpair();
   const w = n.watch(b, n.READABLE, () => {});
