@@ -239,6 +239,11 @@ export class AdaptivePoller {
 
   constructor(private readonly budget: PollBudget = processPollBudget) {}
 
+  /** The window the last update returned was not opened after all (the caller turned it off). */
+  withhold(): void {
+    this.opened = 0;
+  }
+
   /**
    * One watcher callback (its `events` and `ns`, see native.WatchCallback):
    * returns the window for the spin after it, in ns (0: none).

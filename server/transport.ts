@@ -231,7 +231,13 @@ export class Transport {
     }
     if (status < 0) return this.onPollError(status);
     if (events & native.WRITABLE) this.flush();
-    if (events & native.READABLE) this.readAvailable();
+    if (events & native.READABLE && !this.readAvailable() && this.pollWindow !== 0) {
+      // Stopped at the wake-up budget with more to read: the other sockets
+      // get their turn first, not a window that would find ours ready at once.
+      this.poller.withhold();
+      this.pollWindow = 0;
+      native.watchPoll(this.watcher!, 0);
+    }
   }
 
   /**
@@ -251,17 +257,22 @@ export class Transport {
     native.watchSet(this.watcher!, native.READABLE | (this.wantWrite ? native.WRITABLE : 0));
   }
 
-  private readAvailable(): void {
+  /** Reads and dispatches what the wake-up budget allows; false when it stopped with more to read. */
+  private readAvailable(): boolean {
     this.dispatching = true;
     const budgetEnd = this.handled + Math.max(MIN_WAKEUP_MESSAGES, Math.floor(WAKEUP_MESSAGES / openConnections));
+    let drained = false;
     try {
       for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.closed && this.handled < budgetEnd; i++) {
         this.makeRoom();
         const room = this.rbuf.length - this.rend;
         const n = this.channel.recv(this.rend, room);
-        if (n === -native.EAGAIN) break;
-        if (n === 0) { this.close(new Disconnect('eof', 'peer closed the connection (EOF)')); return; }
-        if (n < 0) { this.close(Disconnect.fromErrno('recvmsg', n)); return; }
+        if (n === -native.EAGAIN) {
+          drained = true;
+          break;
+        }
+        if (n === 0) { this.close(new Disconnect('eof', 'peer closed the connection (EOF)')); return true; }
+        if (n < 0) { this.close(Disconnect.fromErrno('recvmsg', n)); return true; }
         const nfds = this.meta[0]!;
         if (nfds > 0) {
           const fds = Array.from(this.meta.subarray(2, 2 + nfds));
@@ -270,7 +281,7 @@ export class Transport {
         this.rend += n;
         if (this.meta[1]! & native.MSG_CTRUNC) {
           this.close(new Disconnect('fd-truncation', `fd truncation (MSG_CTRUNC): more than ${this.limits.maxFds} fds in one message`));
-          return;
+          return true;
         }
         this.parse();
         if (n < room && nfds === 0) {
@@ -285,6 +296,7 @@ export class Transport {
       this.dispatching = false;
     }
     this.flush();
+    return drained || this.closed || this.handled < budgetEnd;
   }
 
   /** Dispatch every whole message in the buffer. */
