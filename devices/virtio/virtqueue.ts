@@ -25,8 +25,9 @@
 // into this process: shared guest RAM, the usual case) are drained
 // synchronously, in the turn of the kick: chains are walked in place and
 // handed out, and what the device completed meanwhile (a page-cache hit is
-// served at once) is published at the end of the drain, in the same turn,
-// with at most one interrupt, raised last. A ring that is not all mapped
+// served at once) is published at the end of that turn (a microtask, so the
+// doorbells of one socket read share it), with at most one interrupt,
+// raised last. A ring that is not all mapped
 // (message-backed memory, a vIOMMU mapping that moved, an indirect table
 // elsewhere) takes the asynchronous drain from where the synchronous one
 // stopped; every chain is taken whole by one or the other.
@@ -234,8 +235,10 @@ export class Virtqueue {
 
   /**
    * Drain synchronously while the ring is mapped; the asynchronous drain
-   * takes over where it is not. Then publish what completed meanwhile: one
-   * used-ring update and at most one interrupt, the last thing done.
+   * takes over where it is not. What completed meanwhile is published at the
+   * end of this turn (a microtask): the drains of every doorbell in one read
+   * of the socket are one used-ring update and at most one interrupt, the
+   * last thing the turn does.
    */
   private run(epoch: number): void {
     let rest = false;
@@ -257,7 +260,10 @@ export class Virtqueue {
     if (epoch !== this.epochNo) return;
     if (rest) void this.runAsync(epoch);
     else this.running = false;
-    if (this.pendingUsed.length > 0) this.flush();
+    if (this.pendingUsed.length > 0 && !this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flushCb);
+    }
   }
 
   private async runAsync(epoch: number): Promise<void> {

@@ -676,12 +676,14 @@ t.test('everything also works over DMA_READ/DMA_WRITE messages (no fd)', async (
   void BASE;
 });
 
-// ---- the synchronous drain (mapped rings): taken, completed, published and signalled in the kick's turn ----
+// ---- the synchronous drain (mapped rings): taken in the kick, published and signalled at the end of its turn ----
 
 const oneByte = (s: Setup) => s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]);
+/** The rest of the current turn: the microtasks queued so far. */
+const endOfTurn = () => Promise.resolve();
 
 for (const eventIdx of [false, true]) {
-  t.test(`mapped rings: one kick takes, publishes and signals in its own turn, once (EVENT_IDX ${eventIdx})`, async (t) => {
+  t.test(`mapped rings: one kick takes every chain at once; the turn ends with one update and one interrupt (EVENT_IDX ${eventIdx})`, async (t) => {
     const s = setup({ size: 16, eventIdx });
     s.host.autoComplete = 1;
     const seenAtNotify: number[][] = [];
@@ -692,9 +694,10 @@ for (const eventIdx of [false, true]) {
     const heads = [oneByte(s), oneByte(s), oneByte(s)];
     s.ring.push(...heads);
     s.vq.kick();
-    // No await: all of it happened inside kick().
-    t.equal(s.host.chains.length, 3, 'every chain taken');
-    t.equal(s.ring.usedIdx, 3, 'used->idx published before kick() returned');
+    t.equal(s.host.chains.length, 3, 'every chain taken inside kick()');
+    t.equal(s.ring.usedIdx, 0, 'nothing published while the turn runs');
+    await endOfTurn();
+    t.equal(s.ring.usedIdx, 3, 'used->idx published at the end of the turn');
     t.equal(s.host.notifies, 1, 'one interrupt');
     t.same(seenAtNotify, [[3, eventIdx ? 3 : 0]], 'the interrupt came after the used ring and after kicks were asked for again');
     t.equal(s.vq.stats.flushes, 1, 'one used-ring update for the three');
@@ -708,7 +711,7 @@ for (const eventIdx of [false, true]) {
     t.same(s.host.errors, []);
   });
 
-  t.test(`mapped rings: a buffer added during the drain without a kick is taken in the same turn (EVENT_IDX ${eventIdx})`, async (t) => {
+  t.test(`mapped rings: a buffer added during the drain without a kick is taken in the same drain (EVENT_IDX ${eventIdx})`, async (t) => {
     const s = setup({ size: 16, eventIdx });
     let adds = 2;
     s.host.handle = (c) => {
@@ -720,11 +723,32 @@ for (const eventIdx of [false, true]) {
     s.ring.push(oneByte(s));
     s.vq.kick();
     t.equal(s.host.chains.length, 3, 'all three taken by one kick');
+    if (eventIdx) t.equal(s.ring.availEvent, 3, 'avail_event asks for a kick at the next buffer');
+    else t.equal(s.ring.usedFlags, 0, 'kicks wanted again');
+    await endOfTurn();
     t.equal(s.ring.usedIdx, 3);
     t.equal(s.host.notifies, 1, 'one interrupt for the drain');
     t.equal(s.vq.stats.kicks, 1);
-    if (eventIdx) t.equal(s.ring.availEvent, 3, 'avail_event asks for a kick at the next buffer');
-    else t.equal(s.ring.usedFlags, 0, 'kicks wanted again');
+  });
+
+  t.test(`mapped rings: the kicks of one turn share one update and one interrupt; the next turn gets its own (EVENT_IDX ${eventIdx})`, async (t) => {
+    const s = setup({ size: 16, eventIdx });
+    s.host.autoComplete = 1;
+    s.ring.push(oneByte(s), oneByte(s));
+    s.vq.kick();
+    s.ring.push(oneByte(s));
+    s.vq.kick(); // a second doorbell in the same socket read
+    t.equal(s.host.chains.length, 3);
+    await endOfTurn();
+    t.equal(s.ring.usedIdx, 3);
+    t.equal(s.vq.stats.flushes, 1, 'one used-ring update');
+    t.equal(s.host.notifies, 1, 'one interrupt');
+    if (eventIdx) s.ring.usedEvent = 3; // the driver has taken three: interrupt past 3
+    s.ring.push(oneByte(s));
+    s.vq.kick();
+    await endOfTurn();
+    t.equal(s.ring.usedIdx, 4);
+    t.equal(s.host.notifies, 2, 'the next turn is not left without its interrupt');
   });
 
   t.test(`mapped rings: the interrupt decision holds for a synchronous drain (EVENT_IDX ${eventIdx})`, async (t) => {
@@ -732,16 +756,19 @@ for (const eventIdx of [false, true]) {
     s.host.autoComplete = 1;
     s.ring.push(oneByte(s));
     s.vq.kick();
+    await endOfTurn();
     t.equal(s.host.notifies, 1, 'the first completion interrupts');
     if (eventIdx) s.ring.usedEvent = 3; // interrupt when used->idx passes 3
     else s.ring.availFlags = VRING_AVAIL_F_NO_INTERRUPT;
     s.ring.push(oneByte(s), oneByte(s));
     s.vq.kick();
+    await endOfTurn();
     t.equal(s.ring.usedIdx, 3);
     t.equal(s.host.notifies, 1, 'used 1 -> 3 does not pass used_event 3 / NO_INTERRUPT: none');
     if (!eventIdx) s.ring.availFlags = 0;
     s.ring.push(oneByte(s));
     s.vq.kick();
+    await endOfTurn();
     t.equal(s.ring.usedIdx, 4);
     t.equal(s.host.notifies, 2, 'used 3 -> 4 passes used_event 3 / interrupts on: not skipped');
     t.equal(s.vq.stats.interrupts + s.vq.stats.suppressed, s.vq.stats.flushes, 'one decision per update');
@@ -758,7 +785,8 @@ t.test('mapped rings: what completes later is published by its own flush, once',
   };
   s.ring.push(oneByte(s), oneByte(s));
   s.vq.kick();
-  t.equal(s.ring.usedIdx, 1, 'the completed one published at once');
+  await endOfTurn();
+  t.equal(s.ring.usedIdx, 1, 'the completed one published at the end of the turn');
   t.equal(s.host.notifies, 1);
   t.ok(s.vq.busy, 'one still in flight');
   s.ring.usedEvent = 1; // the driver took the first and wants the next
@@ -797,6 +825,7 @@ t.test('an indirect table that is not mapped: the asynchronous drain goes on fro
   s.ring.push(first, ind, last);
   s.vq.kick();
   t.same(s.host.chains.map((c) => c.head), [first], 'the mapped chain taken at once, the drain stopped before the other');
+  await endOfTurn();
   t.equal(s.ring.usedIdx, 1, 'and published');
   await until(() => s.host.chains.length === 3 && s.ring.usedIdx === 3, 'the rest');
   await turns(10);
@@ -818,6 +847,7 @@ t.test('a malformed chain met by the synchronous drain is a RingError, raised on
   t.equal(s.host.errors.length, 1, 'reported in the kick');
   t.match(s.host.errors[0]!.message, /loop/);
   t.same(s.host.chains.map((c) => c.head), [good]);
+  await endOfTurn();
   t.equal(s.ring.usedIdx, 1, 'what completed before it is still published');
   await turns(10);
   t.equal(s.host.errors.length, 1);
