@@ -189,6 +189,11 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
         (withOneQueue ? `, ours1q ${r.results.ours1q_nr_queues}` : '') +
         `; scheduler ${(r.results.ours_scheduler ?? '').trim()}; fio ${fioLayer.version}` +
         (stats ? `; our device served ${stats.reads} reads, ${stats.writes} writes` : ''),
+      ...[OURS, QEMU].map(
+        (d) =>
+          `${d.label}: features ${r.results[`${d.label}_features`] ?? '?'}; ${r.results[`${d.label}_geometry`] ?? ''}; ` +
+          `/sys/block stat ${(r.results[`${d.label}_stat`] ?? '').trim().split(/\s+/).join(' ')}`,
+      ),
     ].join('\n      ')}`;
     return rows;
   } finally {

@@ -58,7 +58,7 @@ interface Addon {
   fileStat(fd: number): FileStat;
   fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
   preadvFull(fd: number, buffers: ArrayBuffer[], spans: Float64Array, count: number, position: number, tryInline: boolean): number | Promise<number>;
-  pwritevFull(fd: number, buffers: ArrayBuffer[], spans: Float64Array, count: number, position: number, tryInline: boolean): number | Promise<number>;
+  pwritevFull(fd: number, buffers: ArrayBuffer[], spans: Float64Array, count: number, position: number, tryInline: boolean, block?: boolean): number | Promise<number>;
   getSeals(fd: number): number;
   addSeals(fd: number, seals: number): void;
   ftruncate(fd: number, size: number): void;
@@ -311,9 +311,13 @@ export function preadvSpans(fd: number, list: SpanList, position: number, tryInl
   return addon.preadvFull(fd, list.buffers as ArrayBuffer[], list.spans, list.count, position, tryInline);
 }
 
-/** pwritevFull on a span list as it is. */
-export function pwritevSpans(fd: number, list: SpanList, position: number, tryInline: boolean): number | Promise<number> {
-  return addon.pwritevFull(fd, list.buffers as ArrayBuffer[], list.spans, list.count, position, tryInline);
+/**
+ * pwritevFull on a span list as it is. With `block` the write is made on
+ * this thread even when it has to wait (no RWF_NOWAIT, no thread pool):
+ * for callers that decided the page cache takes it quickly.
+ */
+export function pwritevSpans(fd: number, list: SpanList, position: number, tryInline: boolean, block = false): number | Promise<number> {
+  return addon.pwritevFull(fd, list.buffers as ArrayBuffer[], list.spans, list.count, position, tryInline, block);
 }
 
 // The views as (buffer index, byte offset, byte length) triples: the addon

@@ -1135,8 +1135,12 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info) {
  * thread: it copies only what is in the page cache and returns EAGAIN instead
  * of waiting for the disk (what io_uring does before it punts to a worker).
  * A cached request then completes without two thread hand-offs; anything
- * left goes to the libuv thread pool, where the call may block. Errors
- * always come as a rejected promise (with .code/.errno); bad arguments throw. */
+ * left goes to the libuv thread pool, where the call may block. With
+ * `block` (optional, a caller's choice for writes into the page cache, which
+ * seldom wait) the call is made on the calling thread without RWF_NOWAIT,
+ * so it may block there. Errors always come as a rejected promise (with
+ * .code/.errno: a failed inline call is repeated on the pool, which reports
+ * it); bad arguments throw. */
 #ifndef RWF_NOWAIT
 #define RWF_NOWAIT 0x00000008
 #endif
@@ -1217,10 +1221,11 @@ static void rw_complete(napi_env env, napi_status status, void *data) {
 
 static napi_value rw_call(napi_env env, napi_callback_info info, int write) {
   const char *fn = write ? "pwritevFull" : "preadvFull";
-  ARGS(6);
+  ARGS(7);
   int fd;
   int64_t count, pos;
-  bool is_array = false, is_ta = false, try_inline = false;
+  bool is_array = false, is_ta = false, try_inline = false, block = false;
+  napi_valuetype block_type;
   uint32_t nbuf, i;
   struct { uint8_t *p; size_t len; } *bufs;
   size_t slen;
@@ -1237,6 +1242,8 @@ static napi_value rw_call(napi_env env, napi_callback_info info, int write) {
   if ((size_t)count * 3 > slen) return range_error(env, fn, "spans holds fewer than count ranges");
   if (arg_int(env, fn, argv[4], "position", 0, SAFE_MAX, &pos)) return NULL;
   if (napi_get_value_bool(env, argv[5], &try_inline) != napi_ok) return type_error(env, fn, "tryInline must be a boolean");
+  NAPI(napi_typeof(env, argv[6], &block_type));
+  if (block_type != napi_undefined && napi_get_value_bool(env, argv[6], &block) != napi_ok) return type_error(env, fn, "block must be a boolean");
   NAPI(napi_get_array_length(env, argv[1], &nbuf));
   if (nbuf > MAX_SPANS) return range_error(env, fn, "more than 65536 buffers");
   bufs = malloc((nbuf ? nbuf : 1) * sizeof *bufs);
@@ -1274,9 +1281,9 @@ static napi_value rw_call(napi_env env, napi_callback_info info, int write) {
   free(bufs);
   if ((double)pos + (double)w->total > SAFE_MAX) return rw_free(env, w), range_error(env, fn, "position + length overflows");
   rw_advance(w, 0); /* skip empty ranges */
-  if (try_inline) {
+  if (try_inline || block) {
     while (w->done < w->total) {
-      ssize_t r = rw_once(w, RWF_NOWAIT);
+      ssize_t r = rw_once(w, block ? 0 : RWF_NOWAIT);
       if (r <= 0) {
         /* EOF ends a read; a write, EAGAIN, EOPNOTSUPP or an error goes to
          * the pool, which repeats the call and reports what happens. */

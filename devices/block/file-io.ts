@@ -1,14 +1,19 @@
 // File I/O for block devices (virtio-blk, nvme): positioned scatter/gather straight between the
 // image and the guest's buffers (native preadvSpans/pwritevSpans: one iovec
 // built once, a page-cache hit copied inline without waiting for the disk,
-// the rest on the libuv thread pool), fdatasync, and the fallocate-based
-// DISCARD / WRITE_ZEROES helpers.
+// the rest on the libuv thread pool; writes, where the caller accepts it,
+// inline and blocking while they stay quick), fdatasync, and the
+// fallocate-based DISCARD / WRITE_ZEROES helpers.
 import fs from 'node:fs';
 import type { SpanList } from '../../iommu/device-dma.js';
 import * as native from '../../native/index.js';
+import { BlockingWrites } from './blocking-writes.js';
 
-// Inline page-cache copies can be turned off (VFIO_USER_TS_BLK_INLINE_IO=0) to compare.
+// Inline page-cache copies (and blocking writes) can be turned off (VFIO_USER_TS_BLK_INLINE_IO=0) to compare.
 const INLINE = process.env.VFIO_USER_TS_BLK_INLINE_IO !== '0';
+
+/** When writes may block the event loop (see blocking-writes.ts); one per process. */
+export const blockingWrites = new BlockingWrites(INLINE);
 
 export function fdatasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
@@ -42,9 +47,16 @@ function zeroTail({ buffers, spans, count }: SpanList, n: number): void {
   }
 }
 
-/** Write all of the span list to the file at `pos`: nothing when done inline, else a promise. */
-export function writeFull(fd: number, list: SpanList, pos: number): void | Promise<void> {
-  const r = native.pwritevSpans(fd, list, pos, INLINE);
+/**
+ * Write all of the span list to the file at `pos`: nothing when done inline,
+ * else a promise. A caller that gives `bytes` (the list's total) lets
+ * blockingWrites make it on this thread, blocking, while writes stay quick.
+ */
+export function writeFull(fd: number, list: SpanList, pos: number, bytes?: number): void | Promise<void> {
+  const block = bytes !== undefined && blockingWrites.allow(bytes);
+  const start = block ? blockingWrites.clock() : 0;
+  const r = native.pwritevSpans(fd, list, pos, INLINE, block);
+  if (block) blockingWrites.done(start);
   if (typeof r !== 'number') return r.then(() => undefined);
 }
 

@@ -311,7 +311,7 @@ export class VirtioBlk {
         const len = chain.readable - OUTHDR_SIZE;
         const pos = this.range(sector, len);
         this.stats.writes++;
-        await withChainSpans(dma, chain, 'readable', OUTHDR_SIZE, len, (list) => writeFull(this.fd, list, pos));
+        await withChainSpans(dma, chain, 'readable', OUTHDR_SIZE, len, (list) => writeFull(this.fd, list, pos, len));
         if (!this.writeback) await fdatasync(this.fd);
         this.stats.bytesWritten += len;
         return;

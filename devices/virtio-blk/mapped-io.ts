@@ -3,7 +3,8 @@
 // the usual case). Everything is done in the turn that took the chain off the
 // ring: the header is read in place, the data descriptors become one reused
 // span list (no per-request arrays, promises or closures), the file I/O is
-// tried inline (page-cache hits copy at once), the status byte is stored in
+// tried inline (page-cache hits copy at once; writes are made inline,
+// blocking, while they stay quick: ../block/blocking-writes.ts), the status byte is stored in
 // place and the chain completes, so its used entry goes out with the rest of
 // the batch. Measured on this path: the general one (DeviceDma.withSpans,
 // async/await) spent about a sixth of its time in the garbage collector.
@@ -85,7 +86,7 @@ export class MappedIo {
     const pos = sector * SECTOR;
     let r: void | Promise<void>;
     try {
-      r = type === BlkType.IN ? readFull(disk.fd, this.list, pos) : writeFull(disk.fd, this.list, pos);
+      r = type === BlkType.IN ? readFull(disk.fd, this.list, pos) : writeFull(disk.fd, this.list, pos, len);
     } catch (e) {
       // Refused before any byte moved (bad arguments): nothing in flight.
       disk.finished(chain, type, 0, e);

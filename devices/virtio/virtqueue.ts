@@ -21,11 +21,22 @@
 // checks. Each chain goes to the device's handler; the device completes it
 // (possibly much later, many in flight) with `complete(chain, len)`.
 //
-// Used side: completions are coalesced per event-loop turn (setImmediate),
-// or published at the end of the current one when nothing else is in
-// flight: one write of the new used elements, one fenced store of used->idx,
-// then one interrupt decision for the whole batch (EVENT_IDX: used_event;
-// otherwise VRING_AVAIL_F_NO_INTERRUPT).
+// Mapped rings (avail ring, descriptor table and used ring in memory mapped
+// into this process: shared guest RAM, the usual case) are drained
+// synchronously, in the turn of the kick: chains are walked in place and
+// handed out, and what the device completed meanwhile (a page-cache hit is
+// served at once) is published at the end of that turn (a microtask, so the
+// doorbells of one socket read share it), with at most one interrupt,
+// raised last. A ring that is not all mapped
+// (message-backed memory, a vIOMMU mapping that moved, an indirect table
+// elsewhere) takes the asynchronous drain from where the synchronous one
+// stopped; every chain is taken whole by one or the other.
+//
+// Used side: completions that come later (thread-pool I/O) are coalesced
+// per event-loop turn (setImmediate), or published at the end of the current
+// one when nothing else is in flight: one write of the new used elements,
+// one fenced store of used->idx, then one interrupt decision for the whole
+// batch (EVENT_IDX: used_event; otherwise VRING_AVAIL_F_NO_INTERRUPT).
 //
 // A malformed ring (avail idx too far ahead, a head or next index out of
 // range, a loop, nested indirect, a bad indirect length, an unreadable ring)
@@ -140,6 +151,8 @@ export class Virtqueue {
     return this.epochNo;
   }
   private running = false;
+  /** A synchronous drain is handing out chains: completions wait for its end. */
+  private draining = false;
   private kicked = false;
   private signalledUsed = 0;
   private signalledValid = false;
@@ -149,7 +162,7 @@ export class Virtqueue {
   private flushScheduled = false;
   private flushing = false;
   private usedBuf: Buffer;
-  private readonly flushCb = (): void => void this.flush();
+  private readonly flushCb = (): void => this.flush();
 
   constructor(
     readonly index: number,
@@ -185,6 +198,7 @@ export class Virtqueue {
     this.signalledValid = false;
     this.pendingUsed = [];
     this.running = false;
+    this.draining = false;
     this.kicked = false;
     this.flushing = false;
   }
@@ -207,7 +221,8 @@ export class Virtqueue {
 
   /**
    * The driver notified us (or the device became ready): drain the available
-   * ring in the background. Never waits, never throws.
+   * ring, at once when it is mapped, else in the background. Never waits,
+   * never throws.
    */
   kick(): void {
     this.stats.kicks++;
@@ -215,10 +230,43 @@ export class Virtqueue {
     this.kicked = true;
     if (this.running || !this.host.canProcess()) return;
     this.running = true;
-    void this.run(this.epochNo);
+    this.run(this.epochNo);
   }
 
-  private async run(epoch: number): Promise<void> {
+  /**
+   * Drain synchronously while the ring is mapped; the asynchronous drain
+   * takes over where it is not. What completed meanwhile is published at the
+   * end of this turn (a microtask): the drains of every doorbell in one read
+   * of the socket are one used-ring update and at most one interrupt, the
+   * last thing the turn does.
+   */
+  private run(epoch: number): void {
+    let rest = false;
+    this.draining = true;
+    try {
+      while (this.kicked && epoch === this.epochNo && this.host.canProcess()) {
+        this.kicked = false;
+        if (!this.drainNow(epoch)) {
+          this.kicked = true;
+          rest = true;
+          break;
+        }
+      }
+    } catch (e) {
+      if (epoch === this.epochNo) this.host.ringError(this, asError(e));
+    } finally {
+      if (epoch === this.epochNo) this.draining = false;
+    }
+    if (epoch !== this.epochNo) return;
+    if (rest) void this.runAsync(epoch);
+    else this.running = false;
+    if (this.pendingUsed.length > 0 && !this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flushCb);
+    }
+  }
+
+  private async runAsync(epoch: number): Promise<void> {
     try {
       while (this.kicked && epoch === this.epochNo && this.host.canProcess()) {
         this.kicked = false;
@@ -229,6 +277,78 @@ export class Virtqueue {
     } finally {
       if (epoch === this.epochNo) this.running = false;
     }
+  }
+
+  /**
+   * The synchronous drain: every available chain, walked and handed out in
+   * place. True when the ring is empty and kicks are asked for again; false
+   * when some ring memory is not mapped (nothing half-taken: the
+   * asynchronous drain goes on from lastAvail).
+   */
+  private drainNow(epoch: number): boolean {
+    const dma = this.host.dma;
+    if (!dma) return true;
+    const size = this.size;
+    const table = dma.mappedView(this.desc, size * Desc.SIZE, DMA_ACCESS_READ);
+    const ring = dma.mappedView(iovaAdd(this.avail, 4), 2 * size, DMA_ACCESS_READ);
+    if (!table || !ring) return false;
+    const descs = descView(table);
+    // Without EVENT_IDX: no kicks while we drain (false: the used ring is not mapped).
+    const quiet = !this.eventIdx && store16Fenced(dma, this.used, VRING_USED_F_NO_NOTIFY);
+    if (!this.eventIdx && !quiet) return false;
+    let done = false;
+    try {
+      done = this.drainRingNow(dma, epoch, quiet, descs, ring);
+    } finally {
+      // Left early: kicks back on for whoever comes next.
+      if (quiet && !done && epoch === this.epochNo && this.host.dma === dma) store16Fenced(dma, this.used, 0);
+    }
+    return done;
+  }
+
+  private drainRingNow(dma: DeviceDma, epoch: number, quiet: boolean, descs: DataView, ring: Uint8Array): boolean {
+    const idxAddr = iovaAdd(this.avail, 2);
+    for (;;) {
+      let availIdx = mapped16(dma, idxAddr);
+      if (availIdx === null) return false;
+      let n = (availIdx - this.lastAvail) & 0xffff;
+      if (n === 0) {
+        // Going idle: ask for a notification at the next buffer, then look
+        // once more (the driver may have added one before it saw the request).
+        if (this.eventIdx) {
+          if (!store16Fenced(dma, iovaAdd(this.used, 4 + 8 * this.size), this.lastAvail)) return false;
+        } else store16Fenced(dma, this.used, 0);
+        availIdx = mapped16(dma, idxAddr);
+        if (availIdx === null) return false;
+        n = (availIdx - this.lastAvail) & 0xffff;
+        if (n === 0) return true;
+        if (quiet) store16Fenced(dma, this.used, VRING_USED_F_NO_NOTIFY);
+      }
+      if (n > this.size) {
+        throw new RingError(`queue ${this.index}: avail->idx ${availIdx} is ${n} entries past ${this.lastAvail} (size ${this.size})`);
+      }
+      this.stats.batches++;
+      for (let i = 0; i < n; i++) {
+        const slot = 2 * (this.lastAvail % this.size);
+        const head = ring[slot]! | (ring[slot + 1]! << 8);
+        if (this.inFlight >= this.size) {
+          throw new RingError(`queue ${this.index}: more than ${this.size} chains in flight (a head was made available twice)`);
+        }
+        const chain = this.walk(dma, head, epoch, descs, null);
+        if (!chain) return false;
+        this.take(chain);
+        if (epoch !== this.epochNo || !this.host.canProcess()) return true;
+      }
+    }
+  }
+
+  /** Account for a chain taken off the ring and hand it to the device. */
+  private take(chain: DescChain): void {
+    this.lastAvail = (this.lastAvail + 1) & 0xffff;
+    this.inFlight++;
+    this.stats.chains++;
+    this.stats.descriptors += chain.descriptors;
+    this.host.handle(chain);
   }
 
   /** Take every available chain; returns when the ring is empty. */
@@ -272,20 +392,15 @@ export class Virtqueue {
       this.stats.batches++;
       const heads = this.headsNow(dma, n) ?? (await this.readHeads(dma, n));
       if (epoch !== this.epochNo) return;
-      let table: Buffer | null = null;
-      const loadTable = async (): Promise<Buffer> => (table ??= await this.ringRead(dma, this.desc, this.size * Desc.SIZE, 'descriptor table'));
+      const copies: DescCopies = { table: null, head: null, indirect: null, indirectAt: 0, indirectLen: 0 };
       for (let i = 0; i < n; i++) {
         const head = heads.readUInt16LE(2 * i);
         if (this.inFlight >= this.size) {
           throw new RingError(`queue ${this.index}: more than ${this.size} chains in flight (a head was made available twice)`);
         }
-        const chain = await this.parseChain(dma, head, epoch, table, loadTable);
+        const chain = await this.parseChain(dma, head, epoch, copies);
         if (epoch !== this.epochNo) return;
-        this.lastAvail = (this.lastAvail + 1) & 0xffff;
-        this.inFlight++;
-        this.stats.chains++;
-        this.stats.descriptors += chain.descriptors;
-        this.host.handle(chain);
+        this.take(chain);
         if (epoch !== this.epochNo || !this.host.canProcess()) return;
       }
     }
@@ -311,27 +426,34 @@ export class Virtqueue {
   }
 
   /**
-   * Walk one chain from `head`: direct descriptors (from the table), then at
-   * most one indirect table, which must end the chain.
+   * Walk one chain from `head`: direct descriptors, then at most one
+   * indirect table, which must end the chain. Synchronous: descriptors are
+   * read from `table` (the whole descriptor table), from the copies the
+   * asynchronous path fetched, or in place when mapped. Null when something
+   * it needs is in none of these; with `copies` the missing range is noted
+   * there for parseChain to fetch.
    */
-  private async parseChain(
-    dma: DeviceDma,
-    head: number,
-    epoch: number,
-    table: Buffer | null,
-    loadTable: () => Promise<Buffer>,
-  ): Promise<DescChain> {
+  private walk(dma: DeviceDma, head: number, epoch: number, table: DataView | null, copies: DescCopies | null): DescChain | null {
     const size = this.size;
     const q = this.index;
     if (head >= size) throw new RingError(`queue ${q}: head ${head} out of range (size ${size})`);
     const chain = new DescChain(this, head, epoch);
+    table ??= copies?.table ?? null;
+    let d: DataView;
+    let base: number;
     let i = head;
+    if (table) {
+      d = table;
+      base = Desc.SIZE * head;
+    } else {
+      // The head alone first: most chains are one descriptor (an indirect one).
+      const headAddr = iovaAdd(this.desc, Desc.SIZE * head);
+      const v = copies?.head ?? dma.mappedView(headAddr, Desc.SIZE, DMA_ACCESS_READ);
+      if (!v) return missing(copies, 'descriptor', headAddr, Desc.SIZE);
+      d = descView(v);
+      base = 0;
+    }
     let count = 0;
-    // The head alone first: most chains are one descriptor (an indirect one).
-    // Read in place when mapped: every field is read once, before any await.
-    const headAddr = iovaAdd(this.desc, Desc.SIZE * head);
-    let d = descView(table ?? dma.mappedView(headAddr, Desc.SIZE, DMA_ACCESS_READ) ?? (await this.ringRead(dma, headAddr, Desc.SIZE, 'descriptor')));
-    let base = table ? Desc.SIZE * head : 0;
     for (;;) {
       if (++count > size) throw new RingError(`queue ${q}: descriptor loop in chain ${head}`);
       const flags = d.getUint16(base + 12, true);
@@ -340,7 +462,15 @@ export class Virtqueue {
         if (flags & Desc.NEXT) throw new RingError(`queue ${q}: descriptor ${i} has both INDIRECT and NEXT`);
         const len = d.getUint32(base + 8, true);
         const addr = iovaFrom(d.getUint32(base, true), d.getUint32(base + 4, true));
-        await this.parseIndirect(dma, chain, addr, len);
+        if (len === 0 || len % Desc.SIZE !== 0) {
+          throw new RingError(`queue ${q}: indirect table length ${len} is not a positive multiple of 16`);
+        }
+        const n = len / Desc.SIZE;
+        if (n > MAX_INDIRECT) throw new RingError(`queue ${q}: indirect table of ${n} descriptors (max ${MAX_INDIRECT})`);
+        const fetched = copies?.indirect && copies.indirectAt === addr && copies.indirectLen === len ? copies.indirect : null;
+        const t = fetched ?? dma.mappedView(addr, len, DMA_ACCESS_READ);
+        if (!t) return missing(copies, 'indirect table', addr, len);
+        this.walkIndirect(chain, descView(t), n);
         chain.descriptors++;
         return chain;
       }
@@ -348,22 +478,45 @@ export class Virtqueue {
       if (!(flags & Desc.NEXT)) return chain;
       const next = d.getUint16(base + 14, true);
       if (next >= size) throw new RingError(`queue ${q}: next ${next} out of range in chain ${head} (size ${size})`);
-      if (!table) table = await loadTable();
-      d = descView(table);
+      if (!table) {
+        const v = dma.mappedView(this.desc, size * Desc.SIZE, DMA_ACCESS_READ);
+        if (!v) return missing(copies, 'descriptor table', this.desc, size * Desc.SIZE);
+        table = descView(v);
+      }
+      d = table;
       base = Desc.SIZE * next;
       i = next;
     }
   }
 
-  private async parseIndirect(dma: DeviceDma, chain: DescChain, addr: Iova, len: number): Promise<void> {
-    const q = this.index;
-    if (len === 0 || len % Desc.SIZE !== 0) {
-      throw new RingError(`queue ${q}: indirect table length ${len} is not a positive multiple of 16`);
+  /**
+   * walk() over memory that is not all mapped: fetch (copy) what it was
+   * missing and walk again; the copies of the descriptor table are kept for
+   * the batch. Each range is fetched once, so a few rounds at most.
+   */
+  private async parseChain(dma: DeviceDma, head: number, epoch: number, copies: DescCopies): Promise<DescChain> {
+    copies.head = null;
+    copies.indirect = null;
+    for (let round = 0; round < 4; round++) {
+      copies.need = undefined;
+      const chain = this.walk(dma, head, epoch, null, copies);
+      if (chain) return chain;
+      const need = copies.need!;
+      const b = await this.ringRead(dma, need.addr, need.len, need.what);
+      if (need.what === 'descriptor') copies.head = b;
+      else if (need.what === 'descriptor table') copies.table = descView(b);
+      else {
+        copies.indirect = b;
+        copies.indirectAt = need.addr;
+        copies.indirectLen = need.len;
+      }
     }
-    const n = len / Desc.SIZE;
-    if (n > MAX_INDIRECT) throw new RingError(`queue ${q}: indirect table of ${n} descriptors (max ${MAX_INDIRECT})`);
-    // In place when mapped (the walk below is synchronous), else a copy.
-    const t = descView(dma.mappedView(addr, len, DMA_ACCESS_READ) ?? (await this.ringRead(dma, addr, len, 'indirect table')));
+    throw new RingError(`queue ${this.index}: the descriptors of chain ${head} kept changing while they were read`);
+  }
+
+  /** The descriptors of an indirect table of `n`, from its first. */
+  private walkIndirect(chain: DescChain, t: DataView, n: number): void {
+    const q = this.index;
     chain.indirect = true;
     let i = 0;
     let count = 0;
@@ -391,6 +544,7 @@ export class Virtqueue {
     if (chain.epoch !== this.epochNo || chain.queue !== this) return;
     this.stats.completions++;
     this.pendingUsed.push(chain.head, len >>> 0);
+    if (this.draining) return; // published at the end of the drain
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       // Nothing else outstanding and no drain handing out more: nothing to
@@ -401,9 +555,57 @@ export class Virtqueue {
     }
   }
 
-  private async flush(): Promise<void> {
+  /** Publish the pending completions: in place when the used ring is mapped, else asynchronously. */
+  private flush(): void {
     this.flushScheduled = false;
-    if (this.flushing) return; // the running flush loops until nothing is pending
+    if (this.flushing || this.pendingUsed.length === 0) return; // a running flush loops until nothing is pending
+    if (!this.flushNow()) void this.flushAsync();
+  }
+
+  /**
+   * flushAsync done synchronously: used elements, fenced used->idx, the
+   * interrupt decision and the interrupt, last. False (nothing done) when
+   * the used ring or the driver's interrupt field is not mapped.
+   */
+  private flushNow(): boolean {
+    const dma = this.host.dma;
+    if (!dma) return false;
+    const list = this.pendingUsed;
+    const n = list.length >> 1;
+    const size = this.size;
+    const start = this.usedIdx % size;
+    const first = Math.min(n, size - start);
+    const a = dma.mappedView(iovaAdd(this.used, 4 + 8 * start), 8 * first, DMA_ACCESS_WRITE);
+    const b = first < n ? dma.mappedView(iovaAdd(this.used, 4), 8 * (n - first), DMA_ACCESS_WRITE) : null;
+    const decideAt = this.eventIdx ? iovaAdd(this.avail, 4 + 2 * size) : this.avail;
+    if (!a || (first < n && !b) || !dma.mappedView(decideAt, 2, DMA_ACCESS_READ)) return false;
+    const elems = this.usedElems(list, n);
+    a.set(elems.subarray(0, 8 * first));
+    if (b) b.set(elems.subarray(8 * first));
+    const old = this.usedIdx;
+    const idx = (old + n) & 0xffff;
+    if (!store16Fenced(dma, iovaAdd(this.used, 2), idx)) return false;
+    list.length = 0;
+    this.published(old, idx, n);
+    const notify = this.shouldNotify(dma, this.epochNo);
+    if (typeof notify !== 'boolean') return true; // cannot happen: its field was seen mapped
+    if (notify) {
+      this.stats.interrupts++;
+      this.host.notify(this);
+    } else this.stats.suppressed++;
+    return true;
+  }
+
+  /** used->idx went from `old` to `idx` (n elements). */
+  private published(old: number, idx: number, n: number): void {
+    this.usedIdx = idx;
+    this.inFlight -= n;
+    this.stats.flushes++;
+    // The driver fell more than a whole window behind what we signalled.
+    if (((idx - this.signalledUsed) << 16 >> 16) < ((idx - old) & 0xffff)) this.signalledValid = false;
+  }
+
+  private async flushAsync(): Promise<void> {
     const epoch = this.epochNo;
     this.flushing = true;
     try {
@@ -417,17 +619,13 @@ export class Virtqueue {
         const old = this.usedIdx;
         const elems = this.usedElems(list, n);
         list.length = 0;
-        if (!this.writeUsedNow(dma, elems, n)) await this.writeUsed(dma, elems, n, epoch);
+        await this.writeUsed(dma, elems, n, epoch);
         if (epoch !== this.epochNo) return;
         const idx = (old + n) & 0xffff;
         const idxAddr = iovaAdd(this.used, 2);
         if (!store16Fenced(dma, idxAddr, idx)) await this.ringStore16(dma, idxAddr, idx, 'used->idx');
         if (epoch !== this.epochNo) return;
-        this.usedIdx = idx;
-        this.inFlight -= n;
-        this.stats.flushes++;
-        // The driver fell more than a whole window behind what we signalled.
-        if (((idx - this.signalledUsed) << 16 >> 16) < ((idx - old) & 0xffff)) this.signalledValid = false;
+        this.published(old, idx, n);
         const notify = this.shouldNotify(dma, epoch);
         if (typeof notify === 'boolean' ? notify : await notify) {
           this.stats.interrupts++;
@@ -450,15 +648,6 @@ export class Virtqueue {
       b.writeUInt32LE(list[2 * k + 1]!, 8 * k + 4);
     }
     return b.subarray(0, 8 * n);
-  }
-
-  /** used->ring[usedIdx .. +n) written at once in mapped memory when it does not wrap; false: use writeUsed. */
-  private writeUsedNow(dma: DeviceDma, elems: Buffer, n: number): boolean {
-    const start = this.usedIdx % this.size;
-    if (start + n > this.size) return false;
-    const v = dma.mappedView(iovaAdd(this.used, 4 + 8 * start), 8 * n, DMA_ACCESS_WRITE);
-    if (v) v.set(elems);
-    return v !== null;
   }
 
   /** used->ring[usedIdx .. +n) = the pending elements (at most two writes). */
@@ -522,6 +711,26 @@ export class Virtqueue {
       throw new RingError(`queue ${this.index}: cannot write ${what} at ${iovaHex(addr)}: ${asError(e).message}`);
     }
   }
+}
+
+/** What the asynchronous path copied of one chain's descriptors (walk reads them before the mapped memory). */
+interface DescCopies {
+  /** The whole descriptor table (kept for the batch). */
+  table: DataView | null;
+  /** The chain's head descriptor. */
+  head: Buffer | null;
+  /** The chain's indirect table, copied from indirectAt (indirectLen bytes). */
+  indirect: Buffer | null;
+  indirectAt: Iova;
+  indirectLen: number;
+  /** Set by walk: the range it could not read. */
+  need?: { what: 'descriptor' | 'descriptor table' | 'indirect table'; addr: Iova; len: number };
+}
+
+/** walk() could not read a range: note it for parseChain (if it fetches), and give up. */
+function missing(copies: DescCopies | null, what: NonNullable<DescCopies['need']>['what'], addr: Iova, len: number): null {
+  if (copies) copies.need = { what, addr, len };
+  return null;
 }
 
 /** vring_need_event: has `newIdx` passed `event` since `oldIdx`? */

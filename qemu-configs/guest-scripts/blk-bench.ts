@@ -8,7 +8,8 @@
 //   dd:  t_<disk>_<step>_<r> (seconds, $EPOCHREALTIME) and st_<disk>_<step>_<r> (exit status, dd's last line)
 //   fio: f_<disk>_<step>_<r> (terse line, see fio.ts) and f_<disk>_<step>_<r>_status
 // and per disk: <disk>_dev, <disk>_nr_queues (blk-mq hardware queues), <disk>_scheduler,
-// plus the virtio_report fields.
+// <disk>_geometry (request limits from /sys/block/X/queue), <disk>_stat (/sys/block/X/stat
+// at the end: requests and sectors per direction), plus the virtio_report fields.
 import { FIO_HELPERS } from './fio.js';
 import { VIRTIO_HELPERS, VIRTIO_ID_BLOCK } from './virtio.js';
 
@@ -75,7 +76,9 @@ b=$(ls $v/block 2>/dev/null | head -n 1)
 dev_${d.label}=/dev/$b
 result ${d.label}_dev $b
 result ${d.label}_scheduler "$(cat /sys/block/$b/queue/scheduler)"
-result ${d.label}_nr_queues "$(ls /sys/block/$b/mq | wc -l)"`,
+result ${d.label}_nr_queues "$(ls /sys/block/$b/mq | wc -l)"
+q=/sys/block/$b/queue
+result ${d.label}_geometry "max_sectors_kb $(cat $q/max_sectors_kb) max_hw_sectors_kb $(cat $q/max_hw_sectors_kb) max_segments $(cat $q/max_segments) max_segment_size $(cat $q/max_segment_size) nr_requests $(cat $q/nr_requests)"`,
     )
     .join('\n');
   const warmup = o.disks
@@ -121,6 +124,7 @@ ${calls(true)}
   fi
   r=$((r + 1))
 done
+${o.disks.map((d) => `result ${d.label}_stat "$(cat /sys/block/$(basename $dev_${d.label})/stat)"`).join('\n')}
 echo @@DONE
 `;
 }

@@ -164,3 +164,22 @@ t.test('preadvSpans / pwritevSpans take a span list as it is, and check every sp
   t.throws(() => n.preadvSpans(fd, { buffers: [new SharedArrayBuffer(8)], spans: new Float64Array([0, 0, 1]), count: 1 }, 0, true), TypeError, 'ArrayBuffers only');
   t.throws(() => n.preadvSpans(fd, { buffers: [a], spans: new Uint32Array(3) as never, count: 1 }, 0, true), TypeError, 'spans must be a Float64Array');
 });
+
+t.test('pwritevSpans with block writes on the calling thread: a number, never a promise', async (t) => {
+  const { fd, file: f } = file(t, Buffer.alloc(64 * KiB));
+  const data = pattern(12 * KiB, 5);
+  const a = data.buffer.slice(data.byteOffset, data.byteOffset + data.length);
+  const spans = new Float64Array([0, 8 * KiB, 4 * KiB, 0, 0, 8 * KiB]);
+  const r = n.pwritevSpans(fd, { buffers: [a], spans, count: 2 }, 4 * KiB, false, true);
+  t.equal(r, 12 * KiB, 'done before it returned, whatever RWF_NOWAIT would have said');
+  const want = Buffer.concat([data.subarray(8 * KiB), data.subarray(0, 8 * KiB)]);
+  t.ok(fs.readFileSync(f).subarray(4 * KiB, 16 * KiB).equals(want), 'spans written in list order');
+  t.throws(() => n.pwritevSpans(fd, { buffers: [a], spans, count: 1 }, 0, false, 1 as never), TypeError, 'block must be a boolean');
+  // A failing blocking write is repeated on the pool, which reports it.
+  const { dir, cleanup } = tmpDir();
+  t.teardown(cleanup);
+  fs.writeFileSync(path.join(dir, 'ro'), pattern(4 * KiB));
+  const rfd = fs.openSync(path.join(dir, 'ro'), 'r');
+  t.teardown(() => fs.closeSync(rfd));
+  await t.rejects(settle(n.pwritevSpans(rfd, { buffers: [a], spans, count: 1 }, 0, false, true)), { code: 'EBADF', syscall: 'pwritev' });
+});

@@ -675,3 +675,180 @@ t.test('everything also works over DMA_READ/DMA_WRITE messages (no fd)', async (
   t.ok(g.messages.reads > 0 && g.messages.writes > 0, `ring and data went over messages (${g.messages.reads} reads, ${g.messages.writes} writes)`);
   void BASE;
 });
+
+// ---- the synchronous drain (mapped rings): taken in the kick, published and signalled at the end of its turn ----
+
+const oneByte = (s: Setup) => s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]);
+/** The rest of the current turn: the microtasks queued so far. */
+const endOfTurn = () => Promise.resolve();
+
+for (const eventIdx of [false, true]) {
+  t.test(`mapped rings: one kick takes every chain at once; the turn ends with one update and one interrupt (EVENT_IDX ${eventIdx})`, async (t) => {
+    const s = setup({ size: 16, eventIdx });
+    s.host.autoComplete = 1;
+    const seenAtNotify: number[][] = [];
+    s.host.notify = () => {
+      s.host.notifies++;
+      seenAtNotify.push([s.ring.usedIdx, eventIdx ? s.ring.availEvent : s.ring.usedFlags]);
+    };
+    const heads = [oneByte(s), oneByte(s), oneByte(s)];
+    s.ring.push(...heads);
+    s.vq.kick();
+    t.equal(s.host.chains.length, 3, 'every chain taken inside kick()');
+    t.equal(s.ring.usedIdx, 0, 'nothing published while the turn runs');
+    await endOfTurn();
+    t.equal(s.ring.usedIdx, 3, 'used->idx published at the end of the turn');
+    t.equal(s.host.notifies, 1, 'one interrupt');
+    t.same(seenAtNotify, [[3, eventIdx ? 3 : 0]], 'the interrupt came after the used ring and after kicks were asked for again');
+    t.equal(s.vq.stats.flushes, 1, 'one used-ring update for the three');
+    await turns(10);
+    t.equal(s.ring.usedIdx, 3, 'nothing published twice');
+    t.same(s.ring.takeUsed().map((e) => e.id), heads);
+    t.equal(s.vq.stats.flushes, 1);
+    t.equal(s.host.notifies, 1);
+    t.equal(s.vq.inFlight, 0);
+    t.notOk(s.vq.busy, 'idle');
+    t.same(s.host.errors, []);
+  });
+
+  t.test(`mapped rings: a buffer added during the drain without a kick is taken in the same drain (EVENT_IDX ${eventIdx})`, async (t) => {
+    const s = setup({ size: 16, eventIdx });
+    let adds = 2;
+    s.host.handle = (c) => {
+      s.host.chains.push(c);
+      c.complete(1);
+      // The driver sees kicks suppressed (NO_NOTIFY / a stale avail_event) and does not kick.
+      if (adds-- > 0) s.ring.push(oneByte(s));
+    };
+    s.ring.push(oneByte(s));
+    s.vq.kick();
+    t.equal(s.host.chains.length, 3, 'all three taken by one kick');
+    if (eventIdx) t.equal(s.ring.availEvent, 3, 'avail_event asks for a kick at the next buffer');
+    else t.equal(s.ring.usedFlags, 0, 'kicks wanted again');
+    await endOfTurn();
+    t.equal(s.ring.usedIdx, 3);
+    t.equal(s.host.notifies, 1, 'one interrupt for the drain');
+    t.equal(s.vq.stats.kicks, 1);
+  });
+
+  t.test(`mapped rings: the kicks of one turn share one update and one interrupt; the next turn gets its own (EVENT_IDX ${eventIdx})`, async (t) => {
+    const s = setup({ size: 16, eventIdx });
+    s.host.autoComplete = 1;
+    s.ring.push(oneByte(s), oneByte(s));
+    s.vq.kick();
+    s.ring.push(oneByte(s));
+    s.vq.kick(); // a second doorbell in the same socket read
+    t.equal(s.host.chains.length, 3);
+    await endOfTurn();
+    t.equal(s.ring.usedIdx, 3);
+    t.equal(s.vq.stats.flushes, 1, 'one used-ring update');
+    t.equal(s.host.notifies, 1, 'one interrupt');
+    if (eventIdx) s.ring.usedEvent = 3; // the driver has taken three: interrupt past 3
+    s.ring.push(oneByte(s));
+    s.vq.kick();
+    await endOfTurn();
+    t.equal(s.ring.usedIdx, 4);
+    t.equal(s.host.notifies, 2, 'the next turn is not left without its interrupt');
+  });
+
+  t.test(`mapped rings: the interrupt decision holds for a synchronous drain (EVENT_IDX ${eventIdx})`, async (t) => {
+    const s = setup({ size: 16, eventIdx });
+    s.host.autoComplete = 1;
+    s.ring.push(oneByte(s));
+    s.vq.kick();
+    await endOfTurn();
+    t.equal(s.host.notifies, 1, 'the first completion interrupts');
+    if (eventIdx) s.ring.usedEvent = 3; // interrupt when used->idx passes 3
+    else s.ring.availFlags = VRING_AVAIL_F_NO_INTERRUPT;
+    s.ring.push(oneByte(s), oneByte(s));
+    s.vq.kick();
+    await endOfTurn();
+    t.equal(s.ring.usedIdx, 3);
+    t.equal(s.host.notifies, 1, 'used 1 -> 3 does not pass used_event 3 / NO_INTERRUPT: none');
+    if (!eventIdx) s.ring.availFlags = 0;
+    s.ring.push(oneByte(s));
+    s.vq.kick();
+    await endOfTurn();
+    t.equal(s.ring.usedIdx, 4);
+    t.equal(s.host.notifies, 2, 'used 3 -> 4 passes used_event 3 / interrupts on: not skipped');
+    t.equal(s.vq.stats.interrupts + s.vq.stats.suppressed, s.vq.stats.flushes, 'one decision per update');
+  });
+}
+
+t.test('mapped rings: what completes later is published by its own flush, once', async (t) => {
+  const s = setup({ size: 16, eventIdx: true });
+  let kept: DescChain | null = null;
+  s.host.handle = (c) => {
+    s.host.chains.push(c);
+    if (kept === null) kept = c; // as thread-pool I/O would
+    else c.complete(1);
+  };
+  s.ring.push(oneByte(s), oneByte(s));
+  s.vq.kick();
+  await endOfTurn();
+  t.equal(s.ring.usedIdx, 1, 'the completed one published at the end of the turn');
+  t.equal(s.host.notifies, 1);
+  t.ok(s.vq.busy, 'one still in flight');
+  s.ring.usedEvent = 1; // the driver took the first and wants the next
+  kept!.complete(1);
+  await until(() => s.ring.usedIdx === 2, 'the later one');
+  await turns(10);
+  t.equal(s.ring.usedIdx, 2);
+  t.same(s.ring.takeUsed().map((e) => e.id), [s.host.chains[1]!.head, s.host.chains[0]!.head]);
+  t.equal(s.host.notifies, 2);
+  t.equal(s.vq.stats.flushes, 2);
+  t.notOk(s.vq.busy);
+});
+
+t.test('an indirect table that is not mapped: the asynchronous drain goes on from there, each chain taken once', async (t) => {
+  const s = setup({ size: 16, eventIdx: true });
+  s.host.autoComplete = 1;
+  const real = s.g.dma;
+  const tableAt = s.g.mem.alloc(32);
+  // The indirect table is reachable by copies only (as memory behind messages).
+  s.host.dma = new Proxy(real, {
+    get(target, prop) {
+      if (prop === 'mappedView') {
+        return (addr: number, len: number, access: number) => (Number(addr) === tableAt ? null : real.mappedView(addr, len, access));
+      }
+      const v = Reflect.get(target, prop) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const first = oneByte(s);
+  const x = s.g.mem.alloc(8);
+  s.ring.writeDesc(0, x, 4, Desc.WRITE | Desc.NEXT, 1, tableAt);
+  s.ring.writeDesc(1, x + 4, 4, Desc.WRITE, 0, tableAt);
+  const ind = s.ring.allocDesc();
+  s.ring.writeDesc(ind, tableAt, 32, Desc.INDIRECT);
+  const last = oneByte(s);
+  s.ring.push(first, ind, last);
+  s.vq.kick();
+  t.same(s.host.chains.map((c) => c.head), [first], 'the mapped chain taken at once, the drain stopped before the other');
+  await endOfTurn();
+  t.equal(s.ring.usedIdx, 1, 'and published');
+  await until(() => s.host.chains.length === 3 && s.ring.usedIdx === 3, 'the rest');
+  await turns(10);
+  t.same(s.host.chains.map((c) => c.head), [first, ind, last], 'each chain once, in order');
+  t.same([s.host.chains[1]!.writable, s.host.chains[1]!.indirect], [8, true]);
+  t.equal(s.ring.usedIdx, 3);
+  t.equal(s.ring.availEvent, 3, 'kicks asked for again at the end');
+  t.notOk(s.vq.busy);
+  t.same(s.host.errors, []);
+});
+
+t.test('a malformed chain met by the synchronous drain is a RingError, raised once', async (t) => {
+  const s = setup({ size: 8 });
+  s.host.autoComplete = 1;
+  const good = oneByte(s);
+  s.ring.writeDesc(5, s.g.mem.alloc(4), 4, Desc.NEXT, 5);
+  s.ring.push(good, 5);
+  s.vq.kick();
+  t.equal(s.host.errors.length, 1, 'reported in the kick');
+  t.match(s.host.errors[0]!.message, /loop/);
+  t.same(s.host.chains.map((c) => c.head), [good]);
+  await endOfTurn();
+  t.equal(s.ring.usedIdx, 1, 'what completed before it is still published');
+  await turns(10);
+  t.equal(s.host.errors.length, 1);
+});
