@@ -127,7 +127,7 @@ export class IoCommands {
     if (p) await p;
     const fd = ns.fd;
     if (write) {
-      await dma.withSpans(cmd.iovas, cmd.lengths, DMA_ACCESS_READ, (list) => writeFull(fd, list, pos));
+      await dma.withSpans(cmd.iovas, cmd.lengths, DMA_ACCESS_READ, (list) => writeFull(fd, list, pos, len));
       if (cmd.cdw12 & CDW12_FUA || !this.host.writeCache) await fdatasync(fd);
       this.host.counters.bytesWritten += len;
     } else {
