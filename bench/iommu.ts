@@ -143,18 +143,7 @@ function lookups(): BenchRow[] {
   };
   const floor = (n: number) => {
     for (let k = 0; k < n; k++) {
-      const x = q[qi];
-      let lo = 0;
-      let hi = N - 1;
-      let at = -1;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        if (starts[mid] <= x) {
-          at = mid;
-          lo = mid + 1;
-        } else hi = mid - 1;
-      }
-      if (at >= 0 && x + 64 <= ends[at]) sink++;
+      if (floorSearch(q[qi]) >= 0) sink++;
       qi = (qi + 1) & (QUERIES - 1);
     }
   };

@@ -42,15 +42,7 @@ export class Prng {
 
   /** Fills `buf` with random bytes. */
   fill(buf: Uint8Array): void {
-    let i = 0;
-    for (; i + 4 <= buf.length; i += 4) {
-      const v = this.u32();
-      buf[i] = v;
-      buf[i + 1] = v >>> 8;
-      buf[i + 2] = v >>> 16;
-      buf[i + 3] = v >>> 24;
-    }
-    for (; i < buf.length; i++) buf[i] = this.u32();
+    this.source.fill(buf);
   }
 
   bytes(n: number): Buffer {

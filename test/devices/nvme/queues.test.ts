@@ -257,6 +257,13 @@ async function shadowPages(e: Env): Promise<{ sqDb: number; cqDb: number }> {
   return { sqDb: dbs + 8, cqDb: dbs + 12 };
 }
 
+/** As the driver does with shadow doorbells: queue a read of one block and write the new tail to the shadow slot only. */
+function submitShadowed(e: Env, q: QueuePair, sqDb: number, buf: number): number {
+  const cid = e.drv.put(q, { opcode: 0x02, nsid: 1, prp1: buf });
+  e.g.mem.set32(sqDb, q.sqTail);
+  return cid;
+}
+
 /** As the driver does with shadow doorbells: consume the next completion, write the new head to the shadow slot, then (if `ring`) to the MMIO doorbell. */
 function consume(e: Env, q: QueuePair, cqDb: number, ring: boolean): number {
   const c = e.drv.peek(q);
@@ -278,11 +285,7 @@ t.test('shadow doorbells: a late MMIO tail older than the shadow tail announces 
     await until(() => e.drv.peek(q) !== undefined, 'a completion');
     return consume(e, q, cqDb, true);
   };
-  const submit = () => {
-    const cid = e.drv.put(q, { opcode: 0x02, nsid: 1, prp1: buf });
-    e.g.mem.set32(sqDb, q.sqTail);
-    return cid;
-  };
+  const submit = () => submitShadowed(e, q, sqDb, buf);
   // The first command is rung; the ring of the second is posted but reaches the controller
   // only after the third was already picked up from the shadow slot.
   const cids = [submit()];
@@ -342,11 +345,7 @@ t.test('shadow doorbells through DMA messages: a late MMIO tail older than a sha
   const q = await e.drv.createIoQueues(1, 32);
   const { sqDb, cqDb } = await shadowPages(e);
   const buf = e.g.mem.alloc(512, PAGE);
-  const submit = () => {
-    const cid = e.drv.put(q, { opcode: 0x02, nsid: 1, prp1: buf });
-    e.g.mem.set32(sqDb, q.sqTail);
-    return cid;
-  };
+  const submit = () => submitShadowed(e, q, sqDb, buf);
   // The first command is rung; the ring of the second is posted but late; the third is only in the
   // shadow slot. The controller's look at the shadow tail after its EventIdx write takes both.
   const cids = [submit()];
