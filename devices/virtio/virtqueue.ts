@@ -288,17 +288,12 @@ export class Virtqueue {
   private drainNow(epoch: number): boolean {
     const dma = this.host.dma;
     if (!dma) return true;
-    const size = this.size;
-    const table = dma.mappedView(this.desc, size * Desc.SIZE, DMA_ACCESS_READ);
-    const ring = dma.mappedView(iovaAdd(this.avail, 4), 2 * size, DMA_ACCESS_READ);
-    if (!table || !ring) return false;
-    const descs = descView(table);
     // Without EVENT_IDX: no kicks while we drain (false: the used ring is not mapped).
     const quiet = !this.eventIdx && store16Fenced(dma, this.used, VRING_USED_F_NO_NOTIFY);
     if (!this.eventIdx && !quiet) return false;
     let done = false;
     try {
-      done = this.drainRingNow(dma, epoch, quiet, descs, ring);
+      done = this.drainRingNow(dma, epoch, quiet);
     } finally {
       // Left early: kicks back on for whoever comes next.
       if (quiet && !done && epoch === this.epochNo && this.host.dma === dma) store16Fenced(dma, this.used, 0);
@@ -306,7 +301,8 @@ export class Virtqueue {
     return done;
   }
 
-  private drainRingNow(dma: DeviceDma, epoch: number, quiet: boolean, descs: DataView, ring: Uint8Array): boolean {
+  private drainRingNow(dma: DeviceDma, epoch: number, quiet: boolean): boolean {
+    const size = this.size;
     const idxAddr = iovaAdd(this.avail, 2);
     for (;;) {
       let availIdx = mapped16(dma, idxAddr);
@@ -327,6 +323,14 @@ export class Virtqueue {
       if (n > this.size) {
         throw new RingError(`queue ${this.index}: avail->idx ${availIdx} is ${n} entries past ${this.lastAvail} (size ${this.size})`);
       }
+      // The views are taken after avail->idx is read, for each batch: the
+      // driver writes entries and descriptors before it moves the index, so
+      // everything up to that index is in them when taken (a recording with
+      // --record-dma copies them there and then).
+      const table = dma.mappedView(this.desc, size * Desc.SIZE, DMA_ACCESS_READ);
+      const ring = dma.mappedView(iovaAdd(this.avail, 4), 2 * size, DMA_ACCESS_READ);
+      if (!table || !ring) return false;
+      const descs = descView(table);
       this.stats.batches++;
       for (let i = 0; i < n; i++) {
         const slot = 2 * (this.lastAvail % this.size);

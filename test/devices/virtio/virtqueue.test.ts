@@ -6,7 +6,7 @@
 import t from 'tap';
 import type { DeviceDma } from '../../../iommu/device-dma.js';
 import { Desc, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY } from '../../../devices/virtio/constants.js';
-import { DMA_ACCESS_WRITE } from '../../../iommu/device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from '../../../iommu/device-dma.js';
 import { chainRead, chainWrite } from '../../../devices/virtio/chain-io.js';
 import { DescChain, needEvent, Virtqueue, type VirtqueueHost } from '../../../devices/virtio/virtqueue.js';
 import { BASE, DriverRing, makeGuest, makeMessageGuest, turns, until, type Guest } from './env.js';
@@ -729,6 +729,35 @@ for (const eventIdx of [false, true]) {
     t.equal(s.ring.usedIdx, 3);
     t.equal(s.host.notifies, 1, 'one interrupt for the drain');
     t.equal(s.vq.stats.kicks, 1);
+  });
+
+  t.test(`mapped rings: ring views are taken after avail->idx is read, so a copy of them (what --record-dma keeps) is what the device walks (EVENT_IDX ${eventIdx})`, async (t) => {
+    const s = setup({ size: 16, eventIdx });
+    s.host.autoComplete = 1;
+    const real = s.g.dma;
+    const idxAddr = s.ring.avail + 2;
+    let late = -1;
+    // Every view a copy of memory as it is when handed out; the driver adds
+    // a buffer (without a kick) just before the device's first look at avail->idx.
+    const mappedView: typeof real.mappedView = (addr, len, access) => {
+      if (Number(addr) === idxAddr && late < 0) s.ring.push((late = oneByte(s)));
+      const v = real.mappedView(addr, len, access);
+      return v && access === DMA_ACCESS_READ ? Buffer.from(v) : v;
+    };
+    s.host.dma = new Proxy(real, {
+      get(target, prop) {
+        if (prop === 'mappedView') return mappedView;
+        const v = Reflect.get(target, prop) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const first = oneByte(s);
+    s.ring.push(first);
+    s.vq.kick();
+    await endOfTurn();
+    t.same(s.host.chains.map((c) => c.head), [first, late], 'both chains, each from its own ring entry');
+    t.same(s.host.errors, []);
+    t.same(s.ring.takeUsed().map((e) => e.id), [first, late]);
   });
 
   t.test(`mapped rings: the kicks of one turn share one update and one interrupt; the next turn gets its own (EVENT_IDX ${eventIdx})`, async (t) => {
