@@ -57,6 +57,19 @@ export interface DeviceClient {
   log: Logger;
   /** Fault injection's device-side questions, when the server runs an injector. */
   faults?: DeviceFaultHooks;
+  /**
+   * The server's polling budget (`--poll-us`; 0 turns it off), for a device
+   * that polls guest memory instead of waiting for a doorbell. Absent: do not poll.
+   */
+  poll?: PollGate;
+}
+
+/** May a device spend a CPU polling now? Shared with the server's socket polling. */
+export interface PollGate {
+  /** May a window open now (polling on, no thread waiting for a CPU, misses paid back)? */
+  allows(): boolean;
+  /** A window of `ns` caught nothing. */
+  charge(ns: number): void;
 }
 
 export interface VfioUserDevice {

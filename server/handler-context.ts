@@ -1,7 +1,7 @@
 // What a command handler sees of its session, and what it returns: shared by
 // handlers.ts, feature.ts and the session, so none of them imports another.
 import type { NegotiatedLimits } from '../protocol/limits.js';
-import type { VfioUserDevice } from '../devices/device.js';
+import type { PollGate, VfioUserDevice } from '../devices/device.js';
 import type { DmaMessenger } from '../iommu/backing-message.js';
 import type { DmaSpace } from './dma-space.js';
 import type { Log } from './log.js';
@@ -20,5 +20,7 @@ export interface HandlerContext {
   readonly log: Log;
   /** The device's fault rules, when the server injects faults. */
   readonly faults: DeviceFaults | null;
+  /** The polling budget the device may use (undefined while recording: a replay must see the same ring accesses). */
+  readonly poll: PollGate | undefined;
   setLimits(limits: NegotiatedLimits): void;
 }

@@ -36,8 +36,8 @@ const handlers: Partial<Record<number, Handler>> = {
     s.setLimits(limits);
     s.space.setMaxMappings(limits.maxDmaMaps);
     s.device.attachClient(s.faults === null
-      ? { dma: s.space.dma, log: s.log }
-      : { dma: faultyDma(s.space.dma, s.faults), log: s.log, faults: s.faults });
+      ? { dma: s.space.dma, log: s.log, poll: s.poll }
+      : { dma: faultyDma(s.space.dma, s.faults), log: s.log, faults: s.faults, poll: s.poll });
     s.log.info(`client negotiated`, limits);
     return { payload: encodeVersionReply(reply) };
   },

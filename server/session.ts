@@ -17,7 +17,8 @@ import {
 import { DEFAULT_LIMITS, type NegotiatedLimits } from '../protocol/limits.js';
 import { Errno, VfioUserError } from '../protocol/errno.js';
 import * as native from '../native/index.js';
-import type { VfioUserDevice } from '../devices/device.js';
+import type { PollGate, VfioUserDevice } from '../devices/device.js';
+import { processPollBudget } from './adaptive-poll.js';
 import { Disconnect, Transport, type IncomingMessage, type MessageTap } from './transport.js';
 import type { DmaSpace } from './dma-space.js';
 import { ClientDmaMessenger } from './dma-messenger.js';
@@ -43,6 +44,7 @@ export class Session implements HandlerContext {
   readonly messenger: ClientDmaMessenger;
   /** The request whose reply a fault rule corrupts (at most one reply is outstanding at a time). */
   private corrupting: { h: Header; action: CorruptAction } | null = null;
+  readonly poll: PollGate | undefined;
 
   constructor(
     fd: number,
@@ -57,6 +59,7 @@ export class Session implements HandlerContext {
     /** Sees every message (a recording); the raw fast path is off while it is set. */
     tap?: MessageTap,
   ) {
+    this.poll = tap ? undefined : processPollBudget;
     this.transport = new Transport(fd, {
       onRawMessage: (buf, at, size) => this.onRawMessage(buf, at, size),
       onMessage: (m) => this.onMessage(m),

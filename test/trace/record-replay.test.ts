@@ -432,7 +432,16 @@ t.test('without --record nothing records and the REGION_READ fast path answers; 
     const rt = await startServer({ devices: [{ name: 'gpio0', kind: 'gpio', socket: sock, options: {} }], ...(record ? { record } : {}) });
     try {
       t.equal(rt.recorder === null, record === undefined, record ? 'a recorder' : 'no recorder');
+      const device = rt.host('gpio0').device;
+      const attach = device.attachClient.bind(device);
+      let polls: boolean | undefined;
+      device.attachClient = (client) => {
+        polls = client.poll !== undefined;
+        attach(client);
+      };
       const c = await VfioUserClient.open(sock);
+      // Watching guest memory would make the device's accesses depend on timing: not while recording.
+      t.equal(polls, record === undefined, record ? 'recording: the device gets no polling budget' : 'the device gets the polling budget');
       sends.length = 0;
       for (let i = 0; i < 10; i++) {
         const r = await c.request(Command.REGION_READ, encodeRegionReadRequest({ region: 7, offset: 0, count: 4 }));
