@@ -28,7 +28,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   control: { type: 'string', help: 'control socket for the IOMMU API and fault operations' },
   faults: { type: 'string', help: 'JSON file of fault rules in force from the start', placeholder: 'FILE' },
   deterministic: { type: 'u32', help: 'deterministic mode: seeded random values (virtio-rng), same seed and requests give the same replies', placeholder: 'SEED' },
-    'poll-us': { type: 'u32', help: `cap of the adaptive socket poll window in µs (0: off; default ${DEFAULT_POLL_US})` },
+    'poll-us': { type: 'u32', help: `cap of the adaptive socket poll window in µs (default ${DEFAULT_POLL_US}; 0 turns off all polling, virtio ring watching included)` },
   ...RECORD_FLAGS,
 };
 

@@ -19,7 +19,7 @@ import { PciDevice, type PciDeviceOptions } from '../pci/pci-device.js';
 import type { BarValue } from '../pci/types.js';
 import { VFIO_PCI_CONFIG_REGION_INDEX } from '../pci/vfio-constants.js';
 import type { DeviceDma } from '../../iommu/device-dma.js';
-import type { Logger } from '../device.js';
+import type { Logger, PollGate } from '../device.js';
 import {
   bit,
   CapType,
@@ -218,6 +218,10 @@ export class VirtioPciTransport implements VirtqueueHost {
 
   get dma(): DeviceDma | undefined {
     return this.pci.dma;
+  }
+
+  get pollGate(): PollGate | undefined {
+    return this.pci.client?.poll;
   }
 
   canProcess(): boolean {

@@ -45,6 +45,8 @@
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
 import { Desc, NO_VECTOR, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY } from './constants.js';
 import { iovaAdd, iovaFrom, iovaHex, iovaOf, mapped16, readU16, store16Fenced, storeU16Fenced } from './dma-util.js';
+import { RingPollWindow } from './ring-poll.js';
+import type { PollGate } from '../device.js';
 
 /** The driver broke the ring: the device needs a reset. */
 export class RingError extends Error {
@@ -106,6 +108,8 @@ export interface VirtqueueHost {
   notify(vq: Virtqueue): void;
   /** The ring is malformed or unreachable: DEVICE_NEEDS_RESET. */
   ringError(vq: Virtqueue, err: Error): void;
+  /** The polling budget, when the queue may watch its ring instead of waiting for kicks. */
+  readonly pollGate?: PollGate | undefined;
 }
 
 export interface QueueStats {
@@ -118,6 +122,9 @@ export interface QueueStats {
   flushes: number;
   interrupts: number;
   suppressed: number;
+  /** Buffers found by watching the ring (no kick), and windows that ended with none. */
+  polledHits: number;
+  polledMisses: number;
 }
 
 export class Virtqueue {
@@ -140,7 +147,7 @@ export class Virtqueue {
   usedIdx = 0;
   /** Chains handed to the device and not yet published as used. */
   inFlight = 0;
-  readonly stats: QueueStats = { kicks: 0, batches: 0, chains: 0, descriptors: 0, completions: 0, flushes: 0, interrupts: 0, suppressed: 0 };
+  readonly stats: QueueStats = { kicks: 0, batches: 0, chains: 0, descriptors: 0, completions: 0, flushes: 0, interrupts: 0, suppressed: 0, polledHits: 0, polledMisses: 0 };
 
   private desc: Iova = 0;
   private avail: Iova = 0;
@@ -163,6 +170,17 @@ export class Virtqueue {
   private flushing = false;
   private usedBuf: Buffer;
   private readonly flushCb = (): void => this.flush();
+  // ---- watching the ring (ring-poll.ts) ----
+  /** How long the ring is watched once empty (ring-poll.ts). */
+  readonly window: RingPollWindow;
+  /** When the ring went empty (ms, performance.now), NaN while it is not. */
+  private emptyAt = NaN;
+  /** The open window's end (ms); 0: no window. */
+  private pollUntil = 0;
+  /** The open window's length (ns). */
+  private pollNs = 0;
+  private pollTicking = false;
+  private readonly pollTickCb = (): void => this.pollTick();
 
   constructor(
     readonly index: number,
@@ -171,6 +189,7 @@ export class Virtqueue {
   ) {
     this.size = maxSize;
     this.usedBuf = Buffer.alloc(8 * maxSize);
+    this.window = new RingPollWindow(() => this.host.pollGate);
   }
 
   /** Queue reset: registers to their defaults, everything in flight dropped. */
@@ -201,6 +220,8 @@ export class Virtqueue {
     this.draining = false;
     this.kicked = false;
     this.flushing = false;
+    this.pollUntil = 0;
+    this.emptyAt = NaN;
   }
 
   /** The driver set queue_enable: the ring addresses are final. */
@@ -227,6 +248,12 @@ export class Virtqueue {
   kick(): void {
     this.stats.kicks++;
     if (!this.enabled) return;
+    this.sawBuffer();
+    this.wake();
+  }
+
+  /** Drain now (or have the running drain go on). */
+  private wake(): void {
     this.kicked = true;
     if (this.running || !this.host.canProcess()) return;
     this.running = true;
@@ -259,11 +286,80 @@ export class Virtqueue {
     }
     if (epoch !== this.epochNo) return;
     if (rest) void this.runAsync(epoch);
-    else this.running = false;
+    else {
+      this.running = false;
+      if (this.host.canProcess()) this.ringEmpty();
+    }
     if (this.pendingUsed.length > 0 && !this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(this.flushCb);
     }
+  }
+
+  /**
+   * The synchronous drain left the ring empty and asked for a kick at the
+   * next buffer (avail_event = lastAvail). When the window says so, watch
+   * the ring instead: avail_event one behind, so the driver adds buffers
+   * without kicking, and avail->idx looked at on every turn of the event
+   * loop until a buffer comes or the window ends (EVENT_IDX only).
+   */
+  private ringEmpty(): void {
+    const now = performance.now();
+    this.emptyAt = now;
+    if (!this.eventIdx) return;
+    const ns = this.window.open();
+    const dma = this.host.dma;
+    if (ns === 0 || !dma || !store16Fenced(dma, this.availEventAddr(), (this.lastAvail - 1) & 0xffff)) return;
+    this.pollUntil = now + ns / 1e6;
+    this.pollNs = ns;
+    if (!this.pollTicking) {
+      this.pollTicking = true;
+      setImmediate(this.pollTickCb);
+    }
+  }
+
+  private pollTick(): void {
+    this.pollTicking = false;
+    if (this.pollUntil === 0) return; // reset, or a kick came and the window was not renewed
+    const dma = this.host.dma;
+    const idx = dma && this.enabled && this.host.canProcess() ? mapped16(dma, iovaAdd(this.avail, 2)) : null;
+    if (idx !== null && idx !== this.lastAvail) {
+      this.pollUntil = 0;
+      this.stats.polledHits++;
+      this.sawBuffer();
+      this.wake();
+    } else if (idx === null || performance.now() >= this.pollUntil) {
+      this.pollUntil = 0;
+      this.stats.polledMisses++;
+      this.window.missed(this.pollNs);
+      this.askForKicks();
+    } else {
+      this.pollTicking = true;
+      setImmediate(this.pollTickCb);
+    }
+  }
+
+  /**
+   * The window is over: avail_event back to the next buffer, then one more
+   * look (the driver may have added one while it saw the old value). Where
+   * the store cannot be made in place, a drain makes it on its way to idle.
+   */
+  private askForKicks(): void {
+    const dma = this.host.dma;
+    if (!dma || !this.enabled) return;
+    if (store16Fenced(dma, this.availEventAddr(), this.lastAvail) && mapped16(dma, iovaAdd(this.avail, 2)) === this.lastAvail) return;
+    this.wake();
+  }
+
+  /** A buffer came (kicked or seen): the time since the ring went empty tunes the window. */
+  private sawBuffer(): void {
+    if (Number.isNaN(this.emptyAt)) return;
+    this.window.next((performance.now() - this.emptyAt) * 1e6);
+    this.emptyAt = NaN;
+  }
+
+  private availEventAddr(): Iova {
+    return iovaAdd(this.used, 4 + 8 * this.size);
   }
 
   private async runAsync(epoch: number): Promise<void> {

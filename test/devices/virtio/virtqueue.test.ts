@@ -3,8 +3,14 @@
 // their coalescing, event-index suppression, NO_INTERRUPT, 16-bit index
 // wrap-around, and every malformed case we know (which must end in a
 // RingError → NEEDS_RESET, never a crash), with the queue usable after reset.
-import t from 'tap';
+import t, { type Test } from 'tap';
+import { Worker } from 'node:worker_threads';
+import * as native from '../../../native/index.js';
+import { IommuContext } from '../../../iommu/context.js';
+import { MemoryBacking } from '../../../iommu/backing.js';
+import type { DriverData, DriverMessage } from './concurrent-driver.js';
 import type { DeviceDma } from '../../../iommu/device-dma.js';
+import type { PollGate } from '../../../devices/device.js';
 import { Desc, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY } from '../../../devices/virtio/constants.js';
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from '../../../iommu/device-dma.js';
 import { chainRead, chainWrite } from '../../../devices/virtio/chain-io.js';
@@ -16,6 +22,7 @@ class Host implements VirtqueueHost {
   notifies = 0;
   errors: Error[] = [];
   ready = true;
+  pollGate: PollGate | undefined;
   /** Complete each chain at once with this length (undefined: leave it to the test). */
   autoComplete: number | undefined;
   constructor(public dma: DeviceDma | undefined) {}
@@ -880,4 +887,185 @@ t.test('a malformed chain met by the synchronous drain is a RingError, raised on
   t.equal(s.ring.usedIdx, 1, 'what completed before it is still published');
   await turns(10);
   t.equal(s.host.errors.length, 1);
+});
+
+// ---- watching the ring (ring-poll.ts): avail_event held behind while a window is open ----
+
+/** A gate that always allows and adds up what missed windows cost. */
+function openGate(): PollGate & { charged: number } {
+  return { charged: 0, allows: () => true, charge(ns) { this.charged += ns; } };
+}
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+t.test('a window open: the driver need not kick (avail_event one behind), a buffer added without a kick is taken on a later turn', async (t) => {
+  const s = setup({ size: 16, eventIdx: true });
+  s.host.autoComplete = 1;
+  s.host.pollGate = openGate();
+  s.vq.window.ns = 1e9; // one second: the test is never too slow for it
+  s.ring.push(oneByte(s));
+  s.vq.kick();
+  await endOfTurn();
+  t.equal(s.ring.availEvent, 0, 'avail_event one behind lastAvail (1)');
+  t.notOk(needEvent(s.ring.availEvent, 2, 1), 'the driver adding buffer 2 sees no kick wanted');
+  s.ring.usedEvent = 1; // as the driver does: interrupt me for the next one
+  const second = oneByte(s);
+  s.ring.push(second);
+  await until(() => s.host.chains.length === 2, 'taken without a kick');
+  await until(() => s.ring.usedIdx === 2, 'used');
+  t.equal(s.vq.stats.kicks, 1, 'one kick in all');
+  t.equal(s.vq.stats.polledHits, 1, 'found by the window');
+  t.equal(s.host.notifies, 2, 'and its completion interrupts');
+  t.equal(s.ring.availEvent, 1, 'a new window: one behind again');
+  s.vq.reset();
+});
+
+t.test('a window that ends with nothing: avail_event back to the next buffer, its cost charged to the budget', async (t) => {
+  const s = setup({ size: 16, eventIdx: true });
+  s.host.autoComplete = 1;
+  const gate = openGate();
+  s.host.pollGate = gate;
+  s.vq.window.ns = 2e6;
+  s.ring.push(oneByte(s));
+  s.vq.kick();
+  await endOfTurn();
+  t.equal(s.ring.availEvent, 0, 'held behind while the window is open');
+  await until(() => s.vq.stats.polledMisses === 1, 'the window ends');
+  t.equal(s.ring.availEvent, 1, 'kicks asked for at the next buffer');
+  t.equal(gate.charged, 2e6, 'the 2 ms charged');
+  s.ring.push(oneByte(s));
+  await turns(10);
+  t.equal(s.host.chains.length, 1, 'no longer watched: a buffer waits for its kick');
+  await kickFor(s, 2);
+  t.equal(s.host.chains.length, 2);
+});
+
+t.test('no lost buffer at a window\'s end: one added while the driver saw avail_event behind is found by the last look', async (t) => {
+  const s = setup({ size: 16, eventIdx: true });
+  s.host.autoComplete = 1;
+  s.host.pollGate = openGate();
+  s.vq.window.ns = 1e6;
+  const real = s.g.dma;
+  const eventAddr = s.ring.used + 4 + 8 * s.ring.size;
+  let added = false;
+  const mappedView: typeof real.mappedView = (addr, len, access) => {
+    // The store that ends the window: the driver got in just before it.
+    if (Number(addr) === eventAddr && access === DMA_ACCESS_WRITE && s.vq.stats.polledMisses === 1 && !added) {
+      added = true;
+      s.ring.push(oneByte(s));
+    }
+    return real.mappedView(addr, len, access);
+  };
+  s.host.dma = new Proxy(real, {
+    get(target, prop) {
+      if (prop === 'mappedView') return mappedView;
+      const v = Reflect.get(target, prop) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  s.ring.push(oneByte(s));
+  s.vq.kick();
+  await until(() => added, 'the window ends');
+  await until(() => s.host.chains.length === 2, 'the buffer is taken');
+  t.equal(s.vq.stats.kicks, 1, 'without a kick');
+  t.same(s.host.errors, []);
+  s.vq.reset();
+});
+
+t.test('no window: when the budget refuses, without EVENT_IDX, or while the window is closed', async (t) => {
+  for (const [what, eventIdx, allows, ns] of [['refused', true, false, 1e9], ['no EVENT_IDX', false, true, 1e9], ['closed', true, true, 0]] as const) {
+    const s = setup({ size: 16, eventIdx });
+    s.host.autoComplete = 1;
+    s.host.pollGate = { allows: () => allows, charge() {} };
+    s.vq.window.ns = ns;
+    s.ring.push(oneByte(s));
+    s.vq.kick();
+    await endOfTurn();
+    if (eventIdx) t.equal(s.ring.availEvent, 1, `${what}: kicks asked for at the next buffer`);
+    else t.equal(s.ring.usedFlags, 0, `${what}: kicks asked for`);
+    s.ring.push(oneByte(s));
+    await turns(10);
+    t.equal(s.host.chains.length, 1, `${what}: a buffer without a kick waits`);
+    t.equal(s.vq.stats.polledHits + s.vq.stats.polledMisses, 0, `${what}: no window`);
+  }
+});
+
+t.test('a reset ends the window: nothing taken or stored after it', async (t) => {
+  const s = setup({ size: 16, eventIdx: true });
+  s.host.autoComplete = 1;
+  s.host.pollGate = openGate();
+  s.vq.window.ns = 1e9;
+  s.ring.push(oneByte(s));
+  s.vq.kick();
+  await endOfTurn();
+  t.equal(s.ring.availEvent, 0, 'window open');
+  s.vq.reset();
+  s.ring.push(oneByte(s));
+  await turns(10);
+  t.equal(s.host.chains.length, 1, 'the buffer after the reset is not taken');
+  t.equal(s.ring.availEvent, 0, 'nothing stored into the old ring');
+  t.equal(s.vq.stats.polledHits + s.vq.stats.polledMisses, 0);
+  t.same(s.host.errors, []);
+  await sleep(1);
+});
+
+// ---- a driver on another thread: real concurrency, no lost kick ----
+
+/**
+ * Guest memory in a memfd, mapped here for the queue and in a worker for a
+ * driver that kicks only when avail_event says so; `batches` batches of 1-3
+ * buffers, each waited for. Resolves with the driver's kicks, rejects on a stall.
+ */
+async function raceDriver(t: Test, gate: PollGate | undefined, fixedWindowNs: number | null, batches: number) {
+  const size = 1 << 20;
+  const fd = native.memfdCreate('vq-race', size);
+  const bytes = new Uint8Array(native.mmap(fd, 0, size, native.PROT_READ | native.PROT_WRITE));
+  const ctx = new IommuContext();
+  ctx.addDevice('d');
+  ctx.type1.map({ iova: BASE, size, flags: 3, backing: new MemoryBacking(bytes) });
+  const qsize = 16;
+  const layout = { desc: 0x1000, avail: 0x2000, used: 0x3000, buffers: 0x8000 };
+  const host = new Host(ctx.dma('d'));
+  host.autoComplete = 1;
+  host.pollGate = gate;
+  const vq = new Virtqueue(0, qsize, host);
+  vq.descAddr = BigInt(BASE + layout.desc);
+  vq.driverAddr = BigInt(BASE + layout.avail);
+  vq.deviceAddr = BigInt(BASE + layout.used);
+  vq.eventIdx = true;
+  vq.enable();
+  if (fixedWindowNs !== null) {
+    vq.window.ns = fixedWindowNs;
+    vq.window.next = () => {};
+  }
+  const data: DriverData = { fd, size, ...layout, base: BASE, buffers: BASE + layout.buffers, queueSize: qsize, batches, seed: 7 };
+  const worker = new Worker(new URL('./concurrent-driver.js', import.meta.url), { workerData: data });
+  try {
+    const result = await new Promise<{ kicks: number }>((resolve, reject) => {
+      worker.on('message', (m: DriverMessage) => {
+        if (m.kind === 'kick') vq.kick();
+        else if (m.kind === 'done') resolve({ kicks: m.kicks });
+        else reject(new Error(`stalled at batch ${m.batch}: avail ${m.availIdx}, used ${m.usedIdx}, avail_event ${m.availEvent}; queue ${JSON.stringify(vq.stats)} lastAvail ${vq.lastAvail}`));
+      });
+      worker.on('error', reject);
+    });
+    t.same(host.errors, [], 'no ring error');
+    return { ...result, stats: vq.stats };
+  } finally {
+    await worker.terminate();
+    vq.reset();
+    native.munmap(bytes.buffer as ArrayBuffer);
+    native.close(fd);
+  }
+}
+
+t.test('a driver on another thread: every batch used, with and without windows, windows ending all the time', async (t) => {
+  const batches = 4000;
+  const plain = await raceDriver(t, { allows: () => false, charge() {} }, null, batches);
+  t.equal(plain.stats.polledHits, 0, 'no windows: every batch came by kick');
+  t.equal(plain.kicks, plain.stats.kicks, 'each kick the driver sent arrived');
+  const adaptive = await raceDriver(t, openGate(), null, batches);
+  t.ok(adaptive.stats.polledHits > 0, `adaptive windows found ${adaptive.stats.polledHits} batches without a kick (${adaptive.kicks} kicks)`);
+  t.ok(adaptive.kicks < plain.kicks, 'and the driver kicked less');
+  const short = await raceDriver(t, openGate(), 20_000, batches);
+  t.ok(short.stats.polledMisses > 100, `20 µs windows: ${short.stats.polledMisses} ended with nothing, none lost a batch`);
 });

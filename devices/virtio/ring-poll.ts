@@ -1,0 +1,52 @@
+// How long a virtqueue watches its available ring for the driver's next
+// buffer once the ring is empty, instead of asking for a kick. While it
+// watches, avail_event is held behind (EVENT_IDX), so the driver adds buffers
+// without the doorbell (a trap and a message for a vfio-user device) and we
+// take them without a wake-up. Worth it when the driver comes back soon, as a
+// guest at I/O depth 1 does after each completion.
+//
+// The window follows the gaps between the ring going empty and the next
+// buffer, in the manner of adaptive event-loop polling: a gap within reach
+// widens it to twice that gap (a hit near its end would be a miss next time),
+// short gaps shrink it slowly, a gap past the longest window halves it, and
+// it closes below the shortest window worth opening. Misses are charged to
+// the server's polling budget (the one its socket windows use), which also
+// refuses windows while threads wait for a CPU: polling must not take a CPU a
+// guest needs.
+import type { PollGate } from '../device.js';
+
+/** The longest window, in ns: a TCG guest takes about 200 µs from a completion to its next request. */
+export const RING_POLL_MAX_NS = 500_000;
+/** The shortest window worth opening. */
+const MIN_WINDOW_NS = 10_000;
+
+/** One queue's window. */
+export class RingPollWindow {
+  /** The window in ns (0: closed, ask for a kick). */
+  ns = 0;
+
+  constructor(private readonly gate: () => PollGate | undefined) {}
+
+  /** The window to open now that the ring is empty (0: none). */
+  open(): number {
+    if (this.ns === 0) return 0;
+    const gate = this.gate();
+    return gate && gate.allows() ? this.ns : 0;
+  }
+
+  /** A window of `ns` ended with no buffer. */
+  missed(ns: number): void {
+    this.gate()?.charge(ns);
+  }
+
+  /** The next buffer came `gapNs` after the ring went empty (by a kick or in a window). */
+  next(gapNs: number): void {
+    if (gapNs > RING_POLL_MAX_NS) {
+      this.ns = this.ns / 2 < MIN_WINDOW_NS ? 0 : this.ns / 2;
+      return;
+    }
+    const want = Math.min(RING_POLL_MAX_NS, Math.max(MIN_WINDOW_NS, 2 * gapNs));
+    // Widen at once; narrow by an eighth of the difference per buffer.
+    this.ns = want >= this.ns ? want : this.ns - (this.ns - want) / 8;
+  }
+}
