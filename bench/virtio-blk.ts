@@ -179,7 +179,9 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
         });
       }
     }
-    const stats = rt ? (rt.models.get(OURS.label) as VirtioBlk).stats : undefined;
+    const model = rt ? (rt.models.get(OURS.label) as VirtioBlk) : undefined;
+    const stats = model?.stats;
+    const q = model?.transport.queues.reduce((a, v) => ({ kicks: a.kicks + v.stats.kicks, hits: a.hits + v.stats.polledHits, misses: a.misses + v.stats.polledMisses }), { kicks: 0, hits: 0, misses: 0 });
     rows[rows.length - 1]!.note += `\n      ${[
       (standIn ? 'HARNESS CHECK (BENCH_VBLK_OURS=qemu): "ours" is a built-in virtio-blk-pci; ' : '') +
         `floor = QEMU's built-in virtio-blk-pci, iommu_platform=on, cache=${CACHE_MODE} (host page cache + fdatasync on FLUSH, ` +
@@ -188,7 +190,8 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
         `images ${where}; blk-mq queues ours ${r.results.ours_nr_queues}, QEMU ${r.results.qemu_nr_queues}` +
         (withOneQueue ? `, ours1q ${r.results.ours1q_nr_queues}` : '') +
         `; scheduler ${(r.results.ours_scheduler ?? '').trim()}; fio ${fioLayer.version}` +
-        (stats ? `; our device served ${stats.reads} reads, ${stats.writes} writes` : ''),
+        (stats ? `; our device served ${stats.reads} reads, ${stats.writes} writes` : '') +
+        (q ? `; its queues took ${q.kicks} kicks; ring watch windows: ${q.hits} found a buffer, ${q.misses} did not` : ''),
       ...[OURS, QEMU].map(
         (d) =>
           `${d.label}: features ${r.results[`${d.label}_features`] ?? '?'}; ${r.results[`${d.label}_geometry`] ?? ''}; ` +
