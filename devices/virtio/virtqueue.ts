@@ -304,9 +304,9 @@ export class Virtqueue {
    * loop until a buffer comes or the window ends (EVENT_IDX only).
    */
   private ringEmpty(): void {
+    if (!this.eventIdx) return;
     const now = performance.now();
     this.emptyAt = now;
-    if (!this.eventIdx) return;
     const ns = this.window.open();
     const dma = this.host.dma;
     if (ns === 0 || !dma || !store16Fenced(dma, this.availEventAddr(), (this.lastAvail - 1) & 0xffff)) return;
@@ -408,7 +408,7 @@ export class Virtqueue {
         // Going idle: ask for a notification at the next buffer, then look
         // once more (the driver may have added one before it saw the request).
         if (this.eventIdx) {
-          if (!store16Fenced(dma, iovaAdd(this.used, 4 + 8 * this.size), this.lastAvail)) return false;
+          if (!store16Fenced(dma, this.availEventAddr(), this.lastAvail)) return false;
         } else store16Fenced(dma, this.used, 0);
         availIdx = mapped16(dma, idxAddr);
         if (availIdx === null) return false;
@@ -475,7 +475,7 @@ export class Virtqueue {
         // Going idle: ask for a notification at the next buffer, then look
         // once more (the driver may have added one before it saw the request).
         if (this.eventIdx) {
-          const eventAddr = iovaAdd(this.used, 4 + 8 * this.size);
+          const eventAddr = this.availEventAddr();
           if (!store16Fenced(dma, eventAddr, this.lastAvail)) await this.ringStore16(dma, eventAddr, this.lastAvail, 'avail_event');
         } else if (quiet) {
           store16Fenced(dma, this.used, 0);

@@ -5,6 +5,8 @@
 // the used ring. A lost kick shows as a batch that is never used.
 import { parentPort, workerData } from 'node:worker_threads';
 import * as native from '../../../native/index.js';
+import { SeededRandom } from '../../../faults/prng.js';
+import { needEvent } from '../../../devices/virtio/virtqueue.js';
 
 /** What the test hands the worker. */
 export interface DriverData {
@@ -34,20 +36,13 @@ const view = new DataView(mem.buffer);
 const u16 = new Uint16Array(mem.buffer);
 const post = (m: DriverMessage) => parentPort!.postMessage(m);
 
-let seed = d.seed >>> 0;
-function random(): number {
-  seed = (seed + 0x6d2b79f5) >>> 0;
-  let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-  x ^= x + Math.imul(x ^ (x >>> 7), 61 | x);
-  return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-}
+const rng = new SeededRandom(d.seed, 'virtqueue driver');
+const random = () => rng.nextFloat();
 
 function busyWait(us: number): void {
   const end = performance.now() + us / 1000;
   while (performance.now() < end);
 }
-
-const needEvent = (event: number, next: number, old: number) => ((next - event - 1) & 0xffff) < ((next - old) & 0xffff);
 
 let availIdx = 0;
 let kicks = 0;
