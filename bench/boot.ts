@@ -9,14 +9,14 @@
 // per config read, medians of the rounds; the ratios are (polling off) /
 // (polling on), so below 1 means polling slowed the guest.
 //
-//   BENCH_BOOT_ROUNDS  boots per setting (default 5)
+//   BENCH_BOOT_ROUNDS  boots per setting (default 7)
 //
 // Boots QEMU: run it under the machine's guest lock when others share it.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type BenchRow, envNumber, median, progress, projectRoot, stopGroup, Tail } from './lib.js';
+import { type BenchRow, envNumber, median, procCpu, progress, projectRoot, stopGroup, Tail } from './lib.js';
 import { provision } from '../qemu-configs/provision.js';
 import { bootGuest, describeBoot } from '../qemu-configs/boot.js';
 import { virtioRngGuestScript } from '../qemu-configs/guest-scripts/virtio.js';
@@ -42,6 +42,8 @@ interface Boot {
   seconds: number;
   /** Guest time per config-space dword read, µs. */
   readUs: number;
+  /** CPU seconds the server process used, start to power-off. */
+  serverCpu: number;
 }
 
 /** One boot against a fresh server process started with `pollArgs`. */
@@ -78,14 +80,14 @@ async function bootOnce(root: string, dir: string, pollArgs: string[], p: Awaite
     const reads = (CONFIG_PASSES * Number(r.results.cfg_bytes)) / 4;
     const cfgSeconds = Number(r.results.cfg_s);
     if (!(reads > 0) || !(cfgSeconds > 0)) throw new Error(`no config-space timing from the guest: ${JSON.stringify(r.results)}`);
-    return { seconds: r.durationMs / 1000, readUs: (cfgSeconds * 1e6) / reads };
+    return { seconds: r.durationMs / 1000, readUs: (cfgSeconds * 1e6) / reads, serverCpu: procCpu(child.pid!) };
   } finally {
     await stopGroup(child);
   }
 }
 
 export async function benchBoot(): Promise<BenchRow[]> {
-  const rounds = Math.round(envNumber('BENCH_BOOT_ROUNDS', 5));
+  const rounds = Math.round(envNumber('BENCH_BOOT_ROUNDS', 7));
   const root = projectRoot();
   const p = await provision({ log: (m) => progress(`provision: ${m}`) });
   const dir = mkdtempSync(join(tmpdir(), 'vfio-user-ts-boot-'));
@@ -116,7 +118,7 @@ export async function benchBoot(): Promise<BenchRow[]> {
       for (const [list, args] of order) {
         list.push(await bootOnce(root, dir, args, p));
         const b = list[list.length - 1]!;
-        progress(`boot ${list === on ? 'polling on' : 'polling off'}: ${b.seconds.toFixed(2)} s, ${b.readUs.toFixed(1)} µs per config read`);
+        progress(`boot ${list === on ? 'polling on' : 'polling off'}: ${b.seconds.toFixed(2)} s, ${b.readUs.toFixed(1)} µs per config read, server ${b.serverCpu.toFixed(2)} CPU-s`);
       }
     }
     const fill = (r: BenchRow, of: (b: Boot) => number, digits: number) => {
@@ -134,6 +136,7 @@ export async function benchBoot(): Promise<BenchRow[]> {
       `the guest's time per dword of ${CONFIG_PASSES} sysfs reads of the GPIO's config space by one cat (each dword a REGION_READ ` +
       `the vCPU waits for), median of the rounds; ratio = off / on `;
     fill(row, (b) => b.seconds, 2);
+    row.note += `[server CPU-s per boot, median: on ${median(on.map((b) => b.serverCpu)).toFixed(2)}, off ${median(off.map((b) => b.serverCpu)).toFixed(2)}]`;
     fill(readRow, (b) => b.readUs, 1);
   } catch (e) {
     row.error = readRow.error = (e as Error).message;

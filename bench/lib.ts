@@ -185,3 +185,17 @@ export function formatTable(rows: BenchRow[]): string {
   }
   return out.join('\n');
 }
+
+/** Clock ticks per second of /proc's CPU times. */
+export const CLK_TCK = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const v = Number(r.stdout?.trim());
+  return Number.isInteger(v) && v > 0 ? v : 100;
+})();
+
+/** utime + stime of a process, in seconds (/proc/PID/stat fields 14 and 15). */
+export function procCpu(pid: number): number {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}

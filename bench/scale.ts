@@ -20,12 +20,12 @@
 // BENCH_SCALE_SECONDS (2), BENCH_SCALE_ROUNDS (3), BENCH_SCALE_PIN (1),
 // BENCH_CPUS (0,1), BENCH_KEEP=1.
 // Runnable alone: node dist/bench/scale.js
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { compileC, envNumber, formatTable, haveCommand, median, progress, projectRoot, stopGroup, Tail, type BenchRow } from './lib.js';
+import { CLK_TCK, compileC, envNumber, formatTable, haveCommand, median, procCpu, progress, projectRoot, stopGroup, Tail, type BenchRow } from './lib.js';
 import { run } from '../qemu-configs/exec.js';
 import { cpuPair } from './socket.js';
 
@@ -52,19 +52,6 @@ interface Round {
   aggregate: number;
   fairness: number; // lowest / highest
   cpu: { server: number; clients: number; rest: number; idle: number }; // CPU-s per s
-}
-
-const CLK_TCK = (() => {
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const v = Number(r.stdout?.trim());
-  return Number.isInteger(v) && v > 0 ? v : 100;
-})();
-
-/** utime + stime of a process, in seconds (/proc/PID/stat fields 14 and 15). */
-function procCpu(pid: number): number {
-  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
 
 /** Whole-machine busy and idle CPU seconds (/proc/stat, first line). */
