@@ -21,13 +21,16 @@
 // `node --cpu-prof dist/bench/virtio-blk.js` profiles our side of the run.
 //
 // Runnable alone: node dist/bench/virtio-blk.js
-// Environment: BENCH_VBLK_ROUNDS (5), BENCH_VBLK_MIB (256: image and dd size),
+// Environment: BENCH_VBLK_ROUNDS (9: one round moves a few seconds of I/O, so
+// rounds vary by ±20% on a shared machine), BENCH_VBLK_MIB (256: image and dd size),
 // BENCH_VBLK_FIO_SECONDS (3 per fio step, after 1 s of ramp), BENCH_VBLK_SMP
 // (guest CPUs, 2), BENCH_VBLK_STEPS (comma-separated subset of
 // ddw,ddr,rr1,rr32,seq,mq), BENCH_VBLK_DIR (where the images go; default
 // os.tmpdir()), BENCH_VBLK_LOG (server log level, default 'warn'; the log is
 // printed when the run fails), BENCH_VBLK_OURS=qemu (tests the harness: "ours"
-// is another built-in virtio-blk-pci, so the ratios should be near 1).
+// is another built-in virtio-blk-pci, so the ratios should be near 1),
+// BENCH_VBLK_TRACE=1 (where the time goes, as QEMU's trace events see it:
+// qemu-trace.ts; it slows QEMU, so run it with one step, e.g. rr1).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +41,7 @@ import { builtinVirtioBlkArgs, vfioUserDeviceArgs } from '../qemu-configs/qemu-a
 import { blkBenchScript, type BlkBenchStep } from '../qemu-configs/guest-scripts/blk-bench.js';
 import { parseFioTerse } from '../qemu-configs/guest-scripts/fio.js';
 import { startServer, type RunningServer } from '../server/runtime.js';
+import { parseQemuTrace, qemuTraceArgs, type Timeline } from './qemu-trace.js';
 import type { VirtioBlk } from '../devices/virtio-blk/index.js';
 import { allocatedImage, envNumber, formatTable, fsTypeOf, median, progress, type BenchRow } from './lib.js';
 import { keepLogTail } from '../server/log.js';
@@ -81,7 +85,7 @@ function stepDefs(mib: number, seconds: number, smp: number): StepDef[] {
 }
 
 export async function benchVirtioBlk(): Promise<BenchRow[]> {
-  const rounds = envNumber('BENCH_VBLK_ROUNDS', 5);
+  const rounds = envNumber('BENCH_VBLK_ROUNDS', 9);
   const mib = envNumber('BENCH_VBLK_MIB', 256);
   const seconds = envNumber('BENCH_VBLK_FIO_SECONDS', 3);
   const smp = envNumber('BENCH_VBLK_SMP', 2);
@@ -132,6 +136,7 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
       disks: d.id === 'mq' && withOneQueue ? [OURS.label, QEMU.label, OURS_1Q.label] : [OURS.label, QEMU.label],
       ...d.step,
     }));
+    const traceFile = process.env.BENCH_VBLK_TRACE === '1' && !standIn ? path.join(dir, 'qemu-trace.log') : undefined;
     const started = performance.now();
     const r = await bootGuest({
       provisioned: p,
@@ -141,6 +146,7 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
         ...ours(OURS, smp),
         ...builtinArgs(QEMU, image(QEMU), smp),
         ...(withOneQueue ? ours(OURS_1Q, 1) : []),
+        ...(traceFile ? qemuTraceArgs(traceFile) : []),
       ],
       memory: 'shared',
       smp,
@@ -174,7 +180,8 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
           unit: d.unit,
           ...(b === QEMU && d.goal !== undefined ? { goal: d.goal } : {}),
           note:
-            `medians of ${rounds}; per-round ratio ${Math.min(...perRound).toFixed(2)}-${Math.max(...perRound).toFixed(2)} ` +
+            `medians of ${rounds}; per-round ratio ${Math.min(...perRound).toFixed(2)}-${Math.max(...perRound).toFixed(2)}, ` +
+            `median ${median(perRound).toFixed(2)} ` +
             `(rounds ${a.label} ${fmt(xs)}, ${b.label} ${fmt(ys)})`,
         });
       }
@@ -198,12 +205,38 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
           `/sys/block stat ${(r.results[`${d.label}_stat`] ?? '').trim().split(/\s+/).join(' ')}`,
       ),
     ].join('\n      ')}`;
+    if (traceFile) rows.push(...traceRows(parseQemuTrace(fs.readFileSync(traceFile, 'utf8'), path.join(dir, `${OURS.label}.sock`))));
     return rows;
   } finally {
     await rt?.close();
     restoreLog();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Median doorbell-to-interrupt and interrupt-to-doorbell times of both devices (ratio: QEMU's / ours, above 1: ours is quicker). */
+function traceRows({ ours, qemu }: { ours: Timeline; qemu: Timeline }): BenchRow[] {
+  const spread = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const at = (q: number) => (s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]!.toFixed(0) : '-');
+    return `${at(0.1)}/${at(0.5)}/${at(0.9)}`;
+  };
+  const row = (name: string, of: (t: Timeline) => number[], what: string): BenchRow => ({
+    name,
+    value: median(of(ours)),
+    floor: median(of(qemu)),
+    ratio: median(of(qemu)) / median(of(ours)),
+    unit: 'µs',
+    note: `${what}; p10/p50/p90 ours ${spread(of(ours))}, QEMU's ${spread(of(qemu))} µs`,
+  });
+  return [
+    row('  traced: doorbell to interrupt', (t) => t.doorbellToInterrupt, `as QEMU's trace events see it (traced run: slower than untraced); the device's part, for ours with both hops between the processes`),
+    row(
+      '  traced: interrupt to doorbell',
+      (t) => t.interruptToDoorbell,
+      `the guest's part; doorbells / interrupts: ours ${ours.doorbells} / ${ours.interrupts} (requests taken while our queue watched its ring have none), QEMU's ${qemu.doorbells} / ${qemu.interrupts}`,
+    ),
+  ];
 }
 
 /** QEMU's built-in virtio-blk-pci as the like-for-like floor, at the disk's slot. */
