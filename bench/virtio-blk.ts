@@ -188,7 +188,10 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
     }
     const model = rt ? (rt.models.get(OURS.label) as VirtioBlk) : undefined;
     const stats = model?.stats;
-    const q = model?.transport.queues.reduce((a, v) => ({ kicks: a.kicks + v.stats.kicks, hits: a.hits + v.stats.polledHits, misses: a.misses + v.stats.polledMisses }), { kicks: 0, hits: 0, misses: 0 });
+    const q = model?.transport.queues.reduce(
+      (a, v) => ({ kicks: a.kicks + v.stats.kicks, hits: a.hits + v.stats.polledHits, misses: a.misses + v.stats.polledMisses, yields: a.yields + v.stats.polledYields }),
+      { kicks: 0, hits: 0, misses: 0, yields: 0 },
+    );
     rows[rows.length - 1]!.note += `\n      ${[
       (standIn ? 'HARNESS CHECK (BENCH_VBLK_OURS=qemu): "ours" is a built-in virtio-blk-pci; ' : '') +
         `floor = QEMU's built-in virtio-blk-pci, iommu_platform=on, cache=${CACHE_MODE} (host page cache + fdatasync on FLUSH, ` +
@@ -198,7 +201,7 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
         (withOneQueue ? `, ours1q ${r.results.ours1q_nr_queues}` : '') +
         `; scheduler ${(r.results.ours_scheduler ?? '').trim()}; fio ${fioLayer.version}` +
         (stats ? `; our device served ${stats.reads} reads, ${stats.writes} writes` : '') +
-        (q ? `; its queues took ${q.kicks} kicks; ring watch windows: ${q.hits} found a buffer, ${q.misses} did not` : ''),
+        (q ? `; its queues took ${q.kicks} kicks; ring watch windows: ${q.hits} found a buffer, ${q.misses} did not, ${q.yields} ended when another thread held the CPU` : ''),
       ...[OURS, QEMU].map(
         (d) =>
           `${d.label}: features ${r.results[`${d.label}_features`] ?? '?'}; ${r.results[`${d.label}_geometry`] ?? ''}; ` +

@@ -70,6 +70,8 @@ export interface PollGate {
   allows(): boolean;
   /** A window of `ns` caught nothing. */
   charge(ns: number): void;
+  /** A window lost the CPU to another thread: polling stops for a while. */
+  contended(): void;
 }
 
 export interface VfioUserDevice {

@@ -52,6 +52,7 @@ interface Addon {
   watchSet(w: Watcher, events: number): void;
   watchClose(w: Watcher): void;
   watchPoll(w: Watcher, ns: number): void;
+  yieldCpu(ns: number): boolean;
   mmap(fd: number, offset: number, length: number, prot: number): ArrayBuffer;
   munmap(ab: ArrayBuffer): void;
   fileSize(fd: number): number;
@@ -222,6 +223,13 @@ export const watchSet: (w: Watcher, events: number) => void = addon.watchSet;
  * (it yields every round). Throws EBADF after watchClose.
  */
 export const watchPoll: (w: Watcher, ns: number) => void = addon.watchPoll;
+
+/**
+ * sched_yield: a thread waiting for this CPU runs now (for a poller in JS,
+ * every round). True when this thread then waited more than `ns`
+ * (0..POLL_MAX_NS) for the CPU: the poller should stop and leave it.
+ */
+export const yieldCpu: (ns: number) => boolean = addon.yieldCpu;
 
 /** Stops and frees the poll handle (idempotent). The fd stays open: close it after this, never before. */
 export const watchClose: (w: Watcher) => void = addon.watchClose;

@@ -905,6 +905,23 @@ static napi_value js_watch_poll(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* yieldCpu(ns): sched_yield, so that a thread waiting for this CPU runs now
+ * (a poller in JS calls it every round, as spin_once does). True when this
+ * thread then waited for the CPU for longer than ns: the poller should stop. */
+static napi_value js_yield_cpu(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int64_t ns, start;
+  long before, after;
+  napi_value v;
+  if (arg_int(env, "yieldCpu", argv[0], "ns", 0, SPIN_MAX_NS, &ns)) return NULL;
+  before = involuntary_switches();
+  start = mono_ns();
+  sched_yield();
+  after = involuntary_switches();
+  NAPI(napi_get_boolean(env, mono_ns() - start > ns && (before < 0 || after < 0 || after != before), &v));
+  return v;
+}
+
 static napi_value js_watch_close(napi_env env, napi_callback_info info) {
   ARGS(1);
   struct watcher *w = arg_watcher(env, "watchClose", argv[0]);
@@ -1441,7 +1458,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "accept", js_accept }, { "socketpair", js_socketpair },
     { "recvmsg", js_recvmsg }, { "sendmsg", js_sendmsg }, { "channel", js_channel },
     { "watch", js_watch }, { "watchSet", js_watch_set }, { "watchClose", js_watch_close },
-    { "watchPoll", js_watch_poll },
+    { "watchPoll", js_watch_poll }, { "yieldCpu", js_yield_cpu },
     { "mmap", js_mmap }, { "munmap", js_munmap },
     { "fileSize", js_file_size }, { "fileStat", js_file_stat }, { "fallocate", js_fallocate },
     { "preadvFull", js_preadv_full }, { "pwritevFull", js_pwritev_full }, { "getSeals", js_get_seals }, { "addSeals", js_add_seals },

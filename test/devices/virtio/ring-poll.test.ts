@@ -4,8 +4,8 @@ import t from 'tap';
 import { RING_POLL_MAX_NS, RingPollWindow } from '../../../devices/virtio/ring-poll.js';
 import type { PollGate } from '../../../devices/device.js';
 
-function gate(allows = true): PollGate & { charged: number } {
-  return { charged: 0, allows: () => allows, charge(ns) { this.charged += ns; } };
+function gate(allows = true): PollGate & { charged: number; contentions: number } {
+  return { charged: 0, contentions: 0, allows: () => allows, charge(ns) { this.charged += ns; }, contended() { this.contentions++; } };
 }
 
 t.test('closed at first; a gap within reach opens it at twice the gap', async (t) => {
@@ -43,4 +43,29 @@ t.test('the budget decides whether it opens, and pays for misses', async (t) => 
   const none = new RingPollWindow(() => undefined);
   none.next(100_000);
   t.equal(none.open(), 0, 'no budget (recording, no client): no window');
+});
+
+t.test('each turn yields the CPU; a turn that lost it for long ends the window and tells the budget', async (t) => {
+  const g = gate();
+  let lost = false;
+  let yields = 0;
+  const w = new RingPollWindow(
+    () => g,
+    () => {
+      yields++;
+      return lost;
+    },
+  );
+  t.equal(w.turn(), true, 'another thread ran briefly or not at all: keep watching');
+  t.equal(g.contentions, 0);
+  lost = true;
+  t.equal(w.turn(), false, 'held off the CPU: stop');
+  t.equal(g.contentions, 1, 'the budget holds polling off');
+  t.equal(yields, 2, 'every turn yields');
+  t.equal(new RingPollWindow(() => undefined, () => true).turn(), false, 'without a budget still stops');
+});
+
+t.test('the real yield returns a boolean and does not throw', async (t) => {
+  const w = new RingPollWindow(() => gate());
+  t.type(w.turn(), 'boolean');
 });
