@@ -16,8 +16,8 @@
 // just sent woke QEMU's main loop, often on this CPU, and a watcher that did
 // not yield kept it waiting (measured: 91 µs median from our eventfd write
 // to QEMU's handler with a window open, 19 µs without, 18 µs with the
-// yield). A round that then
-// waited long for the CPU ends the window and holds polling off a while.
+// yield). A round that then waited long for the CPU ends the window and
+// holds polling off a while.
 import * as native from '../../native/index.js';
 import type { PollGate } from '../device.js';
 

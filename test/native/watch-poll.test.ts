@@ -142,3 +142,32 @@ t.test('watchPoll checks its arguments', async (t) => {
   n.close(a);
   n.close(b);
 });
+
+t.test('yieldCpu: false while nothing else wants the CPU, true when a busy thread there held it longer than the bound', async (t) => {
+  // First unpinned (on a quiet CPU a yield returns at once), then pinned to
+  // CPU 0 with a busy process: a yield hands it the CPU for a time slice.
+  const r = child(`
+    import('node:child_process').then(({ spawn, execFileSync }) => {
+      let alone = false;
+      for (let i = 0; i < 1000 && !alone; i++) alone = !n.yieldCpu(${n.POLL_MAX_NS});
+      execFileSync('taskset', ['-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+      const hog = spawn('taskset', ['-c', '0', process.execPath, '-e', 'for (;;) {}'], { stdio: 'ignore' });
+      setTimeout(() => {
+        let lost = false;
+        for (let i = 0; i < 1000 && !lost; i++) lost = n.yieldCpu(0);
+        hog.kill('SIGKILL');
+        console.log(JSON.stringify({ alone, lost }));
+        process.exit(0);
+      }, 100);
+    });
+  `);
+  t.equal(r.status, 0, r.stderr);
+  t.same(JSON.parse(r.stdout), { alone: true, lost: true });
+});
+
+t.test('yieldCpu checks its bound', async (t) => {
+  t.throws(() => n.yieldCpu(-1), RangeError);
+  t.throws(() => n.yieldCpu(n.POLL_MAX_NS + 1), RangeError);
+  t.throws(() => n.yieldCpu(0.5), RangeError);
+  t.type(n.yieldCpu(n.POLL_MAX_NS), 'boolean');
+});
