@@ -6,6 +6,7 @@
 // goes idle, so a busy guest rings far fewer MMIO doorbells than it submits
 // commands. Slot of SQ y: 2y dwords in; CQ y: 2y+1 (doorbell stride 4).
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma } from '../../iommu/device-dma.js';
+import { loadU32, storeU32 } from '../shared-words.js';
 import type { ShadowSlots } from './queues.js';
 
 export class ShadowDoorbells {
@@ -34,8 +35,7 @@ export class ShadowDoorbells {
   /** The value the driver last wrote to a shadow doorbell, or -1 when it cannot be read synchronously. */
   read(s: ShadowSlots): number {
     const v = this.dma()?.mappedView(s.doorbell, 4, DMA_ACCESS_READ);
-    if (!v) return -1;
-    return (v[0]! | (v[1]! << 8) | (v[2]! << 16) | (v[3]! << 24)) >>> 0;
+    return v ? loadU32(v) : -1;
   }
 
   /** The shadow value through DMA (memory reached by messages); -1 on a fault. */
@@ -58,9 +58,7 @@ export class ShadowDoorbells {
     if (!dma) return;
     const v = dma.mappedView(s.eventIdx, 4, DMA_ACCESS_WRITE);
     if (v) {
-      v[0] = value;
-      v[1] = value >>> 8;
-      v[2] = v[3] = 0;
+      storeU32(v, value);
       return;
     }
     const b = Buffer.alloc(4);

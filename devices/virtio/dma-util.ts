@@ -3,6 +3,7 @@
 // store with a full fence (the store→load ordering event-index suppression
 // depends on). Views over many ranges at once: DeviceDma.withViews.
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
+import { loadU16 } from '../shared-words.js';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const TWO32 = 0x1_0000_0000;
@@ -33,7 +34,7 @@ export function iovaHex(a: Iova): string {
 /** A u16 of mapped guest memory, read synchronously; null: use readU16. */
 export function mapped16(dma: DeviceDma, addr: Iova): number | null {
   const v = dma.mappedView(addr, 2, DMA_ACCESS_READ);
-  return v ? v[0]! | (v[1]! << 8) : null;
+  return v ? loadU16(v) : null;
 }
 
 export async function readU16(dma: DeviceDma, addr: Iova): Promise<number> {
