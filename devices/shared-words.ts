@@ -21,6 +21,16 @@ export function loadU32(v: Uint8Array): number {
   return (v[0]! | (v[1]! << 8) | (v[2]! << 16) | (v[3]! << 24)) >>> 0;
 }
 
+/** Store a u16 at the start of `v` (at least 2 bytes), in one store when aligned (with a full fence). */
+export function storeU16(v: Uint8Array, value: number): void {
+  if (LITTLE_ENDIAN && (v.byteOffset & 1) === 0) {
+    Atomics.store(new Uint16Array(v.buffer, v.byteOffset, 1), 0, value);
+    return;
+  }
+  v[0] = value;
+  v[1] = value >>> 8;
+}
+
 /** Store a u32 at the start of `v` (at least 4 bytes), in one store when aligned (with a full fence). */
 export function storeU32(v: Uint8Array, value: number): void {
   if (LITTLE_ENDIAN && (v.byteOffset & 3) === 0) {

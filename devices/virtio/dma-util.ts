@@ -1,9 +1,10 @@
 // Small helpers over DeviceDma for ring and buffer access: IOVA arithmetic
-// (numbers while exact, bigint above 2^53), little-endian u16 access, a
-// store with a full fence (the store→load ordering event-index suppression
-// depends on). Views over many ranges at once: DeviceDma.withViews.
+// (numbers while exact, bigint above 2^53), little-endian u16 access (whole
+// words, ../shared-words.ts), a store with a full fence (the store→load
+// ordering event-index suppression depends on). Views over many ranges at
+// once: DeviceDma.withViews.
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
-import { loadU16 } from '../shared-words.js';
+import { loadU16, storeU16 } from '../shared-words.js';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const TWO32 = 0x1_0000_0000;
@@ -53,7 +54,7 @@ export function storeU16Fenced(dma: DeviceDma, addr: Iova, value: number): Promi
   return dma.withView(addr, 2, DMA_ACCESS_WRITE, (segs) => {
     const s = segs[0]!;
     if (segs.length === 1 && (s.byteOffset & 1) === 0) {
-      fencedStore(s, value);
+      storeU16(s, value);
     } else {
       // Two segments (a page boundary inside a u16) cannot happen for an
       // aligned ring; write byte by byte anyway.
@@ -67,10 +68,7 @@ export function storeU16Fenced(dma: DeviceDma, addr: Iova, value: number): Promi
 export function store16Fenced(dma: DeviceDma, addr: Iova, value: number): boolean {
   const v = dma.mappedView(addr, 2, DMA_ACCESS_WRITE);
   if (!v || (v.byteOffset & 1) !== 0) return false;
-  fencedStore(v, value);
+  storeU16(v, value);
   return true;
 }
 
-function fencedStore(v: Uint8Array, value: number): void {
-  Atomics.store(new Uint16Array(v.buffer, v.byteOffset, 1), 0, value);
-}

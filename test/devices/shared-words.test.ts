@@ -4,7 +4,7 @@
 // never seen half-way by a reader on another thread.
 import t from 'tap';
 import { Worker } from 'node:worker_threads';
-import { loadU16, loadU32, storeU32 } from '../../devices/shared-words.js';
+import { loadU16, loadU32, storeU16, storeU32 } from '../../devices/shared-words.js';
 
 const WRITER = `
 const { workerData: { sab, width, a, b } } = require('node:worker_threads');
@@ -54,4 +54,8 @@ t.test('storeU32 writes the whole word; unaligned views fall back to bytes', asy
   t.same([...buf.subarray(5, 9)], [0xd0, 0xc0, 0xb0, 0xa0]);
   t.equal(loadU32(buf.subarray(5)), 0xa0b0c0d0, 'unaligned, little-endian');
   t.equal(loadU16(buf.subarray(5)), 0xc0d0);
+  const w = new Uint8Array(new ArrayBuffer(6));
+  storeU16(w, 0x0102);
+  storeU16(w.subarray(3), 0x0304);
+  t.same([...w], [2, 1, 0, 4, 3, 0], 'aligned and unaligned u16 stores, little-endian');
 });
