@@ -92,6 +92,10 @@ export type { IrqRoute } from '../devices/pci/types.js';
 export type { DeviceDma } from '../iommu/device-dma.js';
 /** An I/O virtual address (bigint or a safe number). */
 export type { Iova } from '../iommu/device-dma.js';
+/** A scatter list as (buffer, offset, length) spans, as withSpans hands it out. */
+export type { SpanList } from '../iommu/device-dma.js';
+/** A span list the device owns and mappedSpans fills. */
+export type { SpanBuffer } from '../iommu/device-dma.js';
 /** The access bit for a DMA that reads guest memory (withView/withSpans/mappedView). */
 export { DMA_ACCESS_READ } from '../iommu/device-dma.js';
 /** The access bit for a DMA that writes guest memory. */

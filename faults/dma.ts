@@ -1,9 +1,9 @@
 // The DMA fault point: a DeviceDma that asks the device's DMA rules before
 // passing each access on. While no DMA rule is in force each call costs one
-// array-length check; while one is, mappedView declines (null sends the
-// device to the general path), so every access is asked exactly once.
+// array-length check; while one is, mappedView and mappedSpans decline (the
+// device takes the general path), so every access is asked exactly once.
 import {
-  DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, type DeviceDma, type Iova, type SpanList,
+  DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, type DeviceDma, type Iova, type SpanBuffer, type SpanList,
 } from '../iommu/device-dma.js';
 import type { DeviceFaults } from './device-faults.js';
 
@@ -53,6 +53,10 @@ class FaultyDma implements DeviceDma {
 
   mappedView(iova: Iova, length: number, access: number, pasid?: number): Uint8Array | null {
     return this.faults.dma.length === 0 ? this.dma.mappedView(iova, length, access, pasid) : null;
+  }
+
+  mappedSpans(iovas: readonly Iova[], lengths: readonly number[], skip: number, length: number, access: number, out: SpanBuffer, pasid?: number): boolean {
+    return this.faults.dma.length === 0 && this.dma.mappedSpans(iovas, lengths, skip, length, access, out, pasid);
   }
 }
 

@@ -108,4 +108,22 @@ export interface DeviceDma {
    * read-only memory for a write, a range across mappings, a bad address.
    */
   mappedView(iova: Iova, length: number, access: number, pasid?: number): Uint8Array | null;
+  /**
+   * mappedView for a scatter list, as spans instead of views: bytes
+   * [skip, skip+length) of the ranges (iovas[i], lengths[i]) taken in order,
+   * written into `out` (its `spans` replaced by a larger array when full)
+   * with pieces adjacent in one buffer merged, when every byte is in memory
+   * mapped into this process with `access`. The rules of mappedView hold:
+   * valid only until the current synchronous code ends; false (out left
+   * unspecified) means take the general path (withSpans), which reports any
+   * fault.
+   */
+  mappedSpans(iovas: readonly Iova[], lengths: readonly number[], skip: number, length: number, access: number, out: SpanBuffer, pasid?: number): boolean;
+}
+
+/** A span list a caller owns and mappedSpans fills (reused from request to request). */
+export interface SpanBuffer {
+  buffers: ArrayBufferLike[];
+  spans: Float64Array;
+  count: number;
 }

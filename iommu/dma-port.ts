@@ -4,7 +4,7 @@
 // defers the real munmap and its drained promise waits for us).
 import { VfioUserError } from '../protocol/errno.js';
 import type { Area } from './area.js';
-import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, type DeviceDma, type Iova, type SpanList } from './device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, type DeviceDma, type Iova, type SpanBuffer, type SpanList } from './device-dma.js';
 import { markDirty } from './dirty.js';
 import type { Ioas } from './ioas.js';
 import { TWO_POW_64 } from './u64.js';
@@ -153,6 +153,59 @@ export class DeviceDmaPort implements DeviceDma {
     if (access & DMA_ACCESS_WRITE && ioas!.dirtyTracking) markDirty(a, pos, length);
     const off = b.byteOffset + a.offset + pos;
     return new Uint8Array(b.buffer, off, length);
+  }
+
+  mappedSpans(iovas: readonly Iova[], lengths: readonly number[], skip: number, length: number, access: number, out: SpanBuffer, pasid?: number): boolean {
+    if (!Number.isSafeInteger(skip) || skip < 0 || !Number.isSafeInteger(length) || length <= 0) return false;
+    if (access !== DMA_ACCESS_READ && access !== DMA_ACCESS_WRITE && access !== (DMA_ACCESS_READ | DMA_ACCESS_WRITE)) return false;
+    const ioas = this.target.ioasFor(pasid);
+    if (!ioas) return false;
+    const dirty = (access & DMA_ACCESS_WRITE) !== 0 && ioas.dirtyTracking;
+    const buffers = out.buffers;
+    buffers.length = 0;
+    let spans = out.spans;
+    let count = 0;
+    let left = length;
+    let buf = -1; // index in buffers of the last span's buffer
+    for (let i = 0; i < iovas.length && left > 0; i++) {
+      const l = lengths[i]!;
+      if (!Number.isSafeInteger(l) || l < 0) return false;
+      if (skip >= l) {
+        skip -= l;
+        continue;
+      }
+      const iova = iovas[i]!;
+      const start = typeof iova === 'number' ? iova + skip : NaN;
+      const n = Math.min(l - skip, left);
+      skip = 0;
+      if (!Number.isSafeInteger(start) || start < 0) return false;
+      const a = this.translate(ioas, start, n, access);
+      const b = a !== null ? a.backing.bytes : null;
+      if (a === null || b === null || ((access & DMA_ACCESS_WRITE) !== 0 && a.backing.readOnlyMemory)) return false;
+      const pos = start - a.start;
+      if (dirty) markDirty(a, pos, n);
+      const off = b.byteOffset + a.offset + pos;
+      if (buf >= 0 && buffers[buf] === b.buffer && spans[3 * count - 2]! + spans[3 * count - 1]! === off) {
+        spans[3 * count - 1] = spans[3 * count - 1]! + n;
+      } else {
+        if (buf < 0 || buffers[buf] !== b.buffer) {
+          buf = buffers.indexOf(b.buffer);
+          if (buf < 0) buf = buffers.push(b.buffer) - 1;
+        }
+        if (3 * count + 3 > spans.length) {
+          const next = new Float64Array(Math.max(48, 2 * spans.length));
+          next.set(spans);
+          spans = out.spans = next;
+        }
+        spans[3 * count] = buf;
+        spans[3 * count + 1] = off;
+        spans[3 * count + 2] = n;
+        count++;
+      }
+      left -= n;
+    }
+    out.count = count;
+    return left === 0;
   }
 
   // The scatter list of many ranges, adjacent pieces of one area merged.

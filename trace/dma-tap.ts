@@ -4,7 +4,7 @@
 // the same bytes in guest memory. Installed only while recording with
 // --record-dma: the device's DMA path is untouched otherwise.
 //
-// mappedView hands out a view the device reads or writes after the call
+// mappedView (and mappedSpans) hand out memory the device reads or writes after the call
 // returns, within the same synchronous run: a read view is recorded at
 // once (the device reads it before anything else can change it), a write
 // view in a microtask, after that run, before any unmap can come (unmaps
@@ -20,12 +20,21 @@ export interface DmaSink {
 
 /** `inner`, recording every access to `sink`. */
 export function tapDeviceDma(inner: DeviceDma, sink: DmaSink): DeviceDma {
-  const ranges = (op: 'read' | 'write', iovas: readonly Iova[], lengths: readonly number[], bytes: Buffer): void => {
+  // The ranges' bytes in order, one record per range; `skip` bytes of the
+  // ranges come before the first of `bytes` (mappedSpans' slice).
+  const ranges = (op: 'read' | 'write', iovas: readonly Iova[], lengths: readonly number[], bytes: Buffer, skip = 0): void => {
     let at = 0;
-    for (let i = 0; i < iovas.length; i++) {
-      const n = lengths[i]!;
-      sink.dma(op, iovas[i]!, bytes.subarray(at, at + n));
+    for (let i = 0; i < iovas.length && at < bytes.length; i++) {
+      const l = lengths[i]!;
+      if (skip >= l) {
+        skip -= l;
+        continue;
+      }
+      const n = Math.min(l - skip, bytes.length - at);
+      const iova = iovas[i]!;
+      sink.dma(op, typeof iova === 'number' ? iova + skip : iova + BigInt(skip), bytes.subarray(at, at + n));
       at += n;
+      skip = 0;
     }
   };
   // The device's segments as bytes, recorded on the way in (READ) and the way out (WRITE).
@@ -64,6 +73,17 @@ export function tapDeviceDma(inner: DeviceDma, sink: DmaSink): DeviceDma {
       if (access & DMA_ACCESS_WRITE) queueMicrotask(() => sink.dma('write', iova, Buffer.from(v)));
       return v;
     },
+    mappedSpans(iovas, lengths, skip, length, access, out, pasid) {
+      if (!inner.mappedSpans(iovas, lengths, skip, length, access, out, pasid)) return false;
+      if (access & DMA_ACCESS_READ) ranges('read', iovas, lengths, concatSpans(out), skip);
+      if (access & DMA_ACCESS_WRITE) {
+        // Like mappedView's write view; out is the caller's to reuse, so keep its views.
+        const views = spanViews(out);
+        const [A, L] = [[...iovas], [...lengths]];
+        queueMicrotask(() => ranges('write', A, L, Buffer.concat(views), skip));
+      }
+      return true;
+    },
   };
 }
 
@@ -71,11 +91,13 @@ function concatViews(views: Uint8Array[]): Buffer {
   return Buffer.concat(views);
 }
 
+function spanViews(list: SpanList): Uint8Array[] {
+  const views: Uint8Array[] = [];
+  const s = list.spans;
+  for (let i = 0; i < list.count; i++) views.push(new Uint8Array(list.buffers[s[3 * i]!]!, s[3 * i + 1]!, s[3 * i + 2]!));
+  return views;
+}
+
 function concatSpans(list: SpanList): Buffer {
-  const parts: Uint8Array[] = [];
-  for (let i = 0; i < list.count; i++) {
-    const s = list.spans;
-    parts.push(new Uint8Array(list.buffers[s[3 * i]!]!, s[3 * i + 1]!, s[3 * i + 2]!));
-  }
-  return Buffer.concat(parts);
+  return Buffer.concat(spanViews(list));
 }

@@ -24,15 +24,16 @@ function pwrite(fd: number, buf: Uint8Array, pos: number): Promise<number> {
 }
 
 /**
- * Fill the span list from the file at `pos`; bytes past the end of file read
- * as zeros. Returns nothing when it completed inline, else a promise.
+ * Fill the span list (`bytes` in all) from the file at `pos`; bytes past the
+ * end of file read as zeros. Returns nothing when it completed inline, else
+ * a promise.
  */
-export function readFull(fd: number, list: SpanList, pos: number): void | Promise<void> {
+export function readFull(fd: number, list: SpanList, pos: number, bytes: number): void | Promise<void> {
   const r = native.preadvSpans(fd, list, pos, INLINE);
-  if (typeof r === 'number') return zeroTail(list, r);
+  if (typeof r === 'number') return r < bytes ? zeroTail(list, r) : undefined;
   // The caller may reuse its list once this returns: keep what zeroTail needs.
   const kept: SpanList = { buffers: [...list.buffers], spans: list.spans.slice(0, 3 * list.count), count: list.count };
-  return r.then((n) => zeroTail(kept, n));
+  return r.then((n) => (n < bytes ? zeroTail(kept, n) : undefined));
 }
 
 /** Zero what is past the first `n` bytes of the list (the file ended there). */

@@ -131,7 +131,7 @@ export class IoCommands {
       if (cmd.cdw12 & CDW12_FUA || !this.host.writeCache) await fdatasync(fd);
       this.host.counters.bytesWritten += len;
     } else {
-      await dma.withSpans(cmd.iovas, cmd.lengths, DMA_ACCESS_WRITE, (list) => readFull(fd, list, pos));
+      await dma.withSpans(cmd.iovas, cmd.lengths, DMA_ACCESS_WRITE, (list) => readFull(fd, list, pos, len));
       this.host.counters.bytesRead += len;
     }
     return S.SUCCESS;

@@ -3,7 +3,7 @@
 // space (8, VGA, is absent); IRQ indices INTx, MSI, MSI-X, ERR, REQ.
 // Device models drive interrupts through setIntx/raiseIrq/msiNotify/
 // msixNotify and reach guest memory through `dma` (bus mastering enforced).
-import { DmaFault, type DeviceDma, type Iova, type SpanList } from '../../iommu/device-dma.js';
+import { DmaFault, type DeviceDma, type Iova, type SpanBuffer, type SpanList } from '../../iommu/device-dma.js';
 import type {
   DeviceClient,
   IrqInfo,
@@ -365,6 +365,10 @@ class BusMasterDma implements DeviceDma {
   mappedView(iova: Iova, length: number, access: number, pasid?: number): Uint8Array | null {
     // Off: null sends the caller to the general path, which refuses.
     return this.enabled() ? this.dma.mappedView(iova, length, access, pasid) : null;
+  }
+
+  mappedSpans(iovas: readonly Iova[], lengths: readonly number[], skip: number, length: number, access: number, out: SpanBuffer, pasid?: number): boolean {
+    return this.enabled() && this.dma.mappedSpans(iovas, lengths, skip, length, access, out, pasid);
   }
 }
 

@@ -302,7 +302,7 @@ export class VirtioBlk {
         const len = chain.writable - 1;
         const pos = this.range(sector, len);
         this.stats.reads++;
-        await withChainSpans(dma, chain, 'writable', 0, len, (list) => readFull(this.fd, list, pos));
+        await withChainSpans(dma, chain, 'writable', 0, len, (list) => readFull(this.fd, list, pos, len));
         this.stats.bytesRead += len;
         return;
       }

@@ -16,7 +16,7 @@
 //
 // Anything else (message-backed or unmapped memory, other request types,
 // a bad sector, a write-through disk) is left to the general path untouched.
-import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma, type Iova } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma, type SpanBuffer } from '../../iommu/device-dma.js';
 import { chainRanges, chainView } from '../virtio/chain-io.js';
 import type { DescChain } from '../virtio/virtqueue.js';
 import { BlkType, OUTHDR_SIZE, SECTOR } from './constants.js';
@@ -41,14 +41,8 @@ export interface MappedIoDisk {
 const INITIAL_SPANS = 64;
 
 export class MappedIo {
-  private spans = new Float64Array(3 * INITIAL_SPANS);
-  private readonly buffers: ArrayBufferLike[] = [];
   /** Reused for every request: the addon copies it into its iovec before it returns. */
-  private readonly list: { buffers: ArrayBufferLike[]; spans: Float64Array; count: number } = {
-    buffers: this.buffers,
-    spans: this.spans,
-    count: 0,
-  };
+  private readonly list: SpanBuffer = { buffers: [], spans: new Float64Array(3 * INITIAL_SPANS), count: 0 };
 
   constructor(private readonly disk: MappedIoDisk) {}
 
@@ -86,7 +80,7 @@ export class MappedIo {
     const pos = sector * SECTOR;
     let r: void | Promise<void>;
     try {
-      r = type === BlkType.IN ? readFull(disk.fd, this.list, pos) : writeFull(disk.fd, this.list, pos, len);
+      r = type === BlkType.IN ? readFull(disk.fd, this.list, pos, len) : writeFull(disk.fd, this.list, pos, len);
     } catch (e) {
       // Refused before any byte moved (bad arguments): nothing in flight.
       disk.finished(chain, type, 0, e);
@@ -118,45 +112,8 @@ export class MappedIo {
    * any of them is not mapped for `access`.
    */
   private gather(dma: DeviceDma, chain: DescChain, writable: boolean, len: number, access: number): boolean {
-    const A: Iova[] = writable ? chain.wAddr : chain.rAddr;
-    const L: number[] = writable ? chain.wLen : chain.rLen;
-    this.buffers.length = 0;
-    let count = 0;
-    let skip = writable ? 0 : OUTHDR_SIZE;
-    let left = len;
-    for (let i = 0; i < A.length && left > 0; i++) {
-      const l = L[i]!;
-      if (skip >= l) {
-        skip -= l;
-        continue;
-      }
-      const n = Math.min(l - skip, left);
-      const a = A[i]!;
-      if (typeof a !== 'number') return false;
-      const v = dma.mappedView(a + skip, n, access);
-      if (!v) return false;
-      if (3 * count + 3 > this.spans.length) this.grow();
-      let b = this.buffers.length - 1;
-      if (b < 0 || this.buffers[b] !== v.buffer) {
-        b = this.buffers.lastIndexOf(v.buffer);
-        if (b < 0) b = this.buffers.push(v.buffer) - 1;
-      }
-      this.spans[3 * count] = b;
-      this.spans[3 * count + 1] = v.byteOffset;
-      this.spans[3 * count + 2] = n;
-      count++;
-      left -= n;
-      skip = 0;
-    }
-    if (left !== 0) return false;
-    this.list.count = count;
-    return true;
-  }
-
-  private grow(): void {
-    const next = new Float64Array(this.spans.length * 2);
-    next.set(this.spans);
-    this.spans = next;
-    this.list.spans = next;
+    return writable
+      ? dma.mappedSpans(chain.wAddr, chain.wLen, 0, len, access, this.list)
+      : dma.mappedSpans(chain.rAddr, chain.rLen, OUTHDR_SIZE, len, access, this.list);
   }
 }

@@ -1,6 +1,7 @@
 // Device-level faults and deterministic mode, through the real server and
 // the raw client playing QEMU and the virtio driver (socket-rig): a DMA
-// fault on an IOVA range, virtio-blk IOERR/UNSUPP on a sector range and on
+// fault on an IOVA range (virtio-rng, and one page of a virtio-blk read),
+// virtio-blk IOERR/UNSUPP on a sector range and on
 // the Nth request, a lost and a late interrupt, DEVICE_NEEDS_RESET, and
 // virtio-rng's output fixed by the seed.
 import t, { type Test } from 'tap';
@@ -106,6 +107,32 @@ t.test('needs-reset: the virtio device sets DEVICE_NEEDS_RESET and signals a con
   await until(() => native.eventfdRead(r.efds[1]!) > 0, 'config interrupt');
   t.ok((await read(r.c, VIRTIO_BAR, status, 1)) & Status.DEVICE_NEEDS_RESET, 'it stays until the driver resets');
   t.same(counts(r.rt.faults!, 'nr'), { matched: 2, injected: 1 }, 'both status reads matched; it fired once');
+});
+
+t.test('virtio-blk: a DMA fault on one page of a read is IOERR, nothing written; other reads served in place', async (t) => {
+  const r = await rig(t, 'memfd', { name: 'blk0', kind: 'blk', options: (dir) => ({ disk: path.join(dir, 'disk.img'), size: 16 * MiB }), faults: [] });
+  const ring = await bringUp(r);
+  const blk = async (type: number, sector: number, io: { out?: Buffer; inLen?: number }) => {
+    const before = ring.usedIdx;
+    ring.usedEvent = before;
+    const s = submitBlk(r, ring, type, sector, io);
+    await until(() => ring.usedIdx === before + 1, 'used');
+    ring.takeUsed();
+    return { status: r.mem.read(s.st, 1)[0]!, din: s.din };
+  };
+  t.equal((await blk(BlkType.OUT, 64, { out: Buffer.alloc(16384, 0x5a) })).status, BlkStatus.OK, 'data written');
+  // submitBlk's next allocations: the header at `at`, the data from the next page on.
+  const at = r.mem.alloc(0, 4096);
+  const third = at + 4096 + 2 * 4096;
+  r.rt.faults!.add({ id: 'page', match: { iova: [third, third + 4096], access: 'write' }, action: { type: 'dma-fault' } });
+  const bad = await blk(BlkType.IN, 64, { inLen: 16384 });
+  t.equal(bad.din, at + 4096, 'the data pages are where the rule expects them');
+  t.equal(bad.status, BlkStatus.IOERR, 'the faulted read: IOERR');
+  t.ok(r.mem.read(bad.din, 16384).every((b) => b === 0), 'not one byte of it written');
+  const good = await blk(BlkType.IN, 64, { inLen: 16384 });
+  t.equal(good.status, BlkStatus.OK, 'a read elsewhere is served');
+  t.ok(r.mem.read(good.din, 16384).every((b) => b === 0x5a), 'with the data');
+  t.same(counts(r.rt.faults!, 'page'), { matched: 1, injected: 1 });
 });
 
 t.test('virtio-blk: IOERR on a sector range, UNSUPP on the Nth write, other requests served', async (t) => {

@@ -5,7 +5,7 @@ import t from 'tap';
 import { MemoryBacking } from '../../iommu/backing.js';
 import { MessageBacking, type DmaMessenger } from '../../iommu/backing-message.js';
 import { IommuContext } from '../../iommu/context.js';
-import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type Iova } from '../../iommu/device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type Iova, type SpanBuffer } from '../../iommu/device-dma.js';
 import { PAGE, fault } from './helpers.js';
 
 const P = BigInt(PAGE);
@@ -177,6 +177,64 @@ t.test('mappedView: in-place bytes of directly mapped memory, null for everythin
   t.equal(dma.mappedView(0x900000, 4, DMA_ACCESS_READ), null, 'memory reached by messages');
   const { ctx } = setup();
   t.equal(ctx.addDevice('lonely').dma.mappedView(BASE, 4, DMA_ACCESS_READ), null, 'a device attached to nothing');
+});
+
+t.test('mappedSpans: a slice of a scatter list as spans of mapped memory, false for everything else', async (t) => {
+  const { mem, dma, ioas } = setup();
+  ioas.map({ backing: mem, offset: 0, length: 4n * P, prot: 3, iova: BigInt(BASE) });
+  ioas.map({ backing: mem, offset: 8 * PAGE, length: 2n * P, prot: 1, iova: BigInt(BASE + 4 * PAGE) });
+  const base = mem.bytes!.byteOffset;
+  const out: SpanBuffer = { buffers: [new ArrayBuffer(1)], spans: new Float64Array(3), count: 7 };
+  const spans = () => [...out.spans.subarray(0, 3 * out.count)];
+  // A 16-byte header, two data pages (adjacent: one span), data in a later
+  // page, and a status byte after it in the same range: skip the header, stop
+  // before the status byte.
+  const iovas: Iova[] = [BASE, BASE + PAGE, BASE + 2 * PAGE, BASE + 3 * PAGE + 8];
+  const lens = [16, PAGE, PAGE, 101];
+  t.ok(dma.mappedSpans(iovas, lens, 16, 2 * PAGE + 100, DMA_ACCESS_WRITE, out), 'all mapped, writable');
+  t.same(out.buffers, [mem.bytes!.buffer], 'the memory itself, one buffer (what was in out is dropped)');
+  t.same(spans(), [0, base + PAGE, 2 * PAGE, 0, base + 3 * PAGE + 8, 100], 'adjacent pieces merged, the slice honoured');
+  t.ok(out.spans.length >= 6, 'the full span array replaced by a larger one');
+  t.ok(dma.mappedSpans(iovas, lens, 10, 10, DMA_ACCESS_READ, out), 'a slice across the first two ranges');
+  t.same(spans(), [0, base + 10, 6, 0, base + PAGE, 4], 'the tail of one range and the head of the next');
+  t.ok(dma.mappedSpans([BASE + 4 * PAGE, BASE], [8, 8], 0, 16, DMA_ACCESS_READ, out), 'a read-only mapping can be read');
+  t.same(spans(), [0, base + 8 * PAGE, 8, 0, base, 8], 'order kept, not merged backwards');
+
+  ioas.dirtyStart();
+  t.ok(dma.mappedSpans([BASE + PAGE, BASE + 3 * PAGE], [4, 4], 0, 8, DMA_ACCESS_WRITE, out));
+  t.equal(ioas.dirtyReport(BigInt(BASE), 4n * P)[0], 0b1010, 'writable spans count as writes for dirty tracking');
+
+  // Everything else: false, and the general path says what is wrong.
+  t.notOk(dma.mappedSpans([BASE, BASE + 4 * PAGE], [8, 8], 0, 16, DMA_ACCESS_WRITE, out), 'no WRITE right on one range');
+  t.equal((await fault(dma.withSpans([BASE, BASE + 4 * PAGE], [8, 8], DMA_ACCESS_WRITE, () => 0))).reason, 'permission');
+  t.notOk(dma.mappedSpans([BASE + 4 * PAGE - 2], [4], 0, 4, DMA_ACCESS_READ, out), 'a range across two mappings');
+  t.notOk(dma.mappedSpans([BASE, 0x7000_0000], [8, 8], 0, 16, DMA_ACCESS_READ, out), 'an unmapped range');
+  t.ok(dma.mappedSpans([BASE, 0x7000_0000], [8, 8], 0, 8, DMA_ACCESS_READ, out), 'past the slice, nothing is looked at');
+  t.notOk(dma.mappedSpans([BigInt(BASE)], [8], 0, 8, DMA_ACCESS_READ, out), 'a bigint IOVA');
+  t.notOk(dma.mappedSpans([BASE], [8], 0, 9, DMA_ACCESS_READ, out), 'a slice longer than the ranges');
+  t.notOk(dma.mappedSpans([BASE], [8], 8, 1, DMA_ACCESS_READ, out), 'a slice past the ranges');
+  for (const len of [-1, 1.5, NaN, 2 ** 60]) t.notOk(dma.mappedSpans([BASE], [len], 0, 4, DMA_ACCESS_READ, out), `range length ${len}`);
+  for (const len of [0, -1, 1.5, NaN]) t.notOk(dma.mappedSpans([BASE], [8], 0, len, DMA_ACCESS_READ, out), `slice length ${len}`);
+  for (const skip of [-1, 0.5, NaN]) t.notOk(dma.mappedSpans([BASE], [8], skip, 4, DMA_ACCESS_READ, out), `skip ${skip}`);
+  for (const iova of [-1, 0.5, 2 ** 60, NaN]) t.notOk(dma.mappedSpans([iova], [8], 0, 8, DMA_ACCESS_READ, out), `iova ${iova}`);
+  for (const access of [0, 4, DMA_ACCESS_READ | 8]) t.notOk(dma.mappedSpans([BASE], [8], 0, 8, access, out), `access ${access}`);
+  const messenger: DmaMessenger = { maxChunk: PAGE, read: async (_a, len) => Buffer.alloc(len), write: async () => {} };
+  const b = new MessageBacking(messenger, 0n, PAGE);
+  ioas.map({ backing: b, length: P, prot: 3, iova: 0x900000n });
+  b.release();
+  t.notOk(dma.mappedSpans([BASE, 0x900000], [8, 8], 0, 16, DMA_ACCESS_READ, out), 'memory reached by messages');
+  const { ctx } = setup();
+  t.notOk(ctx.addDevice('lonely').dma.mappedSpans([BASE], [8], 0, 8, DMA_ACCESS_READ, out), 'a device attached to nothing');
+
+  // Many ranges in two buffers: the span array grows, each range its own span.
+  const other = new MemoryBacking(4 * PAGE);
+  ioas.map({ backing: other, length: 4n * P, prot: 3, iova: 0x800000n });
+  const many: Iova[] = [];
+  for (let i = 0; i < 40; i++) many.push(i % 2 ? BASE + 2 * i : 0x800000 + 2 * i);
+  t.ok(dma.mappedSpans(many, many.map(() => 1), 0, 40, DMA_ACCESS_READ, out));
+  t.equal(out.count, 40, 'forty spans');
+  t.same(out.buffers, [other.bytes!.buffer, mem.bytes!.buffer], 'two buffers, each listed once');
+  t.same([...out.spans.subarray(0, 6)], [0, other.bytes!.byteOffset, 1, 1, base + 2, 1]);
 });
 
 t.test('withSpans: the same scatter list as spans of ArrayBuffers (no view objects)', async (t) => {
