@@ -109,17 +109,20 @@ t.test('needs-reset: the virtio device sets DEVICE_NEEDS_RESET and signals a con
   t.same(counts(r.rt.faults!, 'nr'), { matched: 2, injected: 1 }, 'both status reads matched; it fired once');
 });
 
+/** One virtio-blk request, waited for: its status byte and where its data-in buffer is. */
+async function blkRequest(r: Rig, ring: DriverRing, type: number, sector: number, io: { out?: Buffer; inLen?: number }): Promise<{ status: number; din: number }> {
+  const before = ring.usedIdx;
+  ring.usedEvent = before;
+  const s = submitBlk(r, ring, type, sector, io);
+  await until(() => ring.usedIdx === before + 1, 'used');
+  ring.takeUsed();
+  return { status: r.mem.read(s.st, 1)[0]!, din: s.din };
+}
+
 t.test('virtio-blk: a DMA fault on one page of a read is IOERR, nothing written; other reads served in place', async (t) => {
   const r = await rig(t, 'memfd', { name: 'blk0', kind: 'blk', options: (dir) => ({ disk: path.join(dir, 'disk.img'), size: 16 * MiB }), faults: [] });
   const ring = await bringUp(r);
-  const blk = async (type: number, sector: number, io: { out?: Buffer; inLen?: number }) => {
-    const before = ring.usedIdx;
-    ring.usedEvent = before;
-    const s = submitBlk(r, ring, type, sector, io);
-    await until(() => ring.usedIdx === before + 1, 'used');
-    ring.takeUsed();
-    return { status: r.mem.read(s.st, 1)[0]!, din: s.din };
-  };
+  const blk = (type: number, sector: number, io: { out?: Buffer; inLen?: number }) => blkRequest(r, ring, type, sector, io);
   t.equal((await blk(BlkType.OUT, 64, { out: Buffer.alloc(16384, 0x5a) })).status, BlkStatus.OK, 'data written');
   // submitBlk's next allocations: the header at `at`, the data from the next page on.
   const at = r.mem.alloc(0, 4096);
@@ -145,14 +148,7 @@ t.test('virtio-blk: IOERR on a sector range, UNSUPP on the Nth write, other requ
   });
   const ring = await bringUp(r);
   const statuses: number[] = [];
-  const one = async (type: number, sector: number, io: { out?: Buffer; inLen?: number }) => {
-    const before = ring.usedIdx;
-    ring.usedEvent = before;
-    const s = submitBlk(r, ring, type, sector, io);
-    await until(() => ring.usedIdx === before + 1, 'used');
-    ring.takeUsed();
-    statuses.push(r.mem.read(s.st, 1)[0]!);
-  };
+  const one = async (type: number, sector: number, io: { out?: Buffer; inLen?: number }) => void statuses.push((await blkRequest(r, ring, type, sector, io)).status);
   await one(BlkType.IN, 8, { inLen: 4096 }); // [8, 16): just below
   await one(BlkType.IN, 12, { inLen: 4096 }); // [12, 20): overlaps
   await one(BlkType.IN, 23, { inLen: 512 }); // [23, 24): the last sector
