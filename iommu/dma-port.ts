@@ -27,6 +27,11 @@ function viewsOf(list: SpanList): Uint8Array[] {
   return views;
 }
 
+/** READ, WRITE or both: the only access values a DMA may ask for. */
+function isAccess(access: number): boolean {
+  return access === DMA_ACCESS_READ || access === DMA_ACCESS_WRITE || access === (DMA_ACCESS_READ | DMA_ACCESS_WRITE);
+}
+
 interface Seg {
   area: Area;
   pos: number;
@@ -125,7 +130,7 @@ export class DeviceDmaPort implements DeviceDma {
   ): Promise<T> {
     const first = iovas.length > 0 ? iovas[0]! : 0;
     try {
-      if (!(access === DMA_ACCESS_READ || access === DMA_ACCESS_WRITE || access === (DMA_ACCESS_READ | DMA_ACCESS_WRITE))) {
+      if (!isAccess(access)) {
         throw new DmaFault('invalid', first, 0, pasid, 'access must be DMA_ACCESS_READ and/or DMA_ACCESS_WRITE');
       }
       if (!Array.isArray(iovas) || !Array.isArray(lengths) || lengths.length !== iovas.length) {
@@ -144,7 +149,7 @@ export class DeviceDmaPort implements DeviceDma {
   mappedView(iova: Iova, length: number, access: number, pasid?: number): Uint8Array | null {
     // Numbers only (a bigint IOVA is above 2^53: never guest RAM in practice).
     if (typeof iova !== 'number' || !Number.isSafeInteger(iova) || iova < 0 || !Number.isSafeInteger(length) || length <= 0) return null;
-    if (access !== DMA_ACCESS_READ && access !== DMA_ACCESS_WRITE && access !== (DMA_ACCESS_READ | DMA_ACCESS_WRITE)) return null;
+    if (!isAccess(access)) return null;
     const ioas = this.target.ioasFor(pasid);
     const a = ioas ? this.translate(ioas, iova, length, access) : null;
     const b = a ? a.backing.bytes : null;
@@ -157,7 +162,7 @@ export class DeviceDmaPort implements DeviceDma {
 
   mappedSpans(iovas: readonly Iova[], lengths: readonly number[], skip: number, length: number, access: number, out: SpanBuffer, pasid?: number): boolean {
     if (!Number.isSafeInteger(skip) || skip < 0 || !Number.isSafeInteger(length) || length <= 0) return false;
-    if (access !== DMA_ACCESS_READ && access !== DMA_ACCESS_WRITE && access !== (DMA_ACCESS_READ | DMA_ACCESS_WRITE)) return false;
+    if (!isAccess(access)) return false;
     const ioas = this.target.ioasFor(pasid);
     if (!ioas) return false;
     const dirty = (access & DMA_ACCESS_WRITE) !== 0 && ioas.dirtyTracking;
