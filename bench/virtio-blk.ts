@@ -70,8 +70,8 @@ interface StepDef {
 function stepDefs(mib: number, seconds: number, smp: number): StepDef[] {
   const fio = `--ioengine=libaio --direct=1 --size=${mib}M --norandommap --randrepeat=0 --time_based --runtime=${seconds} --ramp_time=1`;
   return [
-    { id: 'ddw', title: 'dd write 1 MiB O_DIRECT', unit: 'MB/s', goal: GOAL, step: { dd: `if=/dev/zero of=$dev bs=1M count=${mib} oflag=direct` } },
-    { id: 'ddr', title: 'dd read 1 MiB O_DIRECT', unit: 'MB/s', goal: GOAL, step: { dd: `if=$dev of=/dev/null bs=1M count=${mib} iflag=direct` } },
+    { id: 'ddw', title: 'dd write 1 MiB O_DIRECT', unit: 'MB/s', goal: GOAL, step: { dd: `if=/dev/zero of=$dev bs=1M count=${mib} oflag=direct`, ddRequests: mib } },
+    { id: 'ddr', title: 'dd read 1 MiB O_DIRECT', unit: 'MB/s', goal: GOAL, step: { dd: `if=$dev of=/dev/null bs=1M count=${mib} iflag=direct`, ddRequests: mib } },
     { id: 'rr1', title: 'fio 4K randread iodepth 1', unit: 'IOPS', goal: GOAL, step: { fio: `${fio} --rw=randread --bs=4k --iodepth=1` } },
     { id: 'rr32', title: 'fio 4K randread iodepth 32', unit: 'IOPS', goal: GOAL, step: { fio: `${fio} --rw=randread --bs=4k --iodepth=32` } },
     { id: 'seq', title: 'fio 128K seq read iodepth 4', unit: 'MB/s', step: { fio: `${fio} --rw=read --bs=128k --iodepth=4` } },
@@ -172,6 +172,7 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
         const ys = series(b);
         const perRound = xs.map((x, i) => x / ys[i]!);
         const fmt = (v: number[]) => v.map((x) => (d.unit === 'IOPS' ? Math.round(x) : x.toFixed(0))).join('/');
+        const whole = d.step.ddRequests === undefined ? '' : `; ${[a, b].map((disk) => ddRedone(r, d, disk.label, rounds)).join(', ')}`;
         rows.push({
           name: b === QEMU ? `virtio-blk guest ${name}` : name,
           value: median(xs),
@@ -182,7 +183,7 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
           note:
             `medians of ${rounds}; per-round ratio ${Math.min(...perRound).toFixed(2)}-${Math.max(...perRound).toFixed(2)}, ` +
             `median ${median(perRound).toFixed(2)} ` +
-            `(rounds ${a.label} ${fmt(xs)}, ${b.label} ${fmt(ys)})`,
+            `(rounds ${a.label} ${fmt(xs)}, ${b.label} ${fmt(ys)})${whole}`,
         });
       }
     }
@@ -247,6 +248,22 @@ function builtinArgs(d: Disk, img: string, queues: number): string[] {
   const a = builtinVirtioBlkArgs(img, { id: `drv${d.label}`, iommuPlatform: true, cache: CACHE_MODE, queues });
   a[a.length - 1] += `,addr=${d.slot}`;
   return a;
+}
+
+/**
+ * How many of a disk's dd runs were redone because the guest split their
+ * blocks (see blk-bench.ts), and how many still were split in the end.
+ */
+function ddRedone(r: BootResult, d: StepDef, label: string, rounds: number): string {
+  let redone = 0;
+  let split = 0;
+  for (let round = 1; round <= rounds; round++) {
+    const [made, again] = (r.results[`n_${label}_${d.id}_${round}`] ?? '').trim().split(/\s+/).map(Number);
+    if (made === undefined || again === undefined || !Number.isInteger(made) || !Number.isInteger(again)) continue;
+    redone += again;
+    if (made > d.step.ddRequests!) split++;
+  }
+  return `${label} ${redone} runs redone for split blocks, ${split} of ${rounds} split in the end`;
 }
 
 /** One step's figure for one disk and round: MB/s (10^6 bytes/s) or IOPS. */
