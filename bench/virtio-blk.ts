@@ -1,9 +1,10 @@
 // virtio-blk guest I/O: one Debian guest (QEMU 11.1) with our virtio-blk over
 // vfio-user and QEMU's built-in virtio-blk-pci, each on its own copy of one
 // raw image, runs dd and fio (Debian's, from the fio layer) on both, rounds
-// interleaved (odd rounds ours first, even rounds QEMU's first). Per step the
-// figure of a device is the median of its rounds; the ratio is ours / QEMU's
-// medians, and the spread is the range of the per-round ratios.
+// interleaved (odd rounds ours first, even rounds QEMU's first; dd steps run
+// several times per round). Per step the figure of a device is the median of
+// its runs; the ratio is ours / QEMU's medians, and the spread is the range
+// of the paired ratios (the two devices' runs taken back to back).
 //
 // Like for like: QEMU's device has iommu_platform=on (it negotiates
 // VIRTIO_F_ACCESS_PLATFORM as ours does, so the guest maps every buffer
@@ -22,7 +23,9 @@
 //
 // Runnable alone: node dist/bench/virtio-blk.js
 // Environment: BENCH_VBLK_ROUNDS (9: one round moves a few seconds of I/O, so
-// rounds vary by ±20% on a shared machine), BENCH_VBLK_MIB (256: image and dd size),
+// rounds vary by ±20% on a shared machine), BENCH_VBLK_DD_RUNS (3: dd runs
+// per disk and round; a 256 MiB run takes a fraction of a second and varies by
+// ±30%), BENCH_VBLK_MIB (256: image and dd size),
 // BENCH_VBLK_FIO_SECONDS (3 per fio step, after 1 s of ramp), BENCH_VBLK_SMP
 // (guest CPUs, 2), BENCH_VBLK_STEPS (comma-separated subset of
 // ddw,ddr,rr1,rr32,seq,mq), BENCH_VBLK_DIR (where the images go; default
@@ -67,11 +70,11 @@ interface StepDef {
   step: Omit<BlkBenchStep, 'id' | 'disks'>;
 }
 
-function stepDefs(mib: number, seconds: number, smp: number): StepDef[] {
+function stepDefs(mib: number, seconds: number, smp: number, ddRuns: number): StepDef[] {
   const fio = `--ioengine=libaio --direct=1 --size=${mib}M --norandommap --randrepeat=0 --time_based --runtime=${seconds} --ramp_time=1`;
   return [
-    { id: 'ddw', title: 'dd write 1 MiB O_DIRECT', unit: 'MB/s', goal: GOAL, step: { dd: `if=/dev/zero of=$dev bs=1M count=${mib} oflag=direct`, ddRequests: mib } },
-    { id: 'ddr', title: 'dd read 1 MiB O_DIRECT', unit: 'MB/s', goal: GOAL, step: { dd: `if=$dev of=/dev/null bs=1M count=${mib} iflag=direct`, ddRequests: mib } },
+    { id: 'ddw', title: 'dd write 1 MiB O_DIRECT', unit: 'MB/s', goal: GOAL, step: { dd: `if=/dev/zero of=$dev bs=1M count=${mib} oflag=direct`, ddRequests: mib, runs: ddRuns } },
+    { id: 'ddr', title: 'dd read 1 MiB O_DIRECT', unit: 'MB/s', goal: GOAL, step: { dd: `if=$dev of=/dev/null bs=1M count=${mib} iflag=direct`, ddRequests: mib, runs: ddRuns } },
     { id: 'rr1', title: 'fio 4K randread iodepth 1', unit: 'IOPS', goal: GOAL, step: { fio: `${fio} --rw=randread --bs=4k --iodepth=1` } },
     { id: 'rr32', title: 'fio 4K randread iodepth 32', unit: 'IOPS', goal: GOAL, step: { fio: `${fio} --rw=randread --bs=4k --iodepth=32` } },
     { id: 'seq', title: 'fio 128K seq read iodepth 4', unit: 'MB/s', step: { fio: `${fio} --rw=read --bs=128k --iodepth=4` } },
@@ -89,8 +92,9 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
   const mib = envNumber('BENCH_VBLK_MIB', 256);
   const seconds = envNumber('BENCH_VBLK_FIO_SECONDS', 3);
   const smp = envNumber('BENCH_VBLK_SMP', 2);
+  const ddRuns = envNumber('BENCH_VBLK_DD_RUNS', 3);
   const only = process.env.BENCH_VBLK_STEPS?.split(',').map((s) => s.trim()).filter(Boolean);
-  const defs = stepDefs(mib, seconds, smp).filter((d) => !only || only.includes(d.id));
+  const defs = stepDefs(mib, seconds, smp, ddRuns).filter((d) => !only || only.includes(d.id));
   if (defs.length === 0) throw new Error(`BENCH_VBLK_STEPS=${process.env.BENCH_VBLK_STEPS}: no known step`);
   const withOneQueue = smp > 1 && defs.some((d) => d.id === 'mq');
   const log = (m: string) => progress(`provision: ${m}`);
@@ -163,16 +167,18 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
 
     const rows: BenchRow[] = [];
     for (const d of defs) {
-      const value = (disk: Disk, round: number) => measure(r, d, disk.label, round, mib, failure);
-      const series = (disk: Disk) => Array.from({ length: rounds }, (_, i) => value(disk, i + 1));
+      const runs = rounds * (d.step.runs ?? 1);
+      const value = (disk: Disk, run: number) => measure(r, d, disk.label, run, mib, failure);
+      const series = (disk: Disk) => Array.from({ length: runs }, (_, i) => value(disk, i + 1));
       const pairs: [Disk, Disk, string][] = [[OURS, QEMU, `${d.title}`]];
       if (d.id === 'mq' && withOneQueue) pairs.push([OURS, OURS_1Q, `  multiqueue gain: ours ${smp} queues vs ours 1 queue`]);
       for (const [a, b, name] of pairs) {
         const xs = series(a);
         const ys = series(b);
-        const perRound = xs.map((x, i) => x / ys[i]!);
+        // Each run's two figures were taken back to back.
+        const perRun = xs.map((x, i) => x / ys[i]!);
         const fmt = (v: number[]) => v.map((x) => (d.unit === 'IOPS' ? Math.round(x) : x.toFixed(0))).join('/');
-        const whole = d.step.ddRequests === undefined ? '' : `; ${[a, b].map((disk) => ddRedone(r, d, disk.label, rounds)).join(', ')}`;
+        const whole = d.step.ddRequests === undefined ? '' : `; ${[a, b].map((disk) => ddRedone(r, d, disk.label, runs)).join(', ')}`;
         rows.push({
           name: b === QEMU ? `virtio-blk guest ${name}` : name,
           value: median(xs),
@@ -181,9 +187,9 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
           unit: d.unit,
           ...(b === QEMU && d.goal !== undefined ? { goal: d.goal } : {}),
           note:
-            `medians of ${rounds}; per-round ratio ${Math.min(...perRound).toFixed(2)}-${Math.max(...perRound).toFixed(2)}, ` +
-            `median ${median(perRound).toFixed(2)} ` +
-            `(rounds ${a.label} ${fmt(xs)}, ${b.label} ${fmt(ys)})${whole}`,
+            `medians of ${runs === rounds ? rounds : `${runs} runs (${rounds} rounds x ${d.step.runs})`}; ` +
+            `paired ratio ${Math.min(...perRun).toFixed(2)}-${Math.max(...perRun).toFixed(2)}, median ${median(perRun).toFixed(2)} ` +
+            `(${a.label} ${fmt(xs)}, ${b.label} ${fmt(ys)})${whole}`,
         });
       }
     }
@@ -254,33 +260,33 @@ function builtinArgs(d: Disk, img: string, queues: number): string[] {
  * How many of a disk's dd runs were redone because the guest split their
  * blocks (see blk-bench.ts), and how many still were split in the end.
  */
-function ddRedone(r: BootResult, d: StepDef, label: string, rounds: number): string {
+function ddRedone(r: BootResult, d: StepDef, label: string, runs: number): string {
   let redone = 0;
   let split = 0;
-  for (let round = 1; round <= rounds; round++) {
-    const [made, again] = (r.results[`n_${label}_${d.id}_${round}`] ?? '').trim().split(/\s+/).map(Number);
+  for (let run = 1; run <= runs; run++) {
+    const [made, again] = (r.results[`n_${label}_${d.id}_${run}`] ?? '').trim().split(/\s+/).map(Number);
     if (made === undefined || again === undefined || !Number.isInteger(made) || !Number.isInteger(again)) continue;
     redone += again;
     if (made > d.step.ddRequests!) split++;
   }
-  return `${label} ${redone} runs redone for split blocks, ${split} of ${rounds} split in the end`;
+  return `${label} ${redone} runs redone for split blocks, ${split} of ${runs} split in the end`;
 }
 
-/** One step's figure for one disk and round: MB/s (10^6 bytes/s) or IOPS. */
-function measure(r: BootResult, d: StepDef, label: string, round: number, mib: number, failure: (why: string) => Error): number {
+/** One step's figure for one disk and run (see blk-bench.ts): MB/s (10^6 bytes/s) or IOPS. */
+function measure(r: BootResult, d: StepDef, label: string, run: number, mib: number, failure: (why: string) => Error): number {
   const res = r.results;
-  const key = `${label}_${d.id}_${round}`;
+  const key = `${label}_${d.id}_${run}`;
   if (d.step.dd !== undefined) {
     const st = res[`st_${key}`];
-    if (!st?.startsWith('0 ')) throw failure(`dd ${d.id} on ${label} (round ${round}) failed: ${st ?? 'no status'}`);
+    if (!st?.startsWith('0 ')) throw failure(`dd ${d.id} on ${label} (run ${run}) failed: ${st ?? 'no status'}`);
     const s = Number(res[`t_${key}`]);
-    if (!(s > 0)) throw failure(`no time for ${d.id} on ${label} round ${round}`);
+    if (!(s > 0)) throw failure(`no time for ${d.id} on ${label} run ${run}`);
     return (mib * MiB) / 1e6 / s;
   }
   const st = res[`f_${key}_status`];
-  if (!st?.startsWith('0 ')) throw failure(`fio ${d.id} on ${label} (round ${round}) failed: ${st ?? 'no status'}`);
+  if (!st?.startsWith('0 ')) throw failure(`fio ${d.id} on ${label} (run ${run}) failed: ${st ?? 'no status'}`);
   const f = parseFioTerse(res[`f_${key}`] ?? '');
-  if (f.error !== 0) throw failure(`fio ${d.id} on ${label} (round ${round}): error ${f.error}`);
+  if (f.error !== 0) throw failure(`fio ${d.id} on ${label} (run ${run}): error ${f.error}`);
   return d.unit === 'IOPS' ? f.read.iops : (f.read.bwKiBs * 1024) / 1e6;
 }
 

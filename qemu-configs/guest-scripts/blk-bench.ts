@@ -2,12 +2,13 @@
 // fio layer) on several virtio-blk disks of one guest, rounds interleaved so
 // that every disk sees the same guest and host state: within a round each
 // step runs on its disks one after another, in the given order in odd rounds
-// and reversed in even ones.
+// and reversed in even ones (a step with `runs` does that `runs` times).
 //
-// Results per step, disk and round r (1-based):
-//   dd:  t_<disk>_<step>_<r> (seconds, $EPOCHREALTIME), st_<disk>_<step>_<r> (exit status, dd's last line)
-//        and n_<disk>_<step>_<r> (requests the disk completed during the run, then how many runs were redone)
-//   fio: f_<disk>_<step>_<r> (terse line, see fio.ts) and f_<disk>_<step>_<r>_status
+// Results per step, disk and run n (1-based; run j of round r is
+// n = (r - 1) * runs + j, so n = r for a step that runs once per round):
+//   dd:  t_<disk>_<step>_<n> (seconds, $EPOCHREALTIME), st_<disk>_<step>_<n> (exit status, dd's last line)
+//        and n_<disk>_<step>_<n> (requests the disk completed during the run, then how many runs were redone)
+//   fio: f_<disk>_<step>_<n> (terse line, see fio.ts) and f_<disk>_<step>_<n>_status
 // and per disk: <disk>_dev, <disk>_nr_queues (blk-mq hardware queues), <disk>_scheduler,
 // <disk>_geometry (request limits from /sys/block/X/queue), <disk>_stat (/sys/block/X/stat
 // at the end: requests and sectors per direction), plus the virtio_report fields.
@@ -33,6 +34,8 @@ export interface BlkBenchStep {
    * whole. A run that made more (the guest split its blocks) is run again.
    */
   ddRequests?: number;
+  /** Times the step runs on each disk per round (default 1): short dd runs vary a lot, more of them steady the median. */
+  runs?: number;
   fio?: string;
 }
 
@@ -84,6 +87,7 @@ export function blkBenchScript(o: BlkBenchScriptOptions): string {
     if (!LABEL.test(s.id) || ids.has(s.id)) throw new RangeError(`bad or repeated step id '${s.id}'`);
     ids.add(s.id);
     if ((s.dd === undefined) === (s.fio === undefined)) throw new RangeError(`step ${s.id}: give dd or fio arguments`);
+    if (s.runs !== undefined && (!Number.isInteger(s.runs) || s.runs < 1 || s.runs > 100)) throw new RangeError(`step ${s.id}: runs ${s.runs}`);
     if (s.ddRequests !== undefined && (s.dd === undefined || !Number.isInteger(s.ddRequests) || s.ddRequests < 1)) {
       throw new RangeError(`step ${s.id}: ddRequests must be a positive integer, with dd arguments`);
     }
@@ -144,7 +148,11 @@ dd if=$dev_${d.label} of=/dev/null bs=1M count=${warm} iflag=direct 2>/dev/null 
     .join('\n');
   const calls = (reverse: boolean) =>
     o.steps
-      .flatMap((s) => (reverse ? [...s.disks].reverse() : s.disks).map((d) => `    step_${s.id} ${d} $dev_${d} $r`))
+      .flatMap((s) => {
+        const runs = s.runs ?? 1;
+        const order = reverse ? [...s.disks].reverse() : s.disks;
+        return Array.from({ length: runs }, (_, j) => order.map((d) => `    step_${s.id} ${d} $dev_${d} $(((r - 1) * ${runs} + ${j + 1}))`)).flat();
+      })
       .join('\n');
   return `${VIRTIO_HELPERS}${FIO_HELPERS}
 ${DISK_REQUESTS}
