@@ -96,6 +96,8 @@ export type { Iova } from '../iommu/device-dma.js';
 export type { SpanList } from '../iommu/device-dma.js';
 /** A span list the device owns and mappedSpans fills. */
 export type { SpanBuffer } from '../iommu/device-dma.js';
+/** A whole mapping as one view, as mappedWindow hands it out. */
+export type { MappedWindow } from '../iommu/device-dma.js';
 /** The access bit for a DMA that reads guest memory (withView/withSpans/mappedView). */
 export { DMA_ACCESS_READ } from '../iommu/device-dma.js';
 /** The access bit for a DMA that writes guest memory. */

@@ -3,7 +3,8 @@
 // array-length check; while one is, mappedView and mappedSpans decline (the
 // device takes the general path), so every access is asked exactly once.
 import {
-  DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, type DeviceDma, type Iova, type SpanBuffer, type SpanList,
+  DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, type DeviceDma, type Iova, type MappedWindow,
+  type SpanBuffer, type SpanList,
 } from '../iommu/device-dma.js';
 import type { DeviceFaults } from './device-faults.js';
 
@@ -57,6 +58,10 @@ class FaultyDma implements DeviceDma {
 
   mappedSpans(iovas: readonly Iova[], lengths: readonly number[], skip: number, length: number, access: number, out: SpanBuffer, pasid?: number): boolean {
     return this.faults.dma.length === 0 && this.dma.mappedSpans(iovas, lengths, skip, length, access, out, pasid);
+  }
+
+  mappedWindow(iova: Iova, access: number, pasid?: number): MappedWindow | null {
+    return this.faults.dma.length === 0 ? this.dma.mappedWindow(iova, access, pasid) : null;
   }
 }
 

@@ -119,6 +119,22 @@ export interface DeviceDma {
    * fault.
    */
   mappedSpans(iovas: readonly Iova[], lengths: readonly number[], skip: number, length: number, access: number, out: SpanBuffer, pasid?: number): boolean;
+  /**
+   * The whole mapping that holds `iova`, as one view and the IOVA of its
+   * first byte, for code that translates many addresses itself (a native
+   * ring walk): when that mapping is memory mapped into this process with
+   * `access`, and nothing needs to see each access (no dirty tracking, no
+   * recording, no DMA fault rule, bus mastering on). The rules of
+   * mappedView hold: valid only until the current synchronous code ends;
+   * null means take the other doors.
+   */
+  mappedWindow(iova: Iova, access: number, pasid?: number): MappedWindow | null;
+}
+
+/** A mapping as one view: `bytes[i]` is the byte at IOVA `iova + i`. */
+export interface MappedWindow {
+  iova: number;
+  bytes: Uint8Array;
 }
 
 /** A span list a caller owns and mappedSpans fills (reused from request to request). */

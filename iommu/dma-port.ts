@@ -4,7 +4,7 @@
 // defers the real munmap and its drained promise waits for us).
 import { VfioUserError } from '../protocol/errno.js';
 import type { Area } from './area.js';
-import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, type DeviceDma, type Iova, type SpanBuffer, type SpanList } from './device-dma.js';
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, type DeviceDma, type Iova, type MappedWindow, type SpanBuffer, type SpanList } from './device-dma.js';
 import { markDirty } from './dirty.js';
 import type { Ioas } from './ioas.js';
 import { TWO_POW_64 } from './u64.js';
@@ -158,6 +158,17 @@ export class DeviceDmaPort implements DeviceDma {
     if (access & DMA_ACCESS_WRITE && ioas!.dirtyTracking) markDirty(a, pos, length);
     const off = b.byteOffset + a.offset + pos;
     return new Uint8Array(b.buffer, off, length);
+  }
+
+  mappedWindow(iova: Iova, access: number, pasid?: number): MappedWindow | null {
+    if (typeof iova !== 'number' || !Number.isSafeInteger(iova) || iova < 0 || !isAccess(access)) return null;
+    const ioas = this.target.ioasFor(pasid);
+    // Dirty tracking must see every write: the window would bypass it.
+    if (!ioas || ioas.dirtyTracking) return null;
+    const a = this.translate(ioas, iova, 1, access);
+    const b = a ? a.backing.bytes : null;
+    if (!a || !b || (access & DMA_ACCESS_WRITE && a.backing.readOnlyMemory) || a.offset + a.length > b.length) return null;
+    return { iova: a.start, bytes: new Uint8Array(b.buffer, b.byteOffset + a.offset, a.length) };
   }
 
   mappedSpans(iovas: readonly Iova[], lengths: readonly number[], skip: number, length: number, access: number, out: SpanBuffer, pasid?: number): boolean {

@@ -73,6 +73,10 @@ export function tapDeviceDma(inner: DeviceDma, sink: DmaSink): DeviceDma {
       if (access & DMA_ACCESS_WRITE) queueMicrotask(() => sink.dma('write', iova, Buffer.from(v)));
       return v;
     },
+    // A recording must see every access: no window.
+    mappedWindow() {
+      return null;
+    },
     mappedSpans(iovas, lengths, skip, length, access, out, pasid) {
       if (!inner.mappedSpans(iovas, lengths, skip, length, access, out, pasid)) return false;
       if (access & DMA_ACCESS_READ) ranges('read', iovas, lengths, concatSpans(out), skip);

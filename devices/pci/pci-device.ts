@@ -3,7 +3,7 @@
 // space (8, VGA, is absent); IRQ indices INTx, MSI, MSI-X, ERR, REQ.
 // Device models drive interrupts through setIntx/raiseIrq/msiNotify/
 // msixNotify and reach guest memory through `dma` (bus mastering enforced).
-import { DmaFault, type DeviceDma, type Iova, type SpanBuffer, type SpanList } from '../../iommu/device-dma.js';
+import { DmaFault, type DeviceDma, type Iova, type MappedWindow, type SpanBuffer, type SpanList } from '../../iommu/device-dma.js';
 import type {
   DeviceClient,
   IrqInfo,
@@ -369,6 +369,10 @@ class BusMasterDma implements DeviceDma {
 
   mappedSpans(iovas: readonly Iova[], lengths: readonly number[], skip: number, length: number, access: number, out: SpanBuffer, pasid?: number): boolean {
     return this.enabled() && this.dma.mappedSpans(iovas, lengths, skip, length, access, out, pasid);
+  }
+
+  mappedWindow(iova: Iova, access: number, pasid?: number): MappedWindow | null {
+    return this.enabled() ? this.dma.mappedWindow(iova, access, pasid) : null;
   }
 }
 

@@ -92,6 +92,7 @@ t.test('DMA goes through only with bus mastering on; attach/detach hooks', async
     withView: async () => 'view',
     mappedView: (iova: bigint | number, len: number) => (calls.push(`mapped ${iova}+${len}`), new Uint8Array(len)),
     mappedSpans: (iovas: (bigint | number)[], _l: number[], skip: number, len: number) => (calls.push(`spans ${iovas[0]}+${skip}+${len}`), true),
+    mappedWindow: (iova: number) => (calls.push(`window ${iova}`), { iova, bytes: new Uint8Array(8) }),
   } as unknown as DeviceDma;
   const out = { buffers: [], spans: new Float64Array(3), count: 0 };
   const log = { error() {}, warn() {}, info() {}, debug() {} };
@@ -107,13 +108,15 @@ t.test('DMA goes through only with bus mastering on; attach/detach hooks', async
   await t.rejects(dev.dma!.write(0x1000, Buffer.alloc(2)), { name: 'DmaFault', reason: 'permission', length: 2 });
   t.equal(dev.dma!.mappedView(0x1000, 4, 1), null, 'no in-place view either (the general path refuses)');
   t.equal(dev.dma!.mappedSpans([0x1000], [8], 0, 8, 1, out), false, 'nor in-place spans');
+  t.equal(dev.dma!.mappedWindow(0x1000, 1), null, 'nor a window');
   cfgWrite(dev, 0x04, 2, 0x0004);
   t.equal(dev.dma!.mappedView(0x3000, 2, 1)?.length, 2, 'in-place view once bus mastering is on');
   t.equal(dev.dma!.mappedSpans([0x3000], [8], 2, 6, 1, out), true, 'and in-place spans');
+  t.equal(dev.dma!.mappedWindow(0x3000, 1)?.iova, 0x3000, 'and a window');
   t.equal((await dev.dma!.read(0x1000, 4)).length, 4);
   await dev.dma!.write(0x2000, Buffer.alloc(2));
   t.equal(await dev.dma!.withView(0, 1, 1, () => 0), 'view');
-  t.same(calls, ['mapped 12288+2', 'spans 12288+2+6', 'read 4096+4', 'write 8192+2']);
+  t.same(calls, ['mapped 12288+2', 'spans 12288+2+6', 'window 12288', 'read 4096+4', 'write 8192+2']);
   dev.detachClient();
   t.equal(dev.dma, undefined);
   t.same(seen, ['attach', 'detach']);

@@ -179,6 +179,33 @@ t.test('mappedView: in-place bytes of directly mapped memory, null for everythin
   t.equal(ctx.addDevice('lonely').dma.mappedView(BASE, 4, DMA_ACCESS_READ), null, 'a device attached to nothing');
 });
 
+t.test('mappedWindow: a whole mapping as one view, null where each access must be seen', async (t) => {
+  const { mem, dma, ioas } = setup();
+  ioas.map({ backing: mem, offset: PAGE, length: 4n * P, prot: 3, iova: BigInt(BASE) });
+  ioas.map({ backing: mem, offset: 8 * PAGE, length: P, prot: 1, iova: BigInt(BASE + 4 * PAGE) });
+  const w = dma.mappedWindow(BASE + 2 * PAGE + 5, DMA_ACCESS_READ | DMA_ACCESS_WRITE)!;
+  t.equal(w.iova, BASE, 'starts at the mapping, whatever IOVA inside it was asked for');
+  t.same(where(mem, w.bytes), { at: PAGE, n: 4 * PAGE }, 'the mapping itself, not a copy');
+  t.equal(w.bytes[BASE + 3 * PAGE + 7 - w.iova], ((PAGE + 3 * PAGE + 7) * 3) & 0xff, 'bytes[i] is the byte at IOVA iova + i');
+  t.equal(dma.mappedWindow(BASE + 4 * PAGE, DMA_ACCESS_READ)!.bytes.length, PAGE, 'a read-only mapping, for reading');
+  t.equal(dma.mappedWindow(BASE + 4 * PAGE, DMA_ACCESS_WRITE), null, 'no WRITE right');
+  t.equal(dma.mappedWindow(0x7000_0000, DMA_ACCESS_READ), null, 'unmapped');
+  t.equal(dma.mappedWindow(BigInt(BASE), DMA_ACCESS_READ), null, 'a bigint IOVA');
+  for (const iova of [-1, 0.5, 2 ** 60, NaN]) t.equal(dma.mappedWindow(iova, DMA_ACCESS_READ), null, `iova ${iova}`);
+  for (const access of [0, 4, DMA_ACCESS_READ | 8]) t.equal(dma.mappedWindow(BASE, access), null, `access ${access}`);
+  ioas.dirtyStart();
+  t.equal(dma.mappedWindow(BASE, DMA_ACCESS_READ), null, 'dirty tracking on: every write must be seen');
+  ioas.dirtyStop();
+  t.ok(dma.mappedWindow(BASE, DMA_ACCESS_READ), 'and off again');
+  const messenger: DmaMessenger = { maxChunk: PAGE, read: async (_a, len) => Buffer.alloc(len), write: async () => {} };
+  const b = new MessageBacking(messenger, 0n, PAGE);
+  ioas.map({ backing: b, length: P, prot: 3, iova: 0x900000n });
+  b.release();
+  t.equal(dma.mappedWindow(0x900000, DMA_ACCESS_READ), null, 'memory reached by messages');
+  const { ctx } = setup();
+  t.equal(ctx.addDevice('lonely').dma.mappedWindow(BASE, DMA_ACCESS_READ), null, 'a device attached to nothing');
+});
+
 t.test('mappedSpans: a slice of a scatter list as spans of mapped memory, false for everything else', async (t) => {
   const { mem, dma, ioas } = setup();
   ioas.map({ backing: mem, offset: 0, length: 4n * P, prot: 3, iova: BigInt(BASE) });
