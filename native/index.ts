@@ -53,6 +53,7 @@ interface Addon {
   watchClose(w: Watcher): void;
   watchPoll(w: Watcher, ns: number): void;
   yieldCpu(ns: number): boolean;
+  virtioBlkServe(window: Uint8Array, state: Float64Array): number;
   mmap(fd: number, offset: number, length: number, prot: number): ArrayBuffer;
   munmap(ab: ArrayBuffer): void;
   fileSize(fd: number): number;
@@ -230,6 +231,50 @@ export const watchPoll: (w: Watcher, ns: number) => void = addon.watchPoll;
  * (0..POLL_MAX_NS) for the CPU: the poller should stop and leave it.
  */
 export const yieldCpu: (ns: number) => boolean = addon.yieldCpu;
+
+/**
+ * The fields of virtioBlkServe's state array (native/virtio_blk_ring.h):
+ * "in" fields are set by the caller, "out" fields by the call.
+ */
+export const BlkRing = {
+  /** in: IOVA of the window's first byte. */
+  WINDOW_IOVA: 0,
+  /** in: IOVAs of the descriptor table, the available ring and the used ring. */
+  DESC: 1,
+  AVAIL: 2,
+  USED: 3,
+  /** in: queue size (1..1024). */
+  SIZE: 4,
+  /** in: 1 if VIRTIO_F_INDIRECT_DESC was negotiated. */
+  INDIRECT: 5,
+  /** in: the image's fd. */
+  FD: 6,
+  /** in: the image's size in sectors. */
+  CAPACITY: 7,
+  /** in: the largest OUT request (bytes) to write, blocking; 0: leave writes alone. */
+  MAX_WRITE: 8,
+  /** in/out: the next available entry, and used->idx. */
+  LAST_AVAIL: 9,
+  USED_IDX: 10,
+  /** out: IN and OUT requests served, their bytes, and the longest write in ns. */
+  READS: 11,
+  WRITES: 12,
+  BYTES_READ: 13,
+  BYTES_WRITTEN: 14,
+  WRITE_NS: 15,
+  /** The length of the array. */
+  FIELDS: 16,
+} as const;
+
+/**
+ * Serves virtio-blk requests straight off a split ring in `window` (guest
+ * memory mapped here, its first byte at state[WINDOW_IOVA]): in order, while
+ * each is a plain IN (a page-cache hit) or OUT (at most MAX_WRITE bytes)
+ * wholly inside the window, stopping untouched before the first that is not.
+ * Stores the status bytes, the used elements and used->idx; returns the
+ * chains served. Throws RangeError for an "in" field out of its range.
+ */
+export const virtioBlkServe: (window: Uint8Array, state: Float64Array) => number = addon.virtioBlkServe;
 
 /** Stops and frees the poll handle (idempotent). The fd stays open: close it after this, never before. */
 export const watchClose: (w: Watcher) => void = addon.watchClose;

@@ -36,6 +36,8 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "virtio_blk_ring.h"
+
 #ifndef F_GET_SEALS
 #define F_ADD_SEALS 1033
 #define F_GET_SEALS 1034
@@ -1450,6 +1452,63 @@ static napi_value js_errno_name(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/* ------------------------------------------------------- virtio-blk ring */
+
+/* virtioBlkServe(window, state): vbr_serve (virtio_blk_ring.c) over the
+ * Uint8Array window with the Float64Array state (VBR_* indices, BlkRing in
+ * index.ts); returns the chains served and writes the out fields. */
+static napi_value js_virtio_blk_serve(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  static const double max[VBR_LAST_AVAIL] = {
+    [VBR_WINDOW_IOVA] = 9007199254740991.0, [VBR_DESC] = 9007199254740991.0,
+    [VBR_AVAIL] = 9007199254740991.0, [VBR_USED] = 9007199254740991.0,
+    [VBR_SIZE] = 1024, [VBR_INDIRECT] = 1, [VBR_FD] = INT_MAX,
+    [VBR_CAPACITY] = 9007199254740991.0 / 512, [VBR_MAX_WRITE] = 1 << 30,
+  };
+  napi_typedarray_type type;
+  size_t len, n;
+  void *data, *sdata;
+  double *st;
+  struct vbr r;
+  int served;
+  if (napi_get_typedarray_info(env, argv[0], &type, &len, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
+    return type_error(env, "virtioBlkServe", "window must be a Uint8Array");
+  if (napi_get_typedarray_info(env, argv[1], &type, &n, &sdata, NULL, NULL) != napi_ok || type != napi_float64_array || n < VBR_FIELDS)
+    return type_error(env, "virtioBlkServe", "state must be a Float64Array of the BlkRing fields");
+  st = sdata;
+  for (int i = 0; i <= VBR_USED_IDX; i++) {
+    double lim = i < VBR_LAST_AVAIL ? max[i] : 65535;
+    if (!(st[i] >= 0 && st[i] <= lim) || st[i] != (double)(int64_t)st[i]) {
+      char what[80];
+      snprintf(what, sizeof what, "state field %d out of range: %g", i, st[i]);
+      return range_error(env, "virtioBlkServe", what);
+    }
+  }
+  memset(&r, 0, sizeof r);
+  r.mem = data;
+  r.mem_len = len;
+  r.mem_iova = (uint64_t)st[VBR_WINDOW_IOVA];
+  r.desc = (uint64_t)st[VBR_DESC];
+  r.avail = (uint64_t)st[VBR_AVAIL];
+  r.used = (uint64_t)st[VBR_USED];
+  r.size = (uint32_t)st[VBR_SIZE];
+  r.indirect = st[VBR_INDIRECT] != 0;
+  r.fd = (int)st[VBR_FD];
+  r.capacity = (uint64_t)st[VBR_CAPACITY];
+  r.max_write = (uint64_t)st[VBR_MAX_WRITE];
+  r.last_avail = (uint16_t)st[VBR_LAST_AVAIL];
+  r.used_idx = (uint16_t)st[VBR_USED_IDX];
+  served = vbr_serve(&r);
+  st[VBR_LAST_AVAIL] = r.last_avail;
+  st[VBR_USED_IDX] = r.used_idx;
+  st[VBR_READS] = (double)r.reads;
+  st[VBR_WRITES] = (double)r.writes;
+  st[VBR_BYTES_READ] = (double)r.bytes_read;
+  st[VBR_BYTES_WRITTEN] = (double)r.bytes_written;
+  st[VBR_WRITE_NS] = (double)r.write_ns;
+  return num(env, served);
+}
+
 /* ------------------------------------------------------------------- init */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -1458,7 +1517,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "accept", js_accept }, { "socketpair", js_socketpair },
     { "recvmsg", js_recvmsg }, { "sendmsg", js_sendmsg }, { "channel", js_channel },
     { "watch", js_watch }, { "watchSet", js_watch_set }, { "watchClose", js_watch_close },
-    { "watchPoll", js_watch_poll }, { "yieldCpu", js_yield_cpu },
+    { "watchPoll", js_watch_poll }, { "yieldCpu", js_yield_cpu }, { "virtioBlkServe", js_virtio_blk_serve },
     { "mmap", js_mmap }, { "munmap", js_munmap },
     { "fileSize", js_file_size }, { "fileStat", js_file_stat }, { "fallocate", js_fallocate },
     { "preadvFull", js_preadv_full }, { "pwritevFull", js_pwritev_full }, { "getSeals", js_get_seals }, { "addSeals", js_add_seals },

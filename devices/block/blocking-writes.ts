@@ -43,15 +43,19 @@ export class BlockingWrites {
 
   /** An inline write that started at `start` (this clock) has returned. */
   done(start: number): void {
-    const t = this.now();
-    this.stats.inline++;
-    if (t - start <= SLOW_WRITE_MS) {
+    this.took(this.now() - start);
+  }
+
+  /** `count` inline writes have returned, the longest after `ms`. */
+  took(ms: number, count = 1): void {
+    this.stats.inline += count;
+    if (ms <= SLOW_WRITE_MS) {
       this.holdMs = 0;
       return;
     }
     this.stats.slow++;
     this.holdMs = Math.min(HOLD_MAX_MS, this.holdMs === 0 ? HOLD_MIN_MS : 2 * this.holdMs);
-    this.holdUntil = t + this.holdMs;
+    this.holdUntil = this.now() + this.holdMs;
   }
 
   /** This clock's time (the start to give done()). */

@@ -9,8 +9,8 @@ import type { SpanList } from '../../iommu/device-dma.js';
 import * as native from '../../native/index.js';
 import { BlockingWrites } from './blocking-writes.js';
 
-// Inline page-cache copies (and blocking writes) can be turned off (VFIO_USER_TS_BLK_INLINE_IO=0) to compare.
-const INLINE = process.env.VFIO_USER_TS_BLK_INLINE_IO !== '0';
+/** Inline page-cache copies (and blocking writes) can be turned off (VFIO_USER_TS_BLK_INLINE_IO=0) to compare. */
+export const INLINE = process.env.VFIO_USER_TS_BLK_INLINE_IO !== '0';
 
 /** When writes may block the event loop (see blocking-writes.ts); one per process. */
 export const blockingWrites = new BlockingWrites(INLINE);

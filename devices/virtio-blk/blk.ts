@@ -6,9 +6,11 @@
 // bounce buffers when the memory is reached by DMA_READ/WRITE messages):
 // what the page cache holds is copied at once on the event loop (it never
 // waits for the disk), the rest on the libuv thread pool (../block/file-io.ts). The
-// header and status byte are read and written in place when mapped. A read
-// or write entirely in mapped memory takes mapped-io.ts, which completes it
-// in the same turn without promises; everything else the async path here.
+// header and status byte are read and written in place when mapped. Plain
+// reads and writes are served by a native loop straight off the ring
+// (ring-in-place.ts) before the queue hands chains out; one it leaves, if
+// entirely in mapped memory, takes mapped-io.ts, which completes it in the
+// same turn without promises; everything else the async path here.
 // A failed request (bad sector, DMA fault, I/O error, write to a read-only
 // disk) completes with VIRTIO_BLK_S_IOERR; the device keeps going. A fault
 // rule may complete a request with IOERR or UNSUPP before it runs.
@@ -44,6 +46,7 @@ import { fdatasync, punchHole, readFull, writeFull, zeroRange } from '../block/f
 import { openImage } from '../block/image.js';
 import { blkFaultIo } from './fault-io.js';
 import { MappedIo } from './mapped-io.js';
+import { BlkRingInPlace } from './ring-in-place.js';
 
 export interface VirtioBlkOptions {
   /** Raw image file. */
@@ -119,6 +122,7 @@ export class VirtioBlk {
   /** Writes complete once in the page cache (FLUSH negotiated, see Durability above); set at DRIVER_OK. */
   private writesBuffered = false;
   private readonly mapped: MappedIo;
+  private readonly inPlace: BlkRingInPlace;
   /** The device configuration space (struct virtio_blk_config). */
   readonly config: Buffer;
 
@@ -167,6 +171,8 @@ export class VirtioBlk {
         features,
         config: c,
         handle: (chain) => this.serve(chain),
+        // Fault injection asks about every request: none is served in place meanwhile.
+        serveInPlace: (ring, dma) => (this.device.client?.faults === undefined ? this.inPlace.serve(ring, dma) : 0),
         driverOk: (negotiated) => {
           this.writesBuffered = !this.readonly && (negotiated & bit(BlkFeature.FLUSH)) !== 0n;
         },
@@ -184,6 +190,21 @@ export class VirtioBlk {
         return self.writesBuffered;
       },
       finished: (chain, type, bytes, error) => this.finishedMapped(chain, type, bytes, error),
+    });
+    this.inPlace = new BlkRingInPlace({
+      get fd() {
+        return self.fd;
+      },
+      capacity: this.capacity,
+      get writesBuffered() {
+        return self.writesBuffered;
+      },
+      served: (reads, bytesRead, writes, bytesWritten) => {
+        this.stats.reads += reads;
+        this.stats.bytesRead += bytesRead;
+        this.stats.writes += writes;
+        this.stats.bytesWritten += bytesWritten;
+      },
     });
   }
 

@@ -34,7 +34,7 @@ import {
   VIRTIO_PCI_SUBSYSTEM,
   VIRTIO_PCI_VENDOR,
 } from './constants.js';
-import { DescChain, RingError, Virtqueue, type VirtqueueHost } from './virtqueue.js';
+import { DescChain, RingError, Virtqueue, type InPlaceRing, type VirtqueueHost } from './virtqueue.js';
 
 export const VIRTIO_BAR = 4;
 export const VIRTIO_BAR_SIZE = 0x4000;
@@ -70,6 +70,8 @@ export interface VirtioDeviceSpec {
   validateFeatures?(features: bigint): boolean;
   /** A chain is available on a queue: process it and call chain.complete(len). Must not throw. */
   handle(chain: DescChain): void;
+  /** Optional: serve chains in place before they are handed out (VirtqueueHost.serveInPlace). */
+  serveInPlace?(ring: InPlaceRing, dma: DeviceDma): number;
   /** DRIVER_OK with these features. */
   driverOk?(features: bigint): void;
   /** Device reset (status 0, FLR, VFIO reset): in-flight chains are already abandoned. */
@@ -234,6 +236,17 @@ export class VirtioPciTransport implements VirtqueueHost {
     } catch (e) {
       this.log.error(`${this.spec.name}: queue ${chain.queue.index} handler threw: ${String(e)}`);
       chain.complete(0);
+    }
+  }
+
+  serveInPlace(ring: InPlaceRing, dma: DeviceDma): number {
+    if (!this.spec.serveInPlace) return 0;
+    try {
+      return this.spec.serveInPlace(ring, dma);
+    } catch (e) {
+      // Nothing was served: the chains go out one by one as usual.
+      this.log.error(`${this.spec.name}: serving in place threw: ${String(e)}`);
+      return 0;
     }
   }
 

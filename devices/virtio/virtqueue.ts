@@ -30,7 +30,10 @@
 // raised last. A ring that is not all mapped
 // (message-backed memory, a vIOMMU mapping that moved, an indirect table
 // elsewhere) takes the asynchronous drain from where the synchronous one
-// stopped; every chain is taken whole by one or the other.
+// stopped; every chain is taken whole by one or the other. Before either
+// hands chains out, the host may serve some in place (serveInPlace: a
+// native loop that takes and completes plain requests itself); the queue
+// then publishes them at once.
 //
 // Used side: completions that come later (thread-pool I/O) are coalesced
 // per event-loop turn (setImmediate), or published at the end of the current
@@ -110,13 +113,34 @@ export interface VirtqueueHost {
   ringError(vq: Virtqueue, err: Error): void;
   /** The polling budget, when the queue may watch its ring instead of waiting for kicks. */
   readonly pollGate?: PollGate | undefined;
+  /**
+   * Serve available chains in place, in order from ring.lastAvail, without
+   * their being handed out (a native loop that completes each at once):
+   * moves ring.lastAvail and ring.usedIdx past what it served, having stored
+   * the used elements and used->idx, and returns how many. It may serve none.
+   */
+  serveInPlace?(ring: InPlaceRing, dma: DeviceDma): number;
+}
+
+/** A queue's split ring as serveInPlace sees it (IOVAs as numbers). */
+export interface InPlaceRing {
+  desc: number;
+  avail: number;
+  used: number;
+  size: number;
+  /** VIRTIO_F_INDIRECT_DESC negotiated. */
+  indirect: boolean;
+  /** The next available entry to take; moved past what was served. */
+  lastAvail: number;
+  /** used->idx; moved past what was served. */
+  usedIdx: number;
 }
 
 export interface QueueStats {
   kicks: number;
   batches: number;
   chains: number;
-  /** Descriptors in the chains taken (direct + indirect). */
+  /** Descriptors in the chains taken (direct + indirect), not counting those served in place. */
   descriptors: number;
   completions: number;
   flushes: number;
@@ -183,6 +207,7 @@ export class Virtqueue {
   private pollNs = 0;
   private pollTicking = false;
   private readonly pollTickCb = (): void => this.pollTick();
+  private readonly inPlace: InPlaceRing = { desc: 0, avail: 0, used: 0, size: 0, indirect: false, lastAvail: 0, usedIdx: 0 };
 
   /** `window`: how the queue watches its ring (tests give one whose yields never lose the CPU). */
   constructor(
@@ -411,6 +436,7 @@ export class Virtqueue {
     const size = this.size;
     const idxAddr = iovaAdd(this.avail, 2);
     for (;;) {
+      this.takeInPlace(dma);
       let availIdx = mapped16(dma, idxAddr);
       if (availIdx === null) return false;
       let n = (availIdx - this.lastAvail) & 0xffff;
@@ -450,6 +476,33 @@ export class Virtqueue {
         if (epoch !== this.epochNo || !this.host.canProcess()) return true;
       }
     }
+  }
+
+  /**
+   * Let the host serve what it can in place, first. Only while nothing of
+   * ours waits to be published: its used elements go straight to the ring.
+   * What it served is published, with the interrupt decision, at once.
+   */
+  private takeInPlace(dma: DeviceDma): void {
+    if (!this.host.serveInPlace || this.pendingUsed.length > 0 || this.flushing) return;
+    const r = this.inPlace;
+    if (typeof this.desc !== 'number' || typeof this.avail !== 'number' || typeof this.used !== 'number') return;
+    r.desc = this.desc;
+    r.avail = this.avail;
+    r.used = this.used;
+    r.size = this.size;
+    r.indirect = this.indirectDesc;
+    r.lastAvail = this.lastAvail;
+    r.usedIdx = this.usedIdx;
+    const n = this.host.serveInPlace(r, dma);
+    if (n <= 0) return;
+    const old = this.usedIdx;
+    this.lastAvail = r.lastAvail & 0xffff;
+    this.stats.chains += n;
+    this.stats.completions += n;
+    this.inFlight += n;
+    this.published(old, r.usedIdx & 0xffff, n);
+    this.interruptNow(dma, this.epochNo);
   }
 
   /** Account for a chain taken off the ring and hand it to the device. */
@@ -697,13 +750,18 @@ export class Virtqueue {
     if (!store16Fenced(dma, iovaAdd(this.used, 2), idx)) return false;
     list.length = 0;
     this.published(old, idx, n);
-    const notify = this.shouldNotify(dma, this.epochNo);
-    if (typeof notify !== 'boolean') return true; // cannot happen: its field was seen mapped
+    this.interruptNow(dma, this.epochNo);
+    return true;
+  }
+
+  /** The interrupt decision for what was just published, where the driver's field is mapped. */
+  private interruptNow(dma: DeviceDma, epoch: number): void {
+    const notify = this.shouldNotify(dma, epoch);
+    if (typeof notify !== 'boolean') return; // cannot happen: its field was seen mapped
     if (notify) {
       this.stats.interrupts++;
       this.host.notify(this);
     } else this.stats.suppressed++;
-    return true;
   }
 
   /** used->idx went from `old` to `idx` (n elements). */

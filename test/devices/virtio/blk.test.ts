@@ -14,6 +14,8 @@ import { bit, Feature, Status } from '../../../devices/virtio/constants.js';
 import { fakeFds } from '../helpers.js';
 import {
   attach,
+  BASE,
+  MEM_SIZE,
   DEFAULT_DRIVER_FEATURES,
   DriverRing,
   enableMsix,
@@ -39,7 +41,7 @@ interface Env {
   fds: ReturnType<typeof fakeFds>;
 }
 
-function make(opts: Partial<VirtioBlkOptions> & { guest?: Guest; features?: bigint } = {}): Env {
+function make(opts: Partial<VirtioBlkOptions> & { guest?: Guest; features?: bigint; dropFeatures?: bigint } = {}): Env {
   const image = opts.disk ?? imagePath();
   const fds = fakeFds();
   const blk = new VirtioBlk({ size: 4 * MiB, ...opts, disk: image, fdOps: fds.ops });
@@ -48,7 +50,7 @@ function make(opts: Partial<VirtioBlkOptions> & { guest?: Guest; features?: bigi
   attach(blk.device, g);
   const drv = new PciDriver(blk.device, g.mem);
   const all = DEFAULT_DRIVER_FEATURES | (drv.enablePci(), drv.deviceFeatures());
-  const rings = drv.init(blk.numQueues, { msix: true, features: opts.features ?? all });
+  const rings = drv.init(blk.numQueues, { msix: true, features: (opts.features ?? all) & ~(opts.dropFeatures ?? 0n) });
   enableMsix(blk.device, fds);
   return { blk, drv, rings, g, image, fds };
 }
@@ -399,7 +401,9 @@ t.test('guest memory over DMA_READ/DMA_WRITE messages (no fd): same results', as
 
 t.test('a reset while a request is in flight: its buffers are left alone', async (t) => {
   const e = make();
-  const spec = e.blk.transport.spec as { handle: (c: import('../../../devices/virtio/virtqueue.js').DescChain) => void };
+  const spec = e.blk.transport.spec as { handle: (c: import('../../../devices/virtio/virtqueue.js').DescChain) => void; serveInPlace?: unknown };
+  // Handed out (not served in place, where nothing can come between), so the reset can come in flight.
+  spec.serveInPlace = undefined;
   const orig = spec.handle;
   spec.handle = (c) => {
     e.drv.status = 0; // the driver resets right after making the request available
@@ -418,4 +422,76 @@ t.test('a reset while a request is in flight: its buffers are left alone', async
   // The driver starts again and the device works.
   e.rings.splice(0, e.rings.length, ...e.drv.init(1, { msix: true }));
   t.equal((await run(e, { type: BlkType.IN, sector: 0, inLen: 512 })).status, BlkStatus.OK);
+});
+
+/** Counts the chains the queues hand out one by one (the ones not served in place). */
+function countHandled(e: Env): { n: number } {
+  const spec = e.blk.transport.spec as { handle: (c: import('../../../devices/virtio/virtqueue.js').DescChain) => void };
+  const orig = spec.handle;
+  const seen = { n: 0 };
+  spec.handle = (c) => {
+    seen.n++;
+    orig(c);
+  };
+  return seen;
+}
+
+t.test('plain reads and writes are served in place, straight off the ring', async (t) => {
+  const e = make();
+  const handled = countHandled(e);
+  const data = randomBytes(64 * 1024);
+  const w = await run(e, { type: BlkType.OUT, sector: 16, out: data, segment: 4096, indirect: true });
+  const r = await run(e, { type: BlkType.IN, sector: 16, inLen: data.length, segment: 1536 });
+  const one = await run(e, { type: BlkType.IN, sector: 17, inLen: 512 });
+  t.same([w.status, r.status, one.status], [BlkStatus.OK, BlkStatus.OK, BlkStatus.OK]);
+  t.same([w.len, r.len, one.len], [1, data.length + 1, 513], 'used lengths');
+  t.ok(r.data.equals(data) && one.data.equals(data.subarray(512, 1024)), 'read back what was written');
+  t.ok(fs.readFileSync(e.image).subarray(16 * 512, 16 * 512 + data.length).equals(data), 'the image holds it');
+  t.equal(handled.n, 0, 'no chain was handed out');
+  const q = e.blk.transport.queues[0]!.stats;
+  t.same([q.chains, q.completions, q.interrupts + q.suppressed], [3, 3, 3], 'taken, completed, and an interrupt decision for each');
+  t.ok(q.interrupts >= 1, 'the first one signalled (the driver never moves used_event)');
+  t.same([e.blk.stats.reads, e.blk.stats.writes, e.blk.stats.bytesRead, e.blk.stats.bytesWritten], [2, 1, data.length + 512, data.length]);
+});
+
+t.test('a batch of plain and other requests: each done once, in place or handed out', async (t) => {
+  const e = make();
+  const handled = countHandled(e);
+  const data = randomBytes(4096);
+  const [w, f, r, id, split] = await runMany(e, [
+    { type: BlkType.OUT, sector: 4, out: data },
+    { type: BlkType.FLUSH },
+    { type: BlkType.IN, sector: 4, inLen: 4096 },
+    { type: BlkType.GET_ID, inLen: 20 },
+    { type: BlkType.IN, sector: 4, inLen: 4096, segment: 4095 }, // pieces need not be whole sectors, only the total
+  ]);
+  t.same([w!.status, f!.status, r!.status, id!.status, split!.status], [0, 0, 0, 0, 0]);
+  t.ok(r!.data.equals(data) && split!.data.equals(data), 'the reads see the write before them');
+  t.ok(handled.n >= 2 && handled.n <= 4, `FLUSH and GET_ID handed out, the plain ones may follow them (${handled.n})`);
+  t.equal(e.blk.transport.queues[0]!.stats.completions, 5, 'five completions, no more');
+});
+
+t.test('while dirty logging runs, requests are handed out and the pages they write are dirty', async (t) => {
+  const e = make();
+  const handled = countHandled(e);
+  const ioas = e.g.ctx.compatIoas;
+  ioas.dirtyStart();
+  ioas.dirtyReport(BigInt(BASE), BigInt(MEM_SIZE)); // clear what setting up the rings wrote
+  const r = await run(e, { type: BlkType.IN, sector: 0, inLen: 4096 });
+  t.equal(r.status, BlkStatus.OK);
+  t.equal(handled.n, 1, 'handed out');
+  const bits = ioas.dirtyReport(BigInt(BASE), BigInt(MEM_SIZE));
+  t.ok(bits.some((b) => b !== 0), 'the read marked guest pages dirty');
+  ioas.dirtyStop();
+  await run(e, { type: BlkType.IN, sector: 0, inLen: 4096 });
+  t.equal(handled.n, 1, 'served in place again once dirty logging stopped');
+});
+
+t.test('without FLUSH (write-through) writes are handed out, reads still served in place', async (t) => {
+  const e = make({ dropFeatures: bit(BlkFeature.FLUSH) });
+  const handled = countHandled(e);
+  t.equal((await run(e, { type: BlkType.OUT, sector: 0, out: Buffer.alloc(512, 7) })).status, BlkStatus.OK);
+  t.equal(handled.n, 1, 'the write went the general way (made durable before it completes)');
+  t.equal((await run(e, { type: BlkType.IN, sector: 0, inLen: 512 })).data[0], 7);
+  t.equal(handled.n, 1, 'the read did not');
 });
