@@ -45,8 +45,8 @@ import {
 import { fdatasync, punchHole, readFull, writeFull, zeroRange } from '../block/file-io.js';
 import { openImage } from '../block/image.js';
 import { blkFaultIo } from './fault-io.js';
-import { MappedIo } from './mapped-io.js';
-import { BlkRingInPlace } from './ring-in-place.js';
+import { MappedIo, type MappedIoDisk } from './mapped-io.js';
+import { BlkRingInPlace, type RingInPlaceDisk } from './ring-in-place.js';
 
 export interface VirtioBlkOptions {
   /** Raw image file. */
@@ -181,7 +181,8 @@ export class VirtioBlk {
     );
     this.device = this.transport.pci;
     const self = this;
-    this.mapped = new MappedIo({
+    // What the two fast paths need of the device (the image's fd changes on close).
+    const disk: MappedIoDisk & RingInPlaceDisk = {
       get fd() {
         return self.fd;
       },
@@ -190,22 +191,15 @@ export class VirtioBlk {
         return self.writesBuffered;
       },
       finished: (chain, type, bytes, error) => this.finishedMapped(chain, type, bytes, error),
-    });
-    this.inPlace = new BlkRingInPlace({
-      get fd() {
-        return self.fd;
-      },
-      capacity: this.capacity,
-      get writesBuffered() {
-        return self.writesBuffered;
-      },
       served: (reads, bytesRead, writes, bytesWritten) => {
         this.stats.reads += reads;
         this.stats.bytesRead += bytesRead;
         this.stats.writes += writes;
         this.stats.bytesWritten += bytesWritten;
       },
-    });
+    };
+    this.mapped = new MappedIo(disk);
+    this.inPlace = new BlkRingInPlace(disk);
   }
 
   /** Close the image (further requests fail with IOERR). */

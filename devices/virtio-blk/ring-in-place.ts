@@ -16,20 +16,14 @@
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma } from '../../iommu/device-dma.js';
 import * as native from '../../native/index.js';
 import type { InPlaceRing } from '../virtio/virtqueue.js';
+import type { MappedIoDisk } from './mapped-io.js';
 import { MAX_BLOCKING_WRITE } from '../block/blocking-writes.js';
 import { blockingWrites, INLINE } from '../block/file-io.js';
 
 const F = native.BlkRing;
 
-/** What the loop needs of its device. */
-export interface RingInPlaceDisk {
-  /** The image's fd (negative once closed). */
-  readonly fd: number;
-  /** Sectors. */
-  readonly capacity: number;
-  /** True when writes may complete before they are durable (FLUSH negotiated, not read-only). */
-  readonly writesBuffered: boolean;
-  /** Requests the loop served: count them. */
+/** What the loop needs of its device: the image, as the mapped path sees it, and a count of what it served. */
+export interface RingInPlaceDisk extends Pick<MappedIoDisk, 'fd' | 'capacity' | 'writesBuffered'> {
   served(reads: number, bytesRead: number, writes: number, bytesWritten: number): void;
 }
 
