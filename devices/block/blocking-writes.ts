@@ -32,11 +32,20 @@ export class BlockingWrites {
   /** May a write of `bytes` block the loop now? */
   allow(bytes: number): boolean {
     if (!this.enabled || bytes > MAX_BLOCKING_WRITE) return false;
+    if (this.open()) return true;
+    this.stats.heldOff++;
+    return false;
+  }
+
+  /** The largest write that may block the loop now (0: none), for a caller that does not know its writes yet. */
+  largest(): number {
+    return this.enabled && this.open() ? MAX_BLOCKING_WRITE : 0;
+  }
+
+  /** Not held off (any hold-off that ran out is over). */
+  private open(): boolean {
     if (this.holdUntil === 0) return true;
-    if (this.now() < this.holdUntil) {
-      this.stats.heldOff++;
-      return false;
-    }
+    if (this.now() < this.holdUntil) return false;
     this.holdUntil = 0;
     return true;
   }

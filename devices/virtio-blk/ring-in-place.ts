@@ -17,7 +17,6 @@ import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma } from '../../iommu/d
 import * as native from '../../native/index.js';
 import type { InPlaceRing } from '../virtio/virtqueue.js';
 import type { MappedIoDisk } from './mapped-io.js';
-import { MAX_BLOCKING_WRITE } from '../block/blocking-writes.js';
 import { blockingWrites, INLINE } from '../block/file-io.js';
 
 const F = native.BlkRing;
@@ -49,7 +48,7 @@ export class BlkRingInPlace {
     st[F.INDIRECT] = ring.indirect ? 1 : 0;
     st[F.FD] = disk.fd;
     st[F.CAPACITY] = disk.capacity;
-    st[F.MAX_WRITE] = disk.writesBuffered && blockingWrites.allow(MAX_BLOCKING_WRITE) ? MAX_BLOCKING_WRITE : 0;
+    st[F.MAX_WRITE] = disk.writesBuffered ? blockingWrites.largest() : 0;
     st[F.LAST_AVAIL] = ring.lastAvail;
     st[F.USED_IDX] = ring.usedIdx;
     const n = native.virtioBlkServe(w.bytes, st);

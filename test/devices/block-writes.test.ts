@@ -1,7 +1,8 @@
 // When virtio-blk's writes may block the event loop: quick writes inline,
 // a slow one sends them to the thread pool for a hold-off that doubles while
 // slow writes keep coming, large ones always go there; and writeFull's use
-// of it (a write it allows completes before writeFull returns).
+// of it (a write it allows completes before writeFull returns), and the
+// form the native ring loop uses (largest, took).
 import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -60,6 +61,19 @@ t.test('a slow write holds writes off the loop for 100 ms, doubling while they s
   t.notOk(x.p.allow(4096), 'the hold-off stops growing at 10 s');
   x.c.t += 1;
   t.ok(x.p.allow(4096));
+});
+
+t.test('largest() and took(): the same rules for a native loop that makes several writes at once', async (t) => {
+  const x = clocked();
+  t.equal(x.p.largest(), MAX_BLOCKING_WRITE, 'writes up to the limit may block');
+  t.equal(clocked(false).p.largest(), 0, 'VFIO_USER_TS_BLK_INLINE_IO=0: none');
+  x.p.took(0.5, 3);
+  t.same(x.p.stats, { inline: 3, heldOff: 0, slow: 0 }, 'three quick writes counted');
+  x.p.took(SLOW_WRITE_MS + 1, 2);
+  t.equal(x.p.largest(), 0, 'the longest was slow: held off');
+  t.same(x.p.stats, { inline: 5, heldOff: 0, slow: 1 }, 'asking is not counted as a write held off');
+  x.c.t += 100;
+  t.equal(x.p.largest(), MAX_BLOCKING_WRITE, 'after 100 ms');
 });
 
 t.test('writeFull with the byte count writes before it returns; without it, as before', async (t) => {
