@@ -5,8 +5,10 @@
  *
  * Every call is synchronous and non-blocking, except connectUnix and the
  * file calls that finish on the libuv thread pool (fallocate, preadvFull,
- * pwritevFull: they return promises), and a watcher's poll window (watchPoll,
- * at most 1 ms after a callback). Socket I/O calls return -errno; setup calls throw an Error with .code/.errno/.syscall.
+ * pwritevFull: they return promises), a watcher's poll window (watchPoll,
+ * at most 1 ms after a callback), and the writes that pwritevFull(block) and
+ * virtioBlkServe make on the calling thread (a page-cache copy the caller's
+ * blocking-writes rules allow). virtio_blk_ring.c is virtio-blk's ring loop. Socket I/O calls return -errno; setup calls throw an Error with .code/.errno/.syscall.
  * Framing, fd matching, queues and mapping reference counts live in TS.
  */
 #ifndef _GNU_SOURCE
