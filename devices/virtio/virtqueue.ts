@@ -502,7 +502,7 @@ export class Virtqueue {
     this.stats.completions += n;
     this.inFlight += n;
     this.published(old, r.usedIdx & 0xffff, n);
-    this.interruptNow(dma, this.epochNo);
+    this.interruptNow(dma);
   }
 
   /** Account for a chain taken off the ring and hand it to the device. */
@@ -750,13 +750,13 @@ export class Virtqueue {
     if (!store16Fenced(dma, iovaAdd(this.used, 2), idx)) return false;
     list.length = 0;
     this.published(old, idx, n);
-    this.interruptNow(dma, this.epochNo);
+    this.interruptNow(dma);
     return true;
   }
 
   /** The interrupt decision for what was just published, where the driver's field is mapped. */
-  private interruptNow(dma: DeviceDma, epoch: number): void {
-    const notify = this.shouldNotify(dma, epoch);
+  private interruptNow(dma: DeviceDma): void {
+    const notify = this.shouldNotify(dma, this.epochNo);
     if (typeof notify !== 'boolean') return; // cannot happen: its field was seen mapped
     if (notify) {
       this.stats.interrupts++;
