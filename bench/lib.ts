@@ -43,6 +43,24 @@ export function progress(msg: string): void {
   process.stderr.write(`[bench] ${msg}\n`);
 }
 
+/**
+ * How many of a disk's timed dd runs of one step (results
+ * n_<label>_<step>_<run>, run 1..runs: see block.ts's timed_dd) were redone
+ * because the guest split their blocks, and how many still were split in
+ * the end.
+ */
+export function ddRedone(results: Readonly<Record<string, string>>, label: string, step: string, runs: number): string {
+  let redone = 0;
+  let split = 0;
+  for (let run = 1; run <= runs; run++) {
+    const [made, again, max] = (results[`n_${label}_${step}_${run}`] ?? '').trim().split(/\s+/).map(Number);
+    if (!Number.isInteger(made) || !Number.isInteger(again) || !Number.isInteger(max)) continue;
+    redone += again!;
+    if (max! > 0 && made! > max!) split++;
+  }
+  return `${label} ${redone} runs redone for split blocks, ${split} of ${runs} split in the end`;
+}
+
 /** The middle value (the mean of the two middle ones for an even count). */
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);

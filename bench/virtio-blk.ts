@@ -46,7 +46,7 @@ import { parseFioTerse } from '../qemu-configs/guest-scripts/fio.js';
 import { startServer, type RunningServer } from '../server/runtime.js';
 import { parseQemuTrace, qemuTraceArgs, type Timeline } from './qemu-trace.js';
 import type { VirtioBlk } from '../devices/virtio-blk/index.js';
-import { allocatedImage, envNumber, formatTable, fsTypeOf, median, progress, type BenchRow } from './lib.js';
+import { allocatedImage, ddRedone, envNumber, formatTable, fsTypeOf, median, progress, type BenchRow } from './lib.js';
 import { keepLogTail } from '../server/log.js';
 
 const MiB = 1 << 20;
@@ -178,7 +178,7 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
         // Each run's two figures were taken back to back.
         const perRun = xs.map((x, i) => x / ys[i]!);
         const fmt = (v: number[]) => v.map((x) => (d.unit === 'IOPS' ? Math.round(x) : x.toFixed(0))).join('/');
-        const whole = d.step.ddRequests === undefined ? '' : `; ${[a, b].map((disk) => ddRedone(r, d, disk.label, runs)).join(', ')}`;
+        const whole = d.step.ddRequests === undefined ? '' : `; ${[a, b].map((disk) => ddRedone(r.results, disk.label, d.id, runs)).join(', ')}`;
         rows.push({
           name: b === QEMU ? `virtio-blk guest ${name}` : name,
           value: median(xs),
@@ -254,22 +254,6 @@ function builtinArgs(d: Disk, img: string, queues: number): string[] {
   const a = builtinVirtioBlkArgs(img, { id: `drv${d.label}`, iommuPlatform: true, cache: CACHE_MODE, queues });
   a[a.length - 1] += `,addr=${d.slot}`;
   return a;
-}
-
-/**
- * How many of a disk's dd runs were redone because the guest split their
- * blocks (see blk-bench.ts), and how many still were split in the end.
- */
-function ddRedone(r: BootResult, d: StepDef, label: string, runs: number): string {
-  let redone = 0;
-  let split = 0;
-  for (let run = 1; run <= runs; run++) {
-    const [made, again] = (r.results[`n_${label}_${d.id}_${run}`] ?? '').trim().split(/\s+/).map(Number);
-    if (made === undefined || again === undefined || !Number.isInteger(made) || !Number.isInteger(again)) continue;
-    redone += again;
-    if (made > d.step.ddRequests!) split++;
-  }
-  return `${label} ${redone} runs redone for split blocks, ${split} of ${runs} split in the end`;
 }
 
 /** One step's figure for one disk and run (see blk-bench.ts): MB/s (10^6 bytes/s) or IOPS. */

@@ -128,6 +128,8 @@ export interface BuiltinNvmeOptions {
   noLocking?: boolean;
   /** Discards reach the image (`discard=unmap`), as ours punch holes. */
   discard?: boolean;
+  /** Largest transfer, 2^mdts minimum pages (QEMU's default 7: 512 KiB; ours is 8). */
+  mdts?: number;
 }
 
 /**
@@ -138,6 +140,10 @@ export function builtinNvmeArgs(images: readonly string[], o: BuiltinNvmeOptions
   const id = o.id ?? 'qnvme0';
   const ctrl = ['nvme', `id=${id}`, `serial=${o.serial ?? id}`];
   if (o.addr) ctrl.push(`addr=${o.addr}`);
+  if (o.mdts !== undefined) {
+    if (!Number.isInteger(o.mdts) || o.mdts < 0 || o.mdts > 15) throw new RangeError(`mdts ${o.mdts}`);
+    ctrl.push(`mdts=${o.mdts}`);
+  }
   const args = ['-device', ctrl.join(',')];
   images.forEach((image, i) => {
     const drive = [`file=${image.replace(/,/g, ',,')}`, 'if=none', `id=${id}-ns${i + 1}`, 'format=raw', `cache=${o.cache ?? 'writeback'}`];

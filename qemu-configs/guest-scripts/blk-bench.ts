@@ -7,11 +7,13 @@
 // Results per step, disk and run n (1-based; run j of round r is
 // n = (r - 1) * runs + j, so n = r for a step that runs once per round):
 //   dd:  t_<disk>_<step>_<n> (seconds, $EPOCHREALTIME), st_<disk>_<step>_<n> (exit status, dd's last line)
-//        and n_<disk>_<step>_<n> (requests the disk completed during the run, then how many runs were redone)
+//        and n_<disk>_<step>_<n> (requests the disk completed during the run, runs redone, ddRequests):
+//        block.ts's timed_dd
 //   fio: f_<disk>_<step>_<n> (terse line, see fio.ts) and f_<disk>_<step>_<n>_status
 // and per disk: <disk>_dev, <disk>_nr_queues (blk-mq hardware queues), <disk>_scheduler,
 // <disk>_geometry (request limits from /sys/block/X/queue), <disk>_stat (/sys/block/X/stat
 // at the end: requests and sectors per direction), plus the virtio_report fields.
+import { DD_HELPERS } from './block.js';
 import { FIO_HELPERS } from './fio.js';
 import { VIRTIO_HELPERS, VIRTIO_ID_BLOCK } from './virtio.js';
 
@@ -51,24 +53,6 @@ const LABEL = /^[a-z0-9]+$/;
 const PCI_ADDR = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 /** Characters a step's arguments may use (they are pasted into the script). */
 const ARGS = /^[A-Za-z0-9_=,.:/$ -]*$/;
-
-/**
- * How often a dd run whose blocks the guest split is run again. A 1 MiB
- * O_DIRECT block is one request when dd's buffer has at most seg_max (254)
- * physically contiguous pieces. Its pages come from the CPU's free list,
- * where the previous dd run's buffer went in reverse order, so every second
- * run got 256 separate pages and made two requests per MiB (a third more
- * guest time per MiB), whichever disk it ran on: in an interleaved round one
- * disk's run split and the other's did not. Compacting memory first makes a
- * whole buffer likely; a run that split anyway is redone.
- */
-const DD_REDO = 3;
-
-/** disk_requests /dev/X: reads plus writes the disk has completed (/sys/block/X/stat). */
-const DISK_REQUESTS = `disk_requests() {
-  set -- $(cat /sys/block/\${1##*/}/stat)
-  echo $(($1 + $5))
-}`;
 
 /** /test.sh of the benchmark boot. */
 export function blkBenchScript(o: BlkBenchScriptOptions): string {
@@ -124,21 +108,7 @@ dd if=$dev_${d.label} of=/dev/null bs=1M count=${warm} iflag=direct 2>/dev/null 
       s.dd !== undefined
         ? `step_${s.id}() {
   dev=$2
-  redone=0
-  while :; do
-    echo 1 > /proc/sys/vm/compact_memory 2>/dev/null
-    n0=$(disk_requests $dev)
-    t0=$EPOCHREALTIME
-    dd ${s.dd} 2>/tmp/dd.err
-    st=$?
-    t1=$EPOCHREALTIME
-    n=$(($(disk_requests $dev) - n0))
-    [ $st = 0 ] && [ $n -gt ${s.ddRequests ?? 0} ] && [ $redone -lt ${s.ddRequests === undefined ? 0 : DD_REDO} ] || break
-    redone=$((redone + 1))
-  done
-  result t_$1_${s.id}_$3 "$(elapsed $t0 $t1)"
-  result st_$1_${s.id}_$3 "$st $(tail -n 1 /tmp/dd.err)"
-  result n_$1_${s.id}_$3 "$n $redone"
+  timed_dd $1_${s.id}_$3 $dev ${s.ddRequests ?? 0} ${s.dd}
 }`
         : `step_${s.id}() {
   dev=$2
@@ -154,8 +124,7 @@ dd if=$dev_${d.label} of=/dev/null bs=1M count=${warm} iflag=direct 2>/dev/null 
         return Array.from({ length: runs }, (_, j) => order.map((d) => `    step_${s.id} ${d} $dev_${d} $(((r - 1) * ${runs} + ${j + 1}))`)).flat();
       })
       .join('\n');
-  return `${VIRTIO_HELPERS}${FIO_HELPERS}
-${DISK_REQUESTS}
+  return `${VIRTIO_HELPERS}${FIO_HELPERS}${DD_HELPERS}
 ${find}
 ${warm > 0 ? warmup : ''}
 ${stepFns}

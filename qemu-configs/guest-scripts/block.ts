@@ -100,6 +100,64 @@ rm -f /tmp/readback
 `;
 }
 
+/**
+ * How often a dd run whose blocks the guest split is run again. A 1 MiB
+ * O_DIRECT block is one request only when dd's buffer has few enough
+ * physically contiguous pieces (virtio-blk: seg_max, 254 for both devices of
+ * the bench; NVMe: the driver's 128 segments per command). The buffer's
+ * pages come from the CPU's free list, where the previous dd run's buffer
+ * went in reverse order, so every second run got 256 separate pages and
+ * made two requests per MiB (a third more guest time per MiB), whichever
+ * disk it ran on: in an interleaved round one disk's run split and the
+ * other's did not. Compacting memory first makes a whole buffer likely; a
+ * run that split anyway is redone.
+ */
+export const DD_REDO = 3;
+
+/**
+ * Shell helpers for timed dd runs (with TIMING_HELPERS):
+ *   disk_requests DEV        reads plus writes the disk has completed (/sys/block/X/stat)
+ *   max_sectors_kb DEV       the disk's request size limit (/sys/block/X/queue)
+ *   whole_requests MIB KB    the requests MIB blocks of 1 MiB make when the guest
+ *                            keeps each whole, under a limit of KB KiB per request
+ *   compact_memory           compacts the guest's memory
+ *   timed_dd KEY DEV MAX ARGS...
+ *                            `dd ARGS`, timed, after compact_memory; run again (at
+ *                            most DD_REDO times) while it succeeded and made more
+ *                            than MAX requests on DEV (0: no check). Results
+ *                            t_KEY (seconds), st_KEY (exit status and dd's last
+ *                            line), n_KEY (requests made, runs redone, MAX)
+ */
+export const DD_HELPERS = `
+disk_requests() {
+  set -- $(cat /sys/block/\${1##*/}/stat)
+  echo $(($1 + $5))
+}
+max_sectors_kb() { cat /sys/block/\${1##*/}/queue/max_sectors_kb; }
+whole_requests() {
+  if [ "$2" -ge 1024 ]; then echo $1; else echo $(($1 * ((1024 + $2 - 1) / $2))); fi
+}
+compact_memory() { echo 1 > /proc/sys/vm/compact_memory 2>/dev/null; }
+timed_dd() {
+  key=$1; dev=$2; max=$3; shift 3
+  redone=0
+  while :; do
+    compact_memory
+    n0=$(disk_requests $dev)
+    t0=$EPOCHREALTIME
+    dd "$@" 2>/tmp/dd.err
+    st=$?
+    t1=$EPOCHREALTIME
+    n=$(($(disk_requests $dev) - n0))
+    [ $st = 0 ] && [ $max -gt 0 ] && [ $n -gt $max ] && [ $redone -lt ${DD_REDO} ] || break
+    redone=$((redone + 1))
+  done
+  result t_$key "$(elapsed $t0 $t1)"
+  result st_$key "$st $(tail -n 1 /tmp/dd.err)"
+  result n_$key "$n $redone $max"
+}
+`;
+
 export interface DdRoundsOptions {
   /** Result key parts, [a-z0-9]+ each; the caller has set `$dev_<label>` for each. */
   labels: readonly string[];
@@ -125,13 +183,15 @@ export function checkLabels(labels: readonly string[]): void {
  * Timed `dd bs=1M` of `mib` MiB with O_DIRECT (needs TIMING_HELPERS), write
  * (from /dev/zero) then read (to /dev/null), on each disk in turn, `rounds`
  * times, interleaved so every disk sees the same guest and host state (odd
- * rounds in the given order, even rounds reversed).
+ * rounds in the given order, even rounds reversed). Each run is DD_HELPERS'
+ * timed_dd: redone while the guest split its blocks.
  *
- * Results per round r (1-based): t_<label>_write_<r> / t_<label>_read_<r>
- * (seconds) and st_<label>_<op>_<r> (dd's exit status and last line); also
- * clock_overhead (two clock reads), t_zero_to_null (the same dd from /dev/zero
- * to /dev/null: the guest's own share of a write's time) and warmup_error.
- * Console marks: `@@MARK <label> <op> <r> start|end`.
+ * Results per round r (1-based): t_<label>_<op>_<r> (seconds),
+ * st_<label>_<op>_<r> (dd's exit status and last line) and
+ * n_<label>_<op>_<r> (requests, runs redone, the most a whole run makes),
+ * op write or read; also clock_overhead (two clock reads), t_zero_to_null
+ * (the same dd from /dev/zero to /dev/null: the guest's own share of a
+ * write's time) and warmup_error.
  */
 export function ddRounds(o: DdRoundsOptions): string {
   const mib = checkMiB(o.mib ?? 256, 'mib');
@@ -151,33 +211,23 @@ dd if=/dev/zero of=${devOf(l)} bs=1M count=${warm} oflag=direct 2>/dev/null || r
 dd if=${devOf(l)} of=/dev/null bs=1M count=${warm} iflag=direct 2>/dev/null || result warmup_error "${l} read"`,
           )
           .join('');
+  const whole = o.labels.map((l) => `\nwhole_${l}=$(whole_requests ${mib} $(max_sectors_kb ${devOf(l)}))`).join('');
   const round = (labels: readonly string[]) =>
     labels
       .map(
         (l) => `
-    timed ${l} write $r if=/dev/zero of=${devOf(l)} oflag=direct
-    timed ${l} read $r if=${devOf(l)} of=/dev/null iflag=direct`,
+    timed_dd ${l}_write_$r ${devOf(l)} $whole_${l} if=/dev/zero of=${devOf(l)} bs=1M count=${mib} oflag=direct
+    timed_dd ${l}_read_$r ${devOf(l)} $whole_${l} if=${devOf(l)} of=/dev/null bs=1M count=${mib} iflag=direct`,
       )
       .join('');
-  return `
+  return `${DD_HELPERS}
 t0=$EPOCHREALTIME; t1=$EPOCHREALTIME
 result clock_overhead "$(elapsed $t0 $t1)"
 t0=$EPOCHREALTIME
 dd if=/dev/zero of=/dev/null bs=1M count=${mib} 2>/dev/null
 t1=$EPOCHREALTIME
 result t_zero_to_null "$(elapsed $t0 $t1)"
-timed() {
-  l=$1; op=$2; n=$3; shift 3
-  echo "${MARK} $l $op $n start"
-  t0=$EPOCHREALTIME
-  dd "$@" bs=1M count=${mib} 2>/tmp/dd.err
-  st=$?
-  t1=$EPOCHREALTIME
-  echo "${MARK} $l $op $n end"
-  result t_\${l}_\${op}_$n "$(elapsed $t0 $t1)"
-  result st_\${l}_\${op}_$n "$st $(tail -n 1 /tmp/dd.err)"
-}
-${warmup}
+${warmup}${whole}
 r=1
 while [ $r -le ${rounds} ]; do
   if [ $((r % 2)) = 1 ]; then${round(o.labels)}
