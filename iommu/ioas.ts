@@ -65,7 +65,7 @@ function pageFloor(v: bigint): number {
 }
 
 export class Ioas {
-  private readonly areas = new IntervalMap<Area>();
+  private readonly areas = new IntervalMap<Area>(PAGE_SIZE);
   private reserved: ReservedRange[] = [];
   private allowed: IovaRange[] = [];
   /** Devices / PASIDs attached (destroy is EBUSY while > 0). */

@@ -26,10 +26,22 @@ class Ref {
   }
 }
 
-for (const [seed, SPACE, OPS] of [[1, 4000, 20000], [2, 4000, 20000], [3, 4000, 20000], [42, 60000, 60000], [1234, 60000, 60000]]) {
-  t.test(`random insert/remove/find matches a sorted array (seed ${seed}, ${OPS} ops)`, async (t) => {
+// A granule also indexes the small aligned intervals in a hash (granule 1:
+// all of them up to 8 long; granule 2: those on even bounds).
+const RUNS: [number, number, number, number | undefined][] = [
+  [1, 4000, 20000, undefined],
+  [2, 4000, 20000, undefined],
+  [3, 4000, 20000, undefined],
+  [42, 60000, 60000, undefined],
+  [1234, 60000, 60000, undefined],
+  [5, 4000, 20000, 1],
+  [6, 4000, 20000, 2],
+  [77, 60000, 60000, 1],
+];
+for (const [seed, SPACE, OPS, granule] of RUNS) {
+  t.test(`random insert/remove/find matches a sorted array (seed ${seed}, ${OPS} ops${granule ? `, granule ${granule}` : ''})`, async (t) => {
     const r = rng(seed);
-    const m = new IntervalMap<Iv>();
+    const m = new IntervalMap<Iv>(granule);
     const ref = new Ref();
     let ops = 0;
     let mismatches = 0;
@@ -112,10 +124,10 @@ t.test('keys above 2^53 (page multiples) stay exact', async (t) => {
   t.same(m.collect(2 ** 60, top - 1), [b, a]);
 });
 
-t.test('findWithin checks the whole range and the rights, across chunk splits, borrows and merges', async (t) => {
+for (const granule of [undefined, 1]) t.test(`findWithin checks the whole range and the rights, across chunk splits, borrows and merges${granule ? ' (granule 1: intervals up to 8 long also hashed)' : ''}`, async (t) => {
   interface Pv { start: number; end: number; prot: number }
   const r = rng(77);
-  const m = new IntervalMap<Pv>();
+  const m = new IntervalMap<Pv>(granule);
   const live: Pv[] = [];
   let bad = 0;
   const check = (k: number) => {
