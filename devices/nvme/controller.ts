@@ -18,6 +18,7 @@
 // A broken queue (an SQ or CQ in unmapped memory) is Controller Fatal
 // Status; a bad data pointer fails only its command.
 import { performance } from 'node:perf_hooks';
+import * as native from '../../native/index.js';
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DeviceDma } from '../../iommu/device-dma.js';
 import type { Logger } from '../device.js';
 import type { FdOps } from '../pci/fd-ops.js';
@@ -661,7 +662,11 @@ export class NvmeController implements AdminHost, IoHost, RegisterHost {
         void this.shadow.setEventIdx(cq.shadow, cq.head);
       }
     }
-    if (again) this.scheduleFlush();
+    if (again) {
+      // Let a thread waiting for this CPU run first (our interrupt just woke QEMU's main loop, the guest's vCPU may wake next).
+      native.yieldCpu(0);
+      this.scheduleFlush();
+    }
   }
 
   /** EventIdx = tail, then one more look in case the driver wrote a tail just before seeing it. */
