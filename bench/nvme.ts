@@ -5,11 +5,9 @@
 // rounds in order, even rounds reversed). Times are taken in the guest
 // ($EPOCHREALTIME, microseconds); MB/s = 10^6 bytes/s. Each run starts with
 // the guest's memory compacted and is redone when the guest split its 1 MiB
-// blocks more than the controller's limit makes it (block.ts's timed_dd:
-// without that, every second run was split, and with our controller's
-// larger MDTS that decided whether ours made one command per MiB or two). Two rows per
-// direction: the ratio of the medians of the rounds, and of the best rounds
-// (ours / QEMU's); goal >= 1.0 for both.
+// blocks more than the controller's limit makes it (block.ts's timed_dd).
+// Two rows per direction: the ratio of the medians of the rounds, and of
+// the best rounds (ours / QEMU's); goal >= 1.0 for both.
 //
 // Like for like: our controller does buffered file I/O on the image (the host
 // page cache, pread/pwrite on the thread pool, a Flush is fdatasync) and
@@ -18,8 +16,9 @@
 // cache=none (O_DIRECT on the host: no page cache) or cache=unsafe (flushes
 // ignored). Both take up to 1 MiB per command (QEMU's mdts set to ours:
 // its default, half that, would make it two commands per dd block where
-// ours makes one). Neither device sits behind a vIOMMU; guest RAM is shared (memfd:
-// our DMA is zero copy, as QEMU's own device reads guest RAM directly).
+// ours makes one). Neither device sits behind a vIOMMU; guest RAM is
+// shared (memfd: our DMA is zero copy, as QEMU's own device reads guest RAM
+// directly).
 //
 // Runnable alone: node dist/bench/nvme.js
 // Environment: BENCH_NVME_ROUNDS (7), BENCH_NVME_MIB (256), BENCH_NVME_DIR
