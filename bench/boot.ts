@@ -9,7 +9,8 @@
 // per config read, medians of the rounds; the ratios are (polling off) /
 // (polling on), so below 1 means polling slowed the guest.
 //
-//   BENCH_BOOT_ROUNDS  boots per setting (default 7)
+//   BENCH_BOOT_ROUNDS  boots per setting (default 11: single boots vary by
+//                      ±15% here, the ratio's median by about ±5% at 7)
 //
 // Boots QEMU: run it under the machine's guest lock when others share it.
 import { spawn } from 'node:child_process';
@@ -87,7 +88,7 @@ async function bootOnce(root: string, dir: string, pollArgs: string[], p: Awaite
 }
 
 export async function benchBoot(): Promise<BenchRow[]> {
-  const rounds = Math.round(envNumber('BENCH_BOOT_ROUNDS', 7));
+  const rounds = Math.round(envNumber('BENCH_BOOT_ROUNDS', 11));
   const root = projectRoot();
   const p = await provision({ log: (m) => progress(`provision: ${m}`) });
   const dir = mkdtempSync(join(tmpdir(), 'vfio-user-ts-boot-'));

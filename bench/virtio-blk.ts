@@ -23,7 +23,7 @@
 //
 // Runnable alone: node dist/bench/virtio-blk.js
 // Environment: BENCH_VBLK_ROUNDS (9: one round moves a few seconds of I/O, so
-// rounds vary by ±20% on a shared machine), BENCH_VBLK_DD_RUNS (3: dd runs
+// rounds vary by ±20% on a shared machine), BENCH_VBLK_DD_RUNS (5: dd runs
 // per disk and round; a 256 MiB run takes a fraction of a second and varies by
 // ±30%), BENCH_VBLK_MIB (256: image and dd size),
 // BENCH_VBLK_FIO_SECONDS (3 per fio step, after 1 s of ramp), BENCH_VBLK_SMP
@@ -92,7 +92,7 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
   const mib = envNumber('BENCH_VBLK_MIB', 256);
   const seconds = envNumber('BENCH_VBLK_FIO_SECONDS', 3);
   const smp = envNumber('BENCH_VBLK_SMP', 2);
-  const ddRuns = envNumber('BENCH_VBLK_DD_RUNS', 3);
+  const ddRuns = envNumber('BENCH_VBLK_DD_RUNS', 5);
   const only = process.env.BENCH_VBLK_STEPS?.split(',').map((s) => s.trim()).filter(Boolean);
   const defs = stepDefs(mib, seconds, smp, ddRuns).filter((d) => !only || only.includes(d.id));
   if (defs.length === 0) throw new Error(`BENCH_VBLK_STEPS=${process.env.BENCH_VBLK_STEPS}: no known step`);
