@@ -126,9 +126,11 @@ export const DD_REDO = 3;
  *                            most DD_REDO times) while it succeeded and made more
  *                            than MAX requests on DEV (0: no check). Results
  *                            t_KEY (seconds), st_KEY (exit status and dd's last
- *                            line), n_KEY (requests made, runs redone, MAX)
+ *                            line), n_KEY (requests made, runs redone, MAX);
+ *                            dd's messages go to $dd_err (default /tmp/dd.err)
  */
 export const DD_HELPERS = `
+dd_err=/tmp/dd.err
 disk_requests() {
   set -- $(cat /sys/block/\${1##*/}/stat)
   echo $(($1 + $5))
@@ -145,7 +147,7 @@ timed_dd() {
     compact_memory
     n0=$(disk_requests $dev)
     t0=$EPOCHREALTIME
-    dd "$@" 2>/tmp/dd.err
+    dd "$@" 2>$dd_err
     st=$?
     t1=$EPOCHREALTIME
     n=$(($(disk_requests $dev) - n0))
@@ -153,7 +155,7 @@ timed_dd() {
     redone=$((redone + 1))
   done
   result t_$key "$(elapsed $t0 $t1)"
-  result st_$key "$st $(tail -n 1 /tmp/dd.err)"
+  result st_$key "$st $(tail -n 1 $dd_err)"
   result n_$key "$n $redone $max"
 }
 `;

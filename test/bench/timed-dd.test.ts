@@ -23,6 +23,7 @@ function timedDd(t: Test, max: number, plan: number[], status = 0): Run {
   fs.writeFileSync(path.join(dir, 'plan'), plan.join('\n') + '\n');
   const script = `${DD_HELPERS}
 S=${dir}
+dd_err=$S/dd.err
 echo 0 > $S/count; echo 0 > $S/dds; echo 0 > $S/compactions
 result() { echo "$1=$2"; }
 elapsed() { echo 0.5; }
