@@ -12,6 +12,7 @@
 // --record-dma (the device's guest-memory accesses are recorded too).
 import t, { type Test } from 'tap';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { provision } from '../../qemu-configs/provision.js';
 import { bootGuest, describeBoot } from '../../qemu-configs/boot.js';
@@ -58,8 +59,7 @@ async function replayOn(dir: string, name: string, file: string, image: string):
 
 async function recordAndReplay(t: Test, memory: 'private' | 'shared'): Promise<void> {
   const p = await provision({ log: (m) => t.comment(`provision: ${m}`) });
-  fs.mkdirSync('/tmp/record', { recursive: true });
-  const dir = fs.mkdtempSync(path.join('/tmp/record', `e2e-${memory}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `vut-rr-e2e-${memory}-`));
   const { lines, restore } = captureLog(200);
   t.teardown(() => {
     restore();

@@ -35,8 +35,7 @@ const DATA_SECTOR = 2048;
 type Memory = 'messages' | 'memfd';
 
 function tmpDir(t: Test): string {
-  fs.mkdirSync('/tmp/record', { recursive: true });
-  const dir = fs.mkdtempSync(path.join(fs.existsSync('/tmp/record') ? '/tmp/record' : os.tmpdir(), 'rr-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vut-rr-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
 }

@@ -6,6 +6,7 @@
 import t, { type Test } from 'tap';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { HEADER_SIZE, readHeader, requestHeader, writeHeader, type Header } from '../../protocol/header.js';
 import { Command, VFIO_USER_F_NO_REPLY, VFIO_USER_F_TYPE_REPLY } from '../../protocol/constants.js';
@@ -95,8 +96,7 @@ function scriptedServer(t: Test, sock: string, how: Behaviour): { answers: Map<b
 }
 
 async function run(t: Test, how: Behaviour) {
-  fs.mkdirSync('/tmp/record', { recursive: true });
-  const dir = fs.mkdtempSync('/tmp/record/order-');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vut-order-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'r.vut');
   makeRecording(file);
