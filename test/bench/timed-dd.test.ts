@@ -11,6 +11,8 @@ import { DD_HELPERS, DD_REDO } from '../../qemu-configs/guest-scripts/block.js';
 
 interface Run {
   results: Record<string, string>;
+  /** What dd wrote to $dd_err (in the test's directory), or null when there is no such file. */
+  ddErr: string | null;
   /** dd calls made, and compactions before them. */
   dds: number;
   compactions: number;
@@ -46,7 +48,9 @@ echo "compactions=$(cat $S/compactions)"
     const eq = line.indexOf('=');
     if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
   }
-  return { results: out, dds: Number(out.dds), compactions: Number(out.compactions) };
+  const errFile = path.join(dir, 'dd.err');
+  const ddErr = fs.existsSync(errFile) ? fs.readFileSync(errFile, 'utf8') : null;
+  return { results: out, ddErr, dds: Number(out.dds), compactions: Number(out.compactions) };
 }
 
 t.test('a whole run is taken as it is', async (t) => {
@@ -55,6 +59,7 @@ t.test('a whole run is taken as it is', async (t) => {
   t.equal(r.results.n_key, '256 0 256');
   t.equal(r.results.t_key, '0.5');
   t.equal(r.results.st_key, '0 dd run 1');
+  t.equal(r.ddErr, 'dd run 1\n', "dd's messages went to $dd_err, in the test's directory");
 });
 
 t.test('a split run is redone until one is whole', async (t) => {
