@@ -69,6 +69,12 @@ export interface DeviceContext {
    * when it is given, so that the same seed and requests give the same replies.
    */
   readonly entropy?: (out: Uint8Array) => void;
+  /**
+   * Deterministic mode: a device with requests in flight at once must
+   * complete them in the order they came, so that what the guest sees does
+   * not depend on which I/O happened to finish first.
+   */
+  readonly deterministic?: boolean;
 }
 
 /** What `create` returns: the device the server serves, plus whatever host-side API the model offers. */

@@ -167,7 +167,11 @@ async function createModel(d: DeviceFromKind, log: Log, seed: number | undefined
   const options = validateOptions(definition, d.options ?? {}, (k) => `device '${d.name}': '${k}'`, label);
   // Deterministic mode: each device its own stream of the one seed, fixed by its name.
   const entropy = seed === undefined ? undefined : new SeededRandom(seed, `device:${d.name}`);
-  const model = await definition.create(options as never, { name: d.name, log, ...(entropy && { entropy: (out: Uint8Array) => entropy.fill(out) }) });
+  const model = await definition.create(options as never, {
+    name: d.name,
+    log,
+    ...(entropy && { entropy: (out: Uint8Array) => entropy.fill(out), deterministic: true }),
+  });
   if (typeof model !== 'object' || model === null || typeof model.device?.info !== 'function') {
     throw new Error(`device '${d.name}': ${definition.kind}'s create() returned no { device } (a VfioUserDevice)`);
   }

@@ -61,6 +61,8 @@ export interface VirtioBlkOptions {
   queueSize?: number;
   /** The GET_ID string (at most 20 bytes; default: the image's file name). */
   serial?: string;
+  /** Deterministic mode: requests complete in the order they were made available. */
+  inOrder?: boolean;
   /** Socket-free fd operations (tests). */
   fdOps?: FdOps;
   log?: Logger;
@@ -177,7 +179,7 @@ export class VirtioBlk {
           this.writesBuffered = !this.readonly && (negotiated & bit(BlkFeature.FLUSH)) !== 0n;
         },
       },
-      { fdOps: options.fdOps, log: options.log },
+      { fdOps: options.fdOps, log: options.log, inOrder: options.inOrder },
     );
     this.device = this.transport.pci;
     const self = this;

@@ -15,5 +15,5 @@ export const blkDevice = {
     queueSize: { type: 'u32', help: 'size of each queue, a power of two', min: 4, max: 1024, unit: 'entries', default: 256 },
     serial: { type: 'string', help: 'GET_ID serial, at most 20 bytes (default: the image file name)' },
   },
-  create: (options: VirtioBlkOptions, context: DeviceContext) => new VirtioBlk({ log: context.log, ...options }),
+  create: (options: VirtioBlkOptions, context: DeviceContext) => new VirtioBlk({ log: context.log, inOrder: context.deterministic, ...options }),
 } satisfies DeviceDefinition;

@@ -10,5 +10,5 @@ export const rngDevice = {
   options: {
     queueSize: { type: 'u32', help: 'request queue size, a power of two', min: 1, max: 32768, unit: 'entries', default: 64 },
   },
-  create: (options: VirtioRngOptions, context: DeviceContext) => new VirtioRng({ log: context.log, entropy: context.entropy, ...options }),
+  create: (options: VirtioRngOptions, context: DeviceContext) => new VirtioRng({ log: context.log, entropy: context.entropy, inOrder: context.deterministic, ...options }),
 } satisfies DeviceDefinition;

@@ -18,6 +18,8 @@ export interface VirtioRngOptions {
   maxRequest?: number;
   /** Deterministic mode: fills a buffer from a seeded generator instead of crypto. */
   entropy?: (out: Uint8Array) => void;
+  /** Deterministic mode: requests complete in the order they were made available. */
+  inOrder?: boolean;
   /** Socket-free fd operations (tests). */
   fdOps?: FdOps;
   log?: Logger;
@@ -49,7 +51,7 @@ export class VirtioRng {
         config: Buffer.alloc(0),
         handle: (chain) => void this.serve(chain),
       },
-      { fdOps: options.fdOps, log: options.log },
+      { fdOps: options.fdOps, log: options.log, inOrder: options.inOrder },
     );
     this.device = this.transport.pci;
   }

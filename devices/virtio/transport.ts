@@ -80,6 +80,8 @@ export interface VirtioDeviceSpec {
 
 export interface VirtioTransportOptions extends PciDeviceOptions {
   log?: Logger;
+  /** Publish each queue's completions in the order its chains were taken (deterministic mode). */
+  inOrder?: boolean;
 }
 
 const silent: Logger = { error() {}, warn() {}, info() {}, debug() {} };
@@ -129,10 +131,12 @@ export class VirtioPciTransport implements VirtqueueHost {
   private readonly msixVectors: number;
   private readonly pciCfgCap: number;
   private readonly fallbackLog: Logger;
+  readonly inOrder: boolean;
 
   constructor(spec: VirtioDeviceSpec, options: VirtioTransportOptions = {}) {
     this.spec = spec;
     this.fallbackLog = options.log ?? silent;
+    this.inOrder = options.inOrder ?? false;
     if (spec.queueSizes.length < 1 || spec.queueSizes.length > 1024) throw new RangeError('a virtio device has 1..1024 queues');
     for (const s of spec.queueSizes) {
       if (!Number.isInteger(s) || s < 1 || s > QUEUE_SIZE_MAX || (s & (s - 1)) !== 0) {

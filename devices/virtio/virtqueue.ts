@@ -40,6 +40,9 @@
 // one when nothing else is in flight: one write of the new used elements,
 // one fenced store of used->idx, then one interrupt decision for the whole
 // batch (EVENT_IDX: used_event; otherwise VRING_AVAIL_F_NO_INTERRUPT).
+// In order (deterministic mode): a completion waits until every chain taken
+// before it has completed, so the used ring depends only on what the driver
+// made available, never on which I/O happened to finish first.
 //
 // A malformed ring (avail idx too far ahead, a head or next index out of
 // range, a loop, nested indirect, a bad indirect length, an unreadable ring)
@@ -85,6 +88,9 @@ export class DescChain {
     readonly epoch: number,
   ) {}
 
+  /** Its place in the order chains were taken off the ring (in-order publication). */
+  taken = 0;
+
   /** Hand the chain back with `len` bytes written (see Virtqueue.complete). */
   complete(len: number): void {
     this.queue.complete(this, len);
@@ -113,6 +119,8 @@ export interface VirtqueueHost {
   ringError(vq: Virtqueue, err: Error): void;
   /** The polling budget, when the queue may watch its ring instead of waiting for kicks. */
   readonly pollGate?: PollGate | undefined;
+  /** Publish completions in the order the chains were taken, not as they come (deterministic mode). */
+  readonly inOrder?: boolean;
   /**
    * Serve available chains in place, in order from ring.lastAvail, without
    * their being handed out (a native loop that completes each at once):
@@ -192,6 +200,11 @@ export class Virtqueue {
   /** Completed (head, len) pairs not yet written to the used ring. */
   private pendingUsed: number[] = [];
   private spareUsed: number[] = [];
+  /** In order: chains taken so far, and the next one whose completion may be published. */
+  private takenCount = 0;
+  private nextToPublish = 0;
+  /** In order: completions that wait for an earlier chain, by `taken`: [head, len]. */
+  private readonly held = new Map<number, [number, number]>();
   private flushScheduled = false;
   private flushing = false;
   private usedBuf: Buffer;
@@ -245,6 +258,8 @@ export class Virtqueue {
     this.signalledUsed = 0;
     this.signalledValid = false;
     this.pendingUsed = [];
+    this.takenCount = this.nextToPublish = 0;
+    this.held.clear();
     this.running = false;
     this.draining = false;
     this.kicked = false;
@@ -485,6 +500,8 @@ export class Virtqueue {
    */
   private takeInPlace(dma: DeviceDma): void {
     if (!this.host.serveInPlace || this.pendingUsed.length > 0 || this.flushing) return;
+    // In order, what it serves must not overtake a chain still in flight.
+    if (this.host.inOrder && this.inFlight > 0) return;
     const r = this.inPlace;
     if (typeof this.desc !== 'number' || typeof this.avail !== 'number' || typeof this.used !== 'number') return;
     r.desc = this.desc;
@@ -507,6 +524,7 @@ export class Virtqueue {
 
   /** Account for a chain taken off the ring and hand it to the device. */
   private take(chain: DescChain): void {
+    chain.taken = this.takenCount++;
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
     this.inFlight++;
     this.stats.chains++;
@@ -706,7 +724,18 @@ export class Virtqueue {
   complete(chain: DescChain, len: number): void {
     if (chain.epoch !== this.epochNo || chain.queue !== this) return;
     this.stats.completions++;
-    this.pendingUsed.push(chain.head, len >>> 0);
+    if (this.host.inOrder) {
+      if (chain.taken !== this.nextToPublish) {
+        this.held.set(chain.taken, [chain.head, len >>> 0]);
+        return;
+      }
+      this.pendingUsed.push(chain.head, len >>> 0);
+      this.nextToPublish++;
+      for (let next = this.held.get(this.nextToPublish); next; next = this.held.get(this.nextToPublish)) {
+        this.held.delete(this.nextToPublish++);
+        this.pendingUsed.push(next[0], next[1]);
+      }
+    } else this.pendingUsed.push(chain.head, len >>> 0);
     if (this.draining) return; // published at the end of the drain
     if (!this.flushScheduled) {
       this.flushScheduled = true;

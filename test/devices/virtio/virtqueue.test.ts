@@ -24,6 +24,7 @@ class Host implements VirtqueueHost {
   errors: Error[] = [];
   ready = true;
   pollGate: PollGate | undefined;
+  inOrder = false;
   /** Complete each chain at once with this length (undefined: leave it to the test). */
   autoComplete: number | undefined;
   constructor(public dma: DeviceDma | undefined) {}
@@ -182,6 +183,49 @@ t.test('many chains in flight, completed later in any order', async (t) => {
   await until(() => s.ring.usedIdx === 16, 'all used');
   t.equal(s.vq.inFlight, 0);
   t.same(s.ring.takeUsed().map((e) => e.id), order.map((c) => c.head));
+});
+
+t.test('in order (deterministic mode): completions wait for every chain taken before them', async (t) => {
+  const s = setup({ size: 8 });
+  s.host.inOrder = true;
+  const heads = Array.from({ length: 6 }, () => s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]));
+  // Taken in the order 2, 0, 5, 1, 4, 3 (the avail ring's), completed in reverse.
+  const avail = [heads[2]!, heads[0]!, heads[5]!, heads[1]!, heads[4]!, heads[3]!];
+  s.ring.push(...avail);
+  await kickFor(s, 6);
+  const taken = s.host.chains;
+  for (const c of [taken[5]!, taken[4]!, taken[3]!]) {
+    c.complete(1);
+    await turns(2);
+  }
+  t.equal(s.ring.usedIdx, 0, 'nothing published while the first chain taken is in flight');
+  t.equal(s.vq.inFlight, 6, 'the held completions are still in flight');
+  taken[1]!.complete(1);
+  await turns(2);
+  t.equal(s.ring.usedIdx, 0, 'nor while the first is');
+  taken[0]!.complete(1);
+  await until(() => s.ring.usedIdx === 2, 'the first two published');
+  await turns(2);
+  t.equal(s.ring.usedIdx, 2, 'the third still holds back the three after it');
+  taken[2]!.complete(1);
+  await until(() => s.ring.usedIdx === 6, 'all used');
+  t.same(s.ring.takeUsed().map((e) => e.id), avail, 'the used ring in the order the chains were taken');
+  t.equal(s.vq.inFlight, 0);
+
+  // A reset drops what waits; the order starts again.
+  const [a, b] = [0, 1].map(() => s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]));
+  s.ring.push(a!, b!);
+  await kickFor(s, 8);
+  s.host.chains[7]!.complete(1);
+  rearm(s);
+  t.equal(s.vq.inFlight, 0, 'reset: nothing in flight');
+  const [c, d] = [0, 1].map(() => s.ring.chain([{ addr: s.g.mem.alloc(1), len: 1, write: true }]));
+  s.ring.push(c!, d!);
+  await kickFor(s, 2);
+  s.host.chains[1]!.complete(1);
+  s.host.chains[0]!.complete(1);
+  await until(() => s.ring.usedIdx === 2, 'used after the reset');
+  t.same(s.ring.takeUsed().map((e) => e.id), [c, d], 'in the new order, nothing from before the reset');
 });
 
 t.test('EVENT_IDX: used_event suppresses interrupts, avail_event asks for kicks', async (t) => {
