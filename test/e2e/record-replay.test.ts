@@ -7,6 +7,11 @@
 // writes it), the replay reports the divergence at the message that carried
 // that sector and exits non-zero.
 //
+// Both servers run in deterministic mode: requests complete in the order
+// they were made available, so the used ring does not depend on which I/O
+// happened to finish first (without it about one shared-RAM run in ten
+// diverged at two writes that finished in the other order).
+//
 // Two variants: private guest RAM (every DMA is a DMA_READ/DMA_WRITE message,
 // so the messages are the whole story) and shared guest RAM recorded with
 // --record-dma (the device's guest-memory accesses are recorded too).
@@ -31,6 +36,7 @@ t.setTimeout(30 * 60 * 1000);
 const MiB = 1 << 20;
 const IMAGE_MIB = 64;
 const PATTERN_MIB = 32;
+const SEED = 7;
 
 async function serveImage(dir: string, name: string, image: string, record?: { file: string; dma?: boolean }) {
   const socket = path.join(dir, `${name}.sock`);
@@ -40,6 +46,7 @@ async function serveImage(dir: string, name: string, image: string, record?: { f
   }
   const rt = await startServer({
     devices: [{ name: 'blk0', kind: 'blk', socket, options: { disk: image, size: IMAGE_MIB * MiB } }],
+    deterministic: SEED,
     ...(record ? { record } : {}),
   });
   return { rt, socket };
