@@ -27,7 +27,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   config: { type: 'string', help: 'JSON file describing several devices' },
   control: { type: 'string', help: 'control socket for the IOMMU API and fault operations' },
   faults: { type: 'string', help: 'JSON file of fault rules in force from the start', placeholder: 'FILE' },
-  deterministic: { type: 'u32', help: 'deterministic mode: seeded random values (virtio-rng), same seed and requests give the same replies', placeholder: 'SEED' },
+  deterministic: { type: 'u32', help: 'deterministic mode: seeded random values (virtio-rng), completions in request order; same seed and requests give the same replies', placeholder: 'SEED' },
     'poll-us': { type: 'u32', help: `cap of the adaptive socket poll window in µs (default ${DEFAULT_POLL_US}; 0 turns off all polling, virtio ring watching included)` },
   ...RECORD_FLAGS,
 };
