@@ -3,11 +3,12 @@
 // fault on an IOVA range (virtio-rng, and one page of a virtio-blk read),
 // virtio-blk IOERR/UNSUPP on a sector range and on
 // the Nth request, a lost and a late interrupt, DEVICE_NEEDS_RESET, and
-// virtio-rng's output fixed by the seed.
+// virtio-rng's output fixed by the seed, virtio-blk's completions in order.
 import t, { type Test } from 'tap';
 import path from 'node:path';
 import * as native from '../../native/index.js';
 import { BlkStatus, BlkType } from '../../devices/virtio-blk/constants.js';
+import { MAX_BLOCKING_WRITE } from '../../devices/block/blocking-writes.js';
 import { Common, Status } from '../../devices/virtio/constants.js';
 import { Layout, VIRTIO_BAR } from '../../devices/virtio/transport.js';
 import type { DriverRing } from '../devices/virtio/env.js';
@@ -59,6 +60,20 @@ t.test('deterministic mode: the same seed gives the same virtio-rng bytes, anoth
   t.not(a, c, 'seed 2: different');
   t.not(free1, free2, 'without a seed: different every run');
   t.ok(new Set(Buffer.from(a, 'hex')).size > 200, 'seeded bytes still look random');
+});
+
+t.test('deterministic mode: virtio-blk publishes completions in the order the requests were made available', async (t) => {
+  const r = await rig(t, 'memfd', { name: 'blk0', kind: 'blk', options: (dir) => ({ disk: path.join(dir, 'disk.img'), size: 16 * MiB }), deterministic: 3 });
+  const ring = await bringUp(r);
+  ring.usedEvent = 0;
+  // A write too large to block the loop (the thread pool), then a read served at once.
+  const data = Buffer.alloc(MAX_BLOCKING_WRITE + MiB / 2, 0x5c);
+  const w = submitBlk(r, ring, BlkType.OUT, 0, { out: data });
+  const rd = submitBlk(r, ring, BlkType.IN, 16_000, { inLen: 4096 });
+  await until(() => ring.usedIdx === 2, 'both used', 10_000);
+  t.same(ring.takeUsed().map((u) => u.len), [1, 4097], 'the write first, then the read (its 4 KiB and status)');
+  t.equal(r.mem.read(w.st, 1)[0], BlkStatus.OK, 'the write succeeded');
+  t.equal(r.mem.read(rd.st, 1)[0], BlkStatus.OK, 'the read succeeded');
 });
 
 t.test('DMA fault on an IOVA range: that request gets used length 0, another range is served', async (t) => {
