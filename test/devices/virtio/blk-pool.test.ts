@@ -2,13 +2,11 @@
 // goes to the thread pool (inline page-cache copies off, as for data that is
 // not cached): the data still arrives, and the guest ranges stay held until
 // the I/O is done, so an unmap that comes meanwhile waits for it.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fakeFds } from '../helpers.js';
-import { BASE, DEFAULT_DRIVER_FEATURES, MEM_SIZE, attach, enableMsix, makeGuest, PciDriver, until } from './env.js';
+import { BASE, MEM_SIZE, until } from './env.js';
+import { blkRequest as request, blkRig } from './blk-rig.js';
 import type { DescChain } from '../../../devices/virtio/virtqueue.js';
 
 // Read when file-io.ts loads: set before the import below.
@@ -16,41 +14,10 @@ process.env.VFIO_USER_TS_BLK_INLINE_IO = '0';
 const { VirtioBlk } = await import('../../../devices/virtio-blk/index.js');
 const { BlkStatus, BlkType } = await import('../../../devices/virtio-blk/constants.js');
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vblk-pool-'));
-t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-function setup() {
-  const fds = fakeFds();
-  const blk = new VirtioBlk({ disk: path.join(dir, `d${Math.random()}.img`), size: 4 << 20, fdOps: fds.ops });
-  t.teardown(() => blk.close());
-  const g = makeGuest();
-  attach(blk.device, g);
-  const drv = new PciDriver(blk.device, g.mem);
-  const [ring] = drv.init(1, { msix: true, features: DEFAULT_DRIVER_FEATURES | (drv.enablePci(), drv.deviceFeatures()) });
-  enableMsix(blk.device, fds);
-  return { blk, g, drv, ring: ring! };
-}
-
-/** One request: header, data split in 4 KiB descriptors, status. */
-function request(e: ReturnType<typeof setup>, type: number, sector: number, data: Buffer | number) {
-  const mem = e.g.mem;
-  const hdr = mem.alloc(16);
-  mem.set32(hdr, type);
-  mem.set64(hdr + 8, sector);
-  const len = typeof data === 'number' ? data : data.length;
-  const buf = mem.alloc(len, 4096);
-  if (typeof data !== 'number') mem.write(buf, data);
-  const st = mem.alloc(1);
-  mem.write(st, Buffer.from([0xee]));
-  const bufs = [{ addr: hdr, len: 16 }];
-  for (let o = 0; o < len; o += 4096) bufs.push({ addr: buf + o, len: Math.min(4096, len - o), write: type === BlkType.IN } as never);
-  bufs.push({ addr: st, len: 1, write: true } as never);
-  e.ring.push(e.ring.chain(bufs));
-  return { status: () => mem.read(st, 1)[0], data: () => mem.read(buf, len) };
-}
+const setup = (t: Test) => blkRig(t, VirtioBlk, 4 << 20);
 
 t.test('writes and reads on the thread pool', async (t) => {
-  const e = setup();
+  const e = setup(t);
   const data = randomBytes(64 * 1024);
   const w = request(e, BlkType.OUT, 8, data);
   e.drv.notify(0);
@@ -66,7 +33,7 @@ t.test('writes and reads on the thread pool', async (t) => {
 });
 
 t.test('an unmap during a thread-pool read waits for it', async (t) => {
-  const e = setup();
+  const e = setup(t);
   const spec = e.blk.transport.spec as { handle: (c: DescChain) => void };
   const orig = spec.handle;
   let unmap: { idle: boolean; drained: Promise<void> } | undefined;
