@@ -35,7 +35,7 @@ import { bootGuest, describeBoot, type BootResult } from '../qemu-configs/boot.j
 import { builtinNvmeArgs, vfioUserDeviceArgs } from '../qemu-configs/qemu-args.js';
 import { nvmeBenchScript } from '../qemu-configs/guest-scripts/nvme.js';
 import { startServer, type RunningServer } from '../server/runtime.js';
-import { allocatedImage, ddRedone, envNumber, formatTable, fsTypeOf, median, netOfSource, progress, type BenchRow } from './lib.js';
+import { allocatedImages, ddRedone, envNumber, formatTable, fsTypeOf, median, netOfSource, progress, type BenchRow } from './lib.js';
 import { keepLogTail } from '../server/log.js';
 import { MDTS } from '../devices/nvme/constants.js';
 
@@ -84,8 +84,7 @@ export async function benchNvme(): Promise<BenchRow[]> {
   const log = keepLogTail(process.env.BENCH_NVME_LOG || 'warn', 300);
   let rt: RunningServer | null = null;
   try {
-    allocatedImage(image, mib * MiB);
-    fs.copyFileSync(image, copy);
+    allocatedImages([image, copy], mib * MiB);
     progress(`nvme: ${mib} MiB images in ${where}; ${rounds} rounds of dd write+read on each controller`);
 
     const standIn = process.env.BENCH_NVME_OURS === 'qemu';

@@ -46,7 +46,7 @@ import { parseFioTerse } from '../qemu-configs/guest-scripts/fio.js';
 import { startServer, type RunningServer } from '../server/runtime.js';
 import { parseQemuTrace, qemuTraceArgs, type Timeline } from './qemu-trace.js';
 import type { VirtioBlk } from '../devices/virtio-blk/index.js';
-import { allocatedImage, ddRedone, envNumber, formatTable, fsTypeOf, median, progress, type BenchRow } from './lib.js';
+import { allocatedImages, ddRedone, envNumber, formatTable, fsTypeOf, median, progress, type BenchRow } from './lib.js';
 import { keepLogTail } from '../server/log.js';
 
 const MiB = 1 << 20;
@@ -107,12 +107,9 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
   const { lines: logLines, restore: restoreLog } = keepLogTail(process.env.BENCH_VBLK_LOG || 'warn', 300);
   let rt: RunningServer | null = null;
   try {
-    // One image, fully allocated (no device pays for block allocation), then
-    // copies: each device has its own, all in the host page cache.
-    const first = image(OURS);
-    allocatedImage(first, mib * MiB);
+    // Each device has its own image, all made alike and in the host page cache.
     const disks = withOneQueue ? [OURS, QEMU, OURS_1Q] : [OURS, QEMU];
-    for (const d of disks) if (d !== OURS) fs.copyFileSync(first, image(d));
+    allocatedImages(disks.map(image), mib * MiB);
     progress(
       `virtio-blk: ${mib} MiB images in ${where}; ${rounds} rounds of ${defs.map((d) => d.id).join(',')} ` +
         `(fio ${seconds} s each) on ${disks.map((d) => d.label).join(', ')}; guest CPUs ${smp}`,
