@@ -1,7 +1,7 @@
 // NVMe guest throughput: the Debian guest in QEMU 11.1 runs `dd bs=1M` of
 // 256 MiB with O_DIRECT, write (from /dev/zero) then read (to /dev/null), on
-// our NVMe controller over vfio-user and on QEMU's built-in `-device nvme`
-// with a copy of the same image, in the same boot, rounds interleaved (odd
+// our NVMe controller over vfio-user and on QEMU's built-in `-device nvme`,
+// each on its own copy of one image, in the same boot, rounds interleaved (odd
 // rounds in order, even rounds reversed). Times are taken in the guest
 // ($EPOCHREALTIME, microseconds); MB/s = 10^6 bytes/s. Each run starts with
 // the guest's memory compacted and is redone when the guest split its 1 MiB
