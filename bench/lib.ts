@@ -156,7 +156,7 @@ export function netOfSource(ours: number, qemu: number, zero: number): string {
  * compared with gets a copy.
  */
 export function allocatedImages(paths: string[], bytes: number): void {
-  if (paths.length === 0) return;
+  if (paths.length === 0) throw new RangeError('allocatedImages: no paths');
   const template = `${paths[0]}.template`;
   const fd = openSync(template, 'w');
   try {

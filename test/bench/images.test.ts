@@ -22,6 +22,6 @@ t.test('every path gets a fully allocated image of zeros, and no template is lef
   }
 });
 
-t.test('no paths: nothing is written', async (t) => {
-  t.doesNotThrow(() => allocatedImages([], 1 << 20));
+t.test('no paths is a mistake of the caller', async (t) => {
+  t.throws(() => allocatedImages([], 1 << 20), RangeError);
 });
