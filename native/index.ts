@@ -30,7 +30,9 @@ export interface Channel {
 /**
  * A watcher's callback: `status` < 0 is a -errno from libuv; `events` holds
  * READABLE/WRITABLE and, with watchPoll, how the last poll window went
- * (POLL_HIT, POLL_MISS, POLL_CONTENDED); `ns` is the ns spun for a POLL_HIT,
+ * (POLL_HIT, POLL_MISS, POLL_CONTENDED), and with watchReads whether the
+ * readiness was a request already answered (POLL_READ_SERVED, POLL_READ_UNSENT);
+ * `ns` is the ns spun for a POLL_HIT,
  * else the ns since the previous callback (and its window) ended (-1: first).
  */
 export type WatchCallback = (status: number, events: number, ns: number) => void;
@@ -38,6 +40,13 @@ export type WatchCallback = (status: number, events: number, ns: number) => void
 /** An open uv_poll_t on `fd`. */
 export interface Watcher {
   readonly fd: number;
+}
+
+/** A range of a region that watchReads answers from: `bytes` are what [offset, offset + length) reads as. */
+export interface ReadRange {
+  region: number;
+  offset: number;
+  bytes: Uint8Array;
 }
 
 interface Addon {
@@ -52,6 +61,7 @@ interface Addon {
   watchSet(w: Watcher, events: number): void;
   watchClose(w: Watcher): void;
   watchPoll(w: Watcher, ns: number): void;
+  watchReads(w: Watcher, shared: Int32Array, out: Uint8Array, ranges: readonly ReadRange[]): void;
   yieldCpu(ns: number): boolean;
   virtioBlkServe(window: Uint8Array, state: Float64Array): number;
   mmap(fd: number, offset: number, length: number, prot: number): ArrayBuffer;
@@ -145,6 +155,10 @@ export const POLL_HIT = constant('POLL_HIT');
 export const POLL_MISS = constant('POLL_MISS');
 /** The last poll window stopped because another thread wanted this CPU. */
 export const POLL_CONTENDED = constant('POLL_CONTENDED');
+/** The readiness was a REGION_READ that watchReads answered (nothing of it is left to read). */
+export const POLL_READ_SERVED = constant('POLL_READ_SERVED');
+/** With POLL_READ_SERVED: the reply in `out` went out only up to shared[READS_SENT_BYTES]; the rest is the caller's to send. */
+export const POLL_READ_UNSENT = constant('POLL_READ_UNSENT');
 /** The longest poll window watchPoll takes, in ns. */
 export const POLL_MAX_NS = constant('SPIN_MAX_NS');
 export { PROT_READ, PROT_WRITE };
@@ -224,6 +238,27 @@ export const watchSet: (w: Watcher, events: number) => void = addon.watchSet;
  * (it yields every round). Throws EBADF after watchClose.
  */
 export const watchPoll: (w: Watcher, ns: number) => void = addon.watchPoll;
+
+/** watchReads' shared Int32Array: the element JS sets (largest count answered natively; < 0: closed). */
+export const READS_GATE = constant('READS_GATE');
+/** The element the watcher sets with POLL_READ_UNSENT: bytes of the reply that went out. */
+export const READS_SENT_BYTES = constant('READS_SENT_BYTES');
+/** watchReads' shared array has this many elements. */
+export const READS_SHARED_FIELDS = constant('READS_SHARED_FIELDS');
+/** watchReads takes at most this many ranges. */
+export const READS_MAX_RANGES = constant('READS_MAX_RANGES');
+
+/**
+ * Before each readable callback, the watcher answers a REGION_READ itself
+ * (native/region_reads.c) when it is the only request queued, carries no
+ * fds, has flags 0 and lies wholly inside one of `ranges` with a count of at
+ * most shared[READS_GATE] (< 0: never) and out.length - 32; the callback then
+ * gets POLL_READ_SERVED. The reply is built in `out`. The arrays are held
+ * until watchClose or the next watchReads; `ranges`' bytes are read live, so
+ * they must stay attached. Throws EBADF after watchClose.
+ */
+export const watchReads: (w: Watcher, shared: Int32Array, out: Uint8Array, ranges: readonly ReadRange[]) => void =
+  addon.watchReads;
 
 /**
  * sched_yield: a thread waiting for this CPU runs now (for a poller in JS,

@@ -8,7 +8,8 @@
  * pwritevFull: they return promises), a watcher's poll window (watchPoll,
  * at most 1 ms after a callback), and the writes that pwritevFull(block) and
  * virtioBlkServe make on the calling thread (a page-cache copy the caller's
- * blocking-writes rules allow). virtio_blk_ring.c is virtio-blk's ring loop. Socket I/O calls return -errno; setup calls throw an Error with .code/.errno/.syscall.
+ * blocking-writes rules allow). virtio_blk_ring.c is virtio-blk's ring loop;
+ * region_reads.c answers plain REGION_READs for a watcher (watchReads). Socket I/O calls return -errno; setup calls throw an Error with .code/.errno/.syscall.
  * Framing, fd matching, queues and mapping reference counts live in TS.
  */
 #ifndef _GNU_SOURCE
@@ -38,6 +39,7 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "region_reads.h"
 #include "virtio_blk_ring.h"
 
 #ifndef F_GET_SEALS
@@ -632,8 +634,27 @@ struct watcher {
   int64_t spin_ns; /* poll window after a callback (watchPoll; 0: off) */
   int last_spin;   /* how the spin after the last callback ended (SPIN_*) */
   int64_t last_end;/* CLOCK_MONOTONIC ns when the last callback (and spin) ended */
+  struct watcher_reads *reads; /* watchReads: REGION_READs answered here (NULL: none) */
   struct watcher *next, *prev;
 };
+
+/* region_reads.c's state and the JS values its pointers point into. */
+struct watcher_reads {
+  struct region_reads rr;
+  napi_ref shared, out, range[RR_MAX_RANGES];
+};
+
+static void reads_free(napi_env env, struct watcher_reads *r, int js_calls_ok) {
+  int i;
+  if (!r) return;
+  if (js_calls_ok) {
+    if (r->shared) napi_delete_reference(env, r->shared);
+    if (r->out) napi_delete_reference(env, r->out);
+    for (i = 0; i < RR_MAX_RANGES; i++)
+      if (r->range[i]) napi_delete_reference(env, r->range[i]);
+  }
+  free(r);
+}
 
 struct state {                     /* per env */
   struct watcher *open;            /* open watchers */
@@ -680,6 +701,8 @@ static void watcher_close(napi_env env, struct watcher *w, int js_calls_ok) {
   } else {
     w->handle_done = 1;
   }
+  reads_free(env, w->reads, js_calls_ok);
+  w->reads = NULL;
   if (!js_calls_ok) return;
   if (w->cb) napi_delete_reference(env, w->cb);
   if (w->self) napi_delete_reference(env, w->self);
@@ -711,6 +734,8 @@ static void watcher_finalize(napi_env env, void *data, void *hint) {
 #define POLL_HIT 4        /* events bit: readiness caught by spinning; arg 3: ns spun */
 #define POLL_MISS 8       /* the last spin ran out; arg 3: ns from its end to now */
 #define POLL_CONTENDED 16 /* the last spin lost the CPU to another thread */
+#define POLL_READ_SERVED 32 /* this readiness was a REGION_READ answered here (watchReads) */
+#define POLL_READ_UNSENT 64 /* ... and the rest of its reply is for JS to send */
 #define SPIN_NONE 0
 #define SPIN_READY 1
 #define SPIN_TIMEOUT 2
@@ -782,6 +807,13 @@ static int call_watcher(struct watcher *w, int status, int events, double info) 
   return 0;
 }
 
+/* Answer a plain REGION_READ before JS runs: the events bits to add. */
+static int serve_read(struct watcher *w) {
+  int r = w->reads ? rr_serve(&w->reads->rr, w->fd) : RR_NONE;
+  if (r == RR_SENT) return POLL_READ_SERVED;
+  return r == RR_UNSENT ? POLL_READ_SERVED | POLL_READ_UNSENT : 0;
+}
+
 /* May we spin now? Only for a readable watcher with a window and a loop
  * that has nothing else to do at once. */
 static int may_spin(struct watcher *w, uv_loop_t *loop) {
@@ -797,11 +829,12 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   if (w->closing) return;
   if (w->last_spin == SPIN_TIMEOUT) events |= POLL_MISS;
   else if (w->last_spin == SPIN_CONTENDED) events |= POLL_CONTENDED;
+  if (status == 0 && (events & UV_READABLE)) events |= serve_read(w);
   if (call_watcher(w, status, events, info) < 0) return;
   for (rounds = 0; status == 0 && rounds < SPIN_MAX_ROUNDS && may_spin(w, loop); rounds++) {
     r = spin_once(w->fd, uv_backend_fd(loop), w->spin_ns, &spent);
     if (r != SPIN_READY) break;
-    if (call_watcher(w, 0, UV_READABLE | POLL_HIT, (double)spent) < 0) return;
+    if (call_watcher(w, 0, UV_READABLE | POLL_HIT | serve_read(w), (double)spent) < 0) return;
     r = SPIN_NONE;
   }
   if (w->closing) return;
@@ -906,6 +939,84 @@ static napi_value js_watch_poll(napi_env env, napi_callback_info info) {
   if (!w || arg_int(env, "watchPoll", argv[1], "ns", 0, SPIN_MAX_NS, &ns)) return NULL;
   if (w->closing) return throw_errno(env, "watchPoll", EBADF, NULL);
   w->spin_ns = ns;
+  return NULL;
+}
+
+/* A Uint8Array (or Int32Array of at least `min` elements) held by a new reference. */
+static int hold_typed(napi_env env, const char *fn, napi_value v, napi_typedarray_type want, size_t min,
+                      const char *what, napi_ref *ref, void **data, size_t *len) {
+  char msg[160];
+  bool is_ta = false;
+  napi_typedarray_type type;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, len, data, NULL, NULL) != napi_ok || type != want) {
+    snprintf(msg, sizeof msg, "%s must be a%s", what, want == napi_int32_array ? "n Int32Array" : " Uint8Array");
+    return type_error(env, fn, msg), -1;
+  }
+  if (*len < min) {
+    snprintf(msg, sizeof msg, "%s must have at least %zu elements", what, min);
+    return range_error(env, fn, msg), -1;
+  }
+  if (napi_create_reference(env, v, 1, ref) != napi_ok) return throw_napi(env), -1;
+  return 0;
+}
+
+/* One {region, offset, bytes} of watchReads' ranges. */
+static int reads_range(napi_env env, napi_value v, struct watcher_reads *r, int i) {
+  struct rr_range *g = &r->rr.range[i];
+  napi_value field;
+  int64_t region, offset;
+  void *data;
+  size_t len;
+  if (napi_get_named_property(env, v, "region", &field) != napi_ok ||
+      arg_int(env, "watchReads", field, "range.region", 0, UINT32_MAX, &region))
+    return -1;
+  if (napi_get_named_property(env, v, "offset", &field) != napi_ok ||
+      arg_int(env, "watchReads", field, "range.offset", 0, SAFE_MAX, &offset))
+    return -1;
+  if (napi_get_named_property(env, v, "bytes", &field) != napi_ok ||
+      hold_typed(env, "watchReads", field, napi_uint8_array, 0, "range.bytes", &r->range[i], &data, &len))
+    return -1;
+  if ((double)offset + (double)len > SAFE_MAX) return range_error(env, "watchReads", "range.offset + length is above 2^53"), -1;
+  g->region = (uint32_t)region;
+  g->offset = (uint64_t)offset;
+  g->len = len;
+  g->bytes = data;
+  return 0;
+}
+
+/* watchReads(w, shared, out, ranges): before each callback, answer a plain
+ * REGION_READ here (region_reads.c). Replaces what an earlier call set. */
+static napi_value js_watch_reads(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  struct watcher *w = arg_watcher(env, "watchReads", argv[0]);
+  struct watcher_reads *r;
+  uint32_t n, i;
+  bool is_array = false;
+  napi_value v;
+  void *data;
+  size_t len;
+  if (!w) return NULL;
+  if (w->closing) return throw_errno(env, "watchReads", EBADF, NULL);
+  if (napi_is_array(env, argv[3], &is_array) != napi_ok || !is_array) return type_error(env, "watchReads", "ranges must be an array");
+  NAPI(napi_get_array_length(env, argv[3], &n));
+  if (n > RR_MAX_RANGES) return range_error(env, "watchReads", "at most 16 ranges");
+  if (!(r = calloc(1, sizeof *r))) return throw_errno(env, "watchReads", ENOMEM, NULL);
+  if (hold_typed(env, "watchReads", argv[1], napi_int32_array, RR_FIELDS, "shared", &r->shared, &data, &len)) goto fail;
+  r->rr.shared = data;
+  if (hold_typed(env, "watchReads", argv[2], napi_uint8_array, RR_REQUEST_SIZE, "out", &r->out, &data, &len)) goto fail;
+  r->rr.out = data;
+  r->rr.out_len = len;
+  for (i = 0; i < n; i++) {
+    if (napi_get_element(env, argv[3], i, &v) != napi_ok) { throw_napi(env); goto fail; }
+    if (reads_range(env, v, r, (int)i)) goto fail;
+  }
+  r->rr.nranges = (int)n;
+  reads_free(env, w->reads, 1);
+  w->reads = r;
+  return NULL;
+fail:
+  reads_free(env, r, 1);
   return NULL;
 }
 
@@ -1519,7 +1630,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "accept", js_accept }, { "socketpair", js_socketpair },
     { "recvmsg", js_recvmsg }, { "sendmsg", js_sendmsg }, { "channel", js_channel },
     { "watch", js_watch }, { "watchSet", js_watch_set }, { "watchClose", js_watch_close },
-    { "watchPoll", js_watch_poll }, { "yieldCpu", js_yield_cpu }, { "virtioBlkServe", js_virtio_blk_serve },
+    { "watchPoll", js_watch_poll }, { "watchReads", js_watch_reads }, { "yieldCpu", js_yield_cpu }, { "virtioBlkServe", js_virtio_blk_serve },
     { "mmap", js_mmap }, { "munmap", js_munmap },
     { "fileSize", js_file_size }, { "fileStat", js_file_stat }, { "fallocate", js_fallocate },
     { "preadvFull", js_preadv_full }, { "pwritevFull", js_pwritev_full }, { "getSeals", js_get_seals }, { "addSeals", js_add_seals },
@@ -1537,7 +1648,8 @@ static napi_value init(napi_env env, napi_value exports) {
     C(FALLOC_FL_KEEP_SIZE), C(FALLOC_FL_PUNCH_HOLE), C(FALLOC_FL_ZERO_RANGE), C(EOPNOTSUPP),
     C(F_SEAL_SEAL), C(F_SEAL_SHRINK), C(F_SEAL_GROW), C(F_SEAL_WRITE), C(F_SEAL_FUTURE_WRITE),
     { "READABLE", UV_READABLE }, { "WRITABLE", UV_WRITABLE },
-    C(POLL_HIT), C(POLL_MISS), C(POLL_CONTENDED), C(SPIN_MAX_NS), { "MAX_FDS", MAX_FDS },
+    C(POLL_HIT), C(POLL_MISS), C(POLL_CONTENDED), C(POLL_READ_SERVED), C(POLL_READ_UNSENT), C(SPIN_MAX_NS),
+    { "READS_GATE", RR_GATE }, { "READS_SENT_BYTES", RR_SENT_BYTES }, { "READS_SHARED_FIELDS", RR_FIELDS }, { "READS_MAX_RANGES", RR_MAX_RANGES }, { "MAX_FDS", MAX_FDS },
   };
 #undef C
   struct state *st;
