@@ -52,6 +52,8 @@ export type { Logger } from '../devices/device.js';
 export type { RegionDescription } from '../devices/device.js';
 /** One sparse mmap-able area of a region. */
 export type { MmapArea } from '../devices/device.js';
+/** A range of a region that reads as plain memory (VfioUserDevice.plainReads): the server may answer reads of it natively. */
+export type { PlainRead } from '../devices/device.js';
 /** An IRQ index's count and VFIO flags. */
 export type { IrqInfo } from '../devices/device.js';
 /** A decoded SET_IRQS request as the device sees it. */

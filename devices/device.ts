@@ -74,6 +74,17 @@ export interface PollGate {
   contended(): void;
 }
 
+/**
+ * A range of a region that reads as plain memory: a read of it has no side
+ * effects and returns `bytes` as they are at that moment (PCI config space
+ * without read hooks, say). `bytes` is a live view, not a copy.
+ */
+export interface PlainRead {
+  region: number;
+  offset: number;
+  bytes: Uint8Array;
+}
+
 export interface VfioUserDevice {
   readonly name: string;
   /** VFIO_DEVICE_FLAGS_{PCI,RESET}, region and IRQ counts. */
@@ -84,6 +95,12 @@ export interface VfioUserDevice {
    * checked `count` against max_data_xfer_size; the device checks the range.
    */
   regionRead(index: number, offset: number, count: number): Buffer | Promise<Buffer>;
+  /**
+   * Ranges whose REGION_READs the server may answer from the bytes alone,
+   * without calling regionRead (in native code). Asked once per connection;
+   * at most 16 ranges. Absent or empty: every read calls regionRead.
+   */
+  plainReads?(): readonly PlainRead[];
   /** `data` is only valid during the call: copy what you keep. */
   regionWrite(index: number, offset: number, data: Buffer): void | Promise<void>;
   irqInfo(index: number): IrqInfo;

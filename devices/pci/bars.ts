@@ -160,6 +160,12 @@ export class BarRegion {
     return { end };
   }
 
+  /** The backing bytes when the whole BAR reads as them (no handlers, no overlays). */
+  plainBytes(): Buffer | undefined {
+    const s = this.spec;
+    return s.backing && !s.handlers && this.overlays.length === 0 ? s.backing.subarray(0, this.size) : undefined;
+  }
+
   /** Caller has checked the range. */
   read(off: number, count: number): Buffer | Promise<Buffer> {
     if (this.overlays.length === 0) return this.readModel(off, count);

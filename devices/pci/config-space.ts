@@ -3,7 +3,9 @@
 // bits written as 1 (w1cmask). Everything is byte-granular, so accesses of
 // any size at any offset (QEMU reads the whole space in one go) just work.
 // Registers with side effects register a write hook; hooks run after the
-// bytes have been updated and see what was written.
+// bytes have been updated and see what was written. A register whose read
+// has a side effect registers a read hook, which runs before the bytes are
+// read; everything else reads as plain memory (plainRanges).
 
 /** One guest (or client) write, as handed to hooks. */
 export interface ConfigWrite {
@@ -12,6 +14,7 @@ export interface ConfigWrite {
 }
 
 type WriteHook = (w: ConfigWrite) => void;
+type ReadHook = () => void;
 
 export class ConfigSpace {
   readonly size: number;
@@ -22,6 +25,7 @@ export class ConfigSpace {
   readonly w1cmask: Buffer;
   private initial: Buffer | undefined;
   private readonly hooks: { start: number; end: number; fn: WriteHook }[] = [];
+  private readonly readHooks: { start: number; end: number; fn: ReadHook }[] = [];
 
   constructor(size: number) {
     this.size = size;
@@ -64,6 +68,24 @@ export class ConfigSpace {
     this.hooks.push({ start: off, end: off + len, fn });
   }
 
+  /** Call `fn` before every read that touches [off, off+len). */
+  onRead(off: number, len: number, fn: ReadHook): void {
+    this.readHooks.push({ start: off, end: off + len, fn });
+  }
+
+  /** The ranges no read hook covers, as [offset, live view of the bytes]: they read as plain memory. */
+  plainRanges(): { offset: number; bytes: Buffer }[] {
+    const cuts = [...this.readHooks].sort((a, b) => a.start - b.start);
+    const out: { offset: number; bytes: Buffer }[] = [];
+    let at = 0;
+    for (const h of cuts) {
+      if (h.start > at) out.push({ offset: at, bytes: this.bytes.subarray(at, h.start) });
+      at = Math.max(at, h.end);
+    }
+    if (at < this.size) out.push({ offset: at, bytes: this.bytes.subarray(at) });
+    return out;
+  }
+
   /** Freeze the current contents as the power-on/reset state. */
   seal(): void {
     this.initial = Buffer.from(this.bytes);
@@ -76,6 +98,10 @@ export class ConfigSpace {
 
   /** Caller has checked the range. Returns a copy. */
   read(off: number, len: number): Buffer {
+    const end = off + len;
+    for (const h of this.readHooks) {
+      if (h.start < end && off < h.end) h.fn();
+    }
     // allocUnsafe takes small sizes from Node's pool: one object, no zeroing.
     const out = Buffer.allocUnsafe(len);
     const b = this.bytes;

@@ -8,6 +8,7 @@ import type {
   DeviceClient,
   IrqInfo,
   Logger,
+  PlainRead,
   RegionDescription,
   IrqSetRequest,
   VfioUserDevice,
@@ -250,6 +251,22 @@ export class PciDevice implements VfioUserDevice {
     if (index === V.VFIO_PCI_CONFIG_REGION_INDEX) return this.config.read(offset, count);
     if (index === V.VFIO_PCI_ROM_REGION_INDEX) return Buffer.from(this.rom!.subarray(offset, offset + count));
     return this.bars[index]!.read(offset, count);
+  }
+
+  /**
+   * Config space outside its read hooks, the expansion ROM, and BARs that are
+   * plain backing bytes. None when a subclass overrides regionRead: only it
+   * knows what its reads do.
+   */
+  plainReads(): PlainRead[] {
+    if (this.regionRead !== PciDevice.prototype.regionRead) return [];
+    const ranges: PlainRead[] = this.config.plainRanges().map((r) => ({ region: V.VFIO_PCI_CONFIG_REGION_INDEX, ...r }));
+    if (this.rom) ranges.push({ region: V.VFIO_PCI_ROM_REGION_INDEX, offset: 0, bytes: this.rom });
+    this.bars.forEach((bar, index) => {
+      const bytes = bar?.plainBytes();
+      if (bytes) ranges.push({ region: index, offset: 0, bytes });
+    });
+    return ranges;
   }
 
   regionWrite(index: number, offset: number, data: Buffer): void | Promise<void> {

@@ -17,7 +17,6 @@
 // guest enabled it, else INTx with the ISR register (read-to-clear).
 import { PciDevice, type PciDeviceOptions } from '../pci/pci-device.js';
 import type { BarValue } from '../pci/types.js';
-import { VFIO_PCI_CONFIG_REGION_INDEX } from '../pci/vfio-constants.js';
 import type { DeviceDma } from '../../iommu/device-dma.js';
 import type { Logger, PollGate } from '../device.js';
 import {
@@ -100,16 +99,6 @@ function virtioCap(cfgType: number, bar: number, offset: number, length: number,
   return b;
 }
 
-/** The PCI function: config reads of the PCI_CFG window fetch from BAR4 first. */
-class VirtioPciFunction extends PciDevice {
-  cfgWindowRead: ((offset: number, count: number) => void) | undefined;
-
-  override regionRead(index: number, offset: number, count: number): Buffer | Promise<Buffer> {
-    if (index === VFIO_PCI_CONFIG_REGION_INDEX) this.cfgWindowRead?.(offset, count);
-    return super.regionRead(index, offset, count);
-  }
-}
-
 export class VirtioPciTransport implements VirtqueueHost {
   readonly pci: PciDevice;
   readonly queues: Virtqueue[];
@@ -164,7 +153,7 @@ export class VirtioPciTransport implements VirtqueueHost {
       // bar/offset/length/data are the driver's to set (made writable below).
       { kind: 'vendor' as const, data: virtioCap(CapType.PCI_CFG, 0, 0, 0, 0) },
     ];
-    const pci = new VirtioPciFunction(
+    const pci = new PciDevice(
       {
         name: spec.name,
         ids: {
@@ -211,9 +200,7 @@ export class VirtioPciTransport implements VirtqueueHost {
     cfg.writable(c + 12, 4, 0xffffffff);
     cfg.writable(c + 16, 4, 0xffffffff);
     cfg.onWrite(c + 16, 4, () => this.cfgWindow('write'));
-    pci.cfgWindowRead = (offset, count) => {
-      if (offset < c + 20 && c + 16 < offset + count) this.cfgWindow('read');
-    };
+    cfg.onRead(c + 16, 4, () => this.cfgWindow('read'));
   }
 
   get log(): Logger {

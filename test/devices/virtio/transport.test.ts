@@ -355,6 +355,14 @@ t.test('VIRTIO_PCI_CAP_PCI_CFG: BAR4 through config space', async (t) => {
   t.equal(cfgRead(dev, cap + 12, 4), 0);
 });
 
+t.test('the PCI_CFG window is not plain: a plain read never skips its fetch from BAR4', async (t) => {
+  const { dev } = make();
+  const cap = walkCaps(dev).filter(([id]) => id === 9).map(([, off]) => off).find((off) => cfgRead(dev, off + 3, 1) === CapType.PCI_CFG)!;
+  const cfg = dev.plainReads().filter((r) => r.region === 7);
+  t.same(cfg.map((r) => [r.offset, r.offset + r.bytes.length]), [[0, cap + 16], [cap + 20, dev.regionInfo(7).size]],
+    'config space around the 4 bytes of pci_cfg_data');
+});
+
 t.test('VFIO device reset and client loss', async (t) => {
   const { drv, dev, tr, g, resets } = make();
   const [r0] = drv.init(1);
