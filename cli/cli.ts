@@ -29,6 +29,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   faults: { type: 'string', help: 'JSON file of fault rules in force from the start', placeholder: 'FILE' },
   deterministic: { type: 'u32', help: 'deterministic mode: seeded random values (virtio-rng), completions in request order; same seed and requests give the same replies', placeholder: 'SEED' },
     'poll-us': { type: 'u32', help: `cap of the adaptive socket poll window in µs (default ${DEFAULT_POLL_US}; 0 turns off all polling, virtio ring watching included)` },
+  'no-native-reads': { type: 'boolean', help: 'answer every message in TypeScript (no native answers to plain register reads, such as config space)' },
   ...RECORD_FLAGS,
 };
 
@@ -182,6 +183,7 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
     if (flags.deterministic !== undefined) cfg.deterministic = flags.deterministic as number;
     cfg.record = recordFromFlags(flags) ?? cfg.record;
     if (flags['poll-us'] !== undefined) cfg.pollUs = checkPollUs(flags['poll-us'], '--poll-us');
+    if (flags['no-native-reads']) cfg.nativeReads = false;
     return { cfg, flags };
   }
   if (!kind || !definition) throw new UsageError(`${o.command} needs a device kind (see \`vfio-user-ts devices\`) or --config`);
@@ -193,6 +195,7 @@ export async function parseServeArgs(argv: readonly string[], o: ServeArgsOption
   };
   if (flags.control !== undefined) raw.control = flags.control;
   if (flags['poll-us'] !== undefined) raw.pollUs = checkPollUs(flags['poll-us'], '--poll-us');
+  if (flags['no-native-reads']) raw.nativeReads = false;
   if (flags.faults !== undefined) raw.faults = flags.faults;
   if (flags.deterministic !== undefined) raw.deterministic = flags.deterministic;
   const cfg = await validateConfig(raw, 'command line');

@@ -40,6 +40,8 @@ export interface ServerConfig {
   record?: RecordConfig;
   /** Cap of the adaptive socket poll window in µs (0: off). */
   pollUs?: number;
+  /** false: every message through TypeScript (no native answers to plain reads). */
+  nativeReads?: boolean;
 }
 
 /** A configuration (file or command line) that cannot be served; the message says where and why. */
@@ -64,7 +66,7 @@ export function checkSocketPath(p: unknown, what: string): string {
  */
 export async function validateConfig(raw: unknown, source: string, baseDir: string = process.cwd()): Promise<ServerConfig> {
   if (!isObject(raw)) throw new ConfigError(`${source}: expected a JSON object`);
-  const known = new Set(['devices', 'control', 'logLevel', 'faults', 'deterministic', 'record', 'pollUs']);
+  const known = new Set(['devices', 'control', 'logLevel', 'faults', 'deterministic', 'record', 'pollUs', 'nativeReads']);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(`${source}: unknown key '${k}'`);
   if (!Array.isArray(raw.devices) || raw.devices.length === 0) throw new ConfigError(`${source}: 'devices' must be a non-empty array`);
   const names = new Set<string>();
@@ -117,6 +119,10 @@ export async function validateConfig(raw: unknown, source: string, baseDir: stri
     }
   }
   if (raw.pollUs !== undefined) cfg.pollUs = checkPollUs(raw.pollUs, `${source}: pollUs`);
+  if (raw.nativeReads !== undefined) {
+    if (typeof raw.nativeReads !== 'boolean') throw new ConfigError(`${source}: nativeReads must be true or false`);
+    cfg.nativeReads = raw.nativeReads;
+  }
   return cfg;
 }
 

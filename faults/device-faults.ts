@@ -26,6 +26,8 @@ export class DeviceFaults implements DeviceFaultHooks {
   irq: ArmedRule[] = [];
   /** The connection number of the current (or last) client, for events. */
   session = 0;
+  /** Called after the rules change (the session's native reads must stop for a message rule). */
+  rulesChanged: (() => void) | null = null;
   private readonly holds = new Set<Hold>();
 
   constructor(readonly device: string, private readonly sink: FaultSink) {}

@@ -110,6 +110,7 @@ export class FaultInjector {
       d.dma = mine.filter((r) => r.rule.point === 'dma');
       d.block = mine.filter((r) => r.rule.point === 'block');
       d.irq = mine.filter((r) => r.rule.point === 'irq');
+      d.rulesChanged?.();
     }
   }
 

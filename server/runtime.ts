@@ -56,6 +56,12 @@ export interface ServerSpec {
   deterministic?: number;
   /** Cap of the adaptive socket poll window in µs, for the whole process (0: off). */
   pollUs?: number;
+  /**
+   * Answer REGION_READs of the ranges a device declares plain (config space,
+   * say) in native code, below JS (default true). Off, every message goes
+   * through TypeScript.
+   */
+  nativeReads?: boolean;
   /** Record every vfio-user message of every device to a file (trace/format.ts). */
   record?: RecordSpec;
 }
@@ -113,7 +119,9 @@ export async function startServer(cfg: ServerSpec, log: Log = rootLog): Promise<
   } : undefined);
   try {
     for (const d of cfg.devices) {
-      server.addDevice({ name: d.name, device: models.get(d.name)!.device, socketPath: d.socket, faults: faults?.device(d.name) });
+      server.addDevice({
+        name: d.name, device: models.get(d.name)!.device, socketPath: d.socket, faults: faults?.device(d.name), nativeReads: cfg.nativeReads,
+      });
     }
   } catch (err) {
     server.close();

@@ -19,6 +19,8 @@ export interface DeviceEndpoint {
   socketPath: string;
   /** The device's fault rules, when the server injects faults. */
   faults?: DeviceFaults;
+  /** Answer the device's plain reads in native code (default true; never while recording). */
+  nativeReads?: boolean;
 }
 
 /** Makes the per-client DMA space of a device (iommu/client-dma.ts: the IOMMU model's type1 view). */
@@ -107,7 +109,7 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
           this.emit('disconnect', err);
         });
       }
-    }, this.commandCounts, faults, taps?.messages);
+    }, this.commandCounts, faults, taps?.messages, this.endpoint.nativeReads ?? true);
     this.emit('connect');
   }
 

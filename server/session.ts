@@ -5,6 +5,10 @@
 // returns a promise (a device waiting on guest memory) holds later requests
 // in a queue, but replies to our own requests are matched at once, so a
 // device that awaits a DMA_READ never deadlocks the connection.
+//
+// REGION_READs of ranges the device declares plain (VfioUserDevice.plainReads)
+// may be answered by the transport's watcher in C, while this session says
+// they may (nativeReadLimit): those replies are byte for byte this path's.
 import {
   isReply, noReply, replyHeader, validateRequestHeader, maxMessageSize,
   readHeader, u16At, u32At, HEADER_SIZE, type Header,
@@ -17,7 +21,7 @@ import {
 import { DEFAULT_LIMITS, type NegotiatedLimits } from '../protocol/limits.js';
 import { Errno, VfioUserError } from '../protocol/errno.js';
 import * as native from '../native/index.js';
-import type { PollGate, VfioUserDevice } from '../devices/device.js';
+import type { PlainRead, PollGate, VfioUserDevice } from '../devices/device.js';
 import { processPollBudget } from './adaptive-poll.js';
 import { Disconnect, Transport, type IncomingMessage, type MessageTap } from './transport.js';
 import type { DmaSpace } from './dma-space.js';
@@ -30,6 +34,9 @@ import type { DeviceFaults } from '../faults/device-faults.js';
 import { corruptReply, runMessageFault, type CorruptAction } from '../faults/message-fault.js';
 
 interface Queued { header: Header; payload: Buffer; fds: number[] }
+
+/** The largest plain read answered natively (PCIe config space is 4 KiB). */
+const MAX_NATIVE_READ = 4096;
 
 export class Session implements HandlerContext {
   limits: NegotiatedLimits = DEFAULT_LIMITS;
@@ -58,13 +65,17 @@ export class Session implements HandlerContext {
     readonly faults: DeviceFaults | null = null,
     /** Sees every message (a recording); the raw fast path is off while it is set. */
     tap?: MessageTap,
+    /** Let the transport answer the device's plain reads in native code (never with a tap). */
+    nativeReads = true,
   ) {
     this.poll = tap ? undefined : processPollBudget;
     this.transport = new Transport(fd, {
       onRawMessage: (buf, at, size) => this.onRawMessage(buf, at, size),
       onMessage: (m) => this.onMessage(m),
+      onNativeRead: () => { this.counts.REGION_READ = (this.counts.REGION_READ ?? 0) + 1; },
       onClose: (err) => this.onClose(err),
     }, log, { maxMessageSize: maxMessageSize(DEFAULT_LIMITS), maxFds: DEFAULT_LIMITS.maxMsgFds }, tap);
+    if (nativeReads && !tap) this.serveReadsNatively();
     const session = this;
     this.messenger = new ClientDmaMessenger({
       get limits() { return session.limits; },
@@ -81,6 +92,36 @@ export class Session implements HandlerContext {
 
   close(end?: Disconnect): void {
     this.transport.close(end);
+  }
+
+  /** Hands the device's plain ranges to the transport; a device that gets them wrong is served without. */
+  private serveReadsNatively(): void {
+    let ranges: readonly PlainRead[];
+    try {
+      ranges = this.device.plainReads?.() ?? [];
+      if (ranges.length === 0) return;
+      let longest = 0;
+      for (const r of ranges) longest = Math.max(longest, r.bytes.length);
+      const out = Buffer.alloc(HEADER_SIZE + REGION_ACCESS_SIZE + Math.min(longest, MAX_NATIVE_READ));
+      this.transport.serveReads(ranges, out, () => this.nativeReadLimit());
+    } catch (err) {
+      this.log.warn(`plain reads of ${this.device.name} are served in TypeScript: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    if (this.faults !== null) this.faults.rulesChanged = this.rulesChanged;
+  }
+
+  /** Fault rules changed: a message rule must see the next request, so the gate is set again now. */
+  private readonly rulesChanged = (): void => this.transport.updateReadGate();
+
+  /**
+   * The largest REGION_READ the watcher may answer now, or -1: only when this
+   * path would take the raw fast path too, with nothing queued or in progress.
+   */
+  private nativeReadLimit(): number {
+    if (!this.negotiated || this.busy || this.queue.length > 0 || this.closed) return -1;
+    if (this.faults !== null && this.faults.message.length !== 0) return -1;
+    return this.limits.maxDataXferSize;
   }
 
   /**
@@ -197,6 +238,7 @@ export class Session implements HandlerContext {
   /** An asynchronous handler: later requests wait in the queue until it settles. */
   private finish(h: Header, result: Promise<Reply>, fdBag: FdBag): void {
     this.busy = true;
+    this.transport.updateReadGate();
     result.then(
       (r) => this.reply(h, r),
       (err) => this.replyError(h, err),
@@ -204,6 +246,7 @@ export class Session implements HandlerContext {
       fdBag.closeRest();
       this.busy = false;
       this.drain();
+      this.transport.updateReadGate();
     });
   }
 
@@ -251,6 +294,7 @@ export class Session implements HandlerContext {
     this.closed = true;
     for (const q of this.queue) for (const fd of q.fds) native.close(fd);
     this.queue = [];
+    if (this.faults !== null && this.faults.rulesChanged === this.rulesChanged) this.faults.rulesChanged = null;
     this.messenger.close();
     this.onEnd(error);
   }

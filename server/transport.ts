@@ -6,6 +6,9 @@
 // sendmsg calls as possible; a message that carries fds starts its own send.
 // After each readiness callback the watcher keeps looking at the socket for
 // a window that adaptive-poll.ts sets from how the previous windows went.
+// With serveReads, the watcher answers a lone plain REGION_READ itself before
+// it calls in (native/region_reads.c), while a gate set here says that
+// nothing this side holds could be overtaken by that reply.
 import * as native from '../native/index.js';
 import { HEADER_SIZE, readHeader, u32At, writeHeader, type Header } from '../protocol/header.js';
 import type { Log } from './log.js';
@@ -61,6 +64,8 @@ export interface TransportHandler {
    */
   onRawMessage?(buf: Buffer, at: number, size: number): boolean;
   onMessage(msg: IncomingMessage): void;
+  /** A REGION_READ the watcher answered itself (serveReads): for counting. */
+  onNativeRead?(): void;
   /** Called once, after the fd is closed, with why (`orderly` for EOF and shutdown). */
   onClose(end: Disconnect): void;
 }
@@ -130,6 +135,8 @@ export class Transport {
   /** recv/send with rbuf, wbuf and meta registered once (re-registered when they change). */
   private channel: native.Channel;
   private closed = false;
+  /** serveReads' shared gate, the reply buffer and the session's limit. */
+  private reads: { shared: Int32Array; out: Buffer; limit: () => number } | null = null;
 
   constructor(
     readonly fd: number,
@@ -154,6 +161,35 @@ export class Transport {
       this.channel.close();
       this.channel = this.openChannel();
     }
+  }
+
+  /**
+   * Lets the watcher answer REGION_READs inside `ranges` itself, building
+   * replies in `out`, while the gate is open: `limit()` is the largest count
+   * the handler allows at that moment (< 0: none). Throws what watchReads
+   * throws for bad ranges. Not with a tap: the watcher's replies bypass it.
+   */
+  serveReads(ranges: readonly native.ReadRange[], out: Buffer, limit: () => number): void {
+    if (this.tap) throw new Error('serveReads: a tapped connection must see every message');
+    const shared = new Int32Array(native.READS_SHARED_FIELDS);
+    shared[native.READS_GATE] = -1;
+    native.watchReads(this.watcher!, shared, out, ranges);
+    this.reads = { shared, out, limit };
+    this.updateReadGate();
+  }
+
+  /**
+   * Opens the gate when no reply of the watcher's could overtake anything:
+   * no partial message or fds held here, nothing unsent, and the handler's
+   * limit allows it. Called after every callback and every flush that
+   * emptied the send buffer; the handler calls it when its limit changes
+   * outside a callback (the watcher reads the gate before every request).
+   */
+  updateReadGate(): void {
+    const r = this.reads;
+    if (r === null) return;
+    const idle = !this.closed && this.rstart === this.rend && this.batches.length === 0 && this.wsent === this.wlen && !this.wantWrite;
+    r.shared[native.READS_GATE] = idle ? Math.min(r.limit(), 0x7fff_ffff) : -1;
   }
 
   private openChannel(): native.Channel {
@@ -229,6 +265,12 @@ export class Transport {
       this.pollWindow = window;
       native.watchPoll(this.watcher!, window);
     }
+    this.onReady(status, events);
+    this.updateReadGate();
+  }
+
+  private onReady(status: number, events: number): void {
+    if (events & native.POLL_READ_SERVED) return this.readServed(events);
     if (status < 0) return this.onPollError(status);
     if (events & native.WRITABLE) this.flush();
     if (events & native.READABLE && !this.readAvailable() && this.pollWindow !== 0) {
@@ -238,6 +280,17 @@ export class Transport {
       this.pollWindow = 0;
       native.watchPoll(this.watcher!, 0);
     }
+  }
+
+  /** The watcher answered a REGION_READ; with POLL_READ_UNSENT, the rest of its reply goes out from here. */
+  private readServed(events: number): void {
+    this.handled++;
+    this.handler.onNativeRead?.();
+    if (!(events & native.POLL_READ_UNSENT)) return;
+    const { shared, out } = this.reads!;
+    const tail = out.subarray(shared[native.READS_SENT_BYTES], u32At(out, 4));
+    const at = this.reserveMessage(tail.length);
+    if (at >= 0) tail.copy(this.wbuf, at);
   }
 
   /**
@@ -419,11 +472,13 @@ export class Transport {
     if (this.closed) return;
     this.wlen = this.wsent = 0;
     this.waitWritable(false);
+    this.updateReadGate();
   }
 
   private waitWritable(on: boolean): void {
     if (on === this.wantWrite || !this.watcher) return;
     this.wantWrite = on;
+    if (on && this.reads) this.reads.shared[native.READS_GATE] = -1;
     native.watchSet(this.watcher, native.READABLE | (on ? native.WRITABLE : 0));
   }
 }

@@ -51,11 +51,23 @@ export interface Fixture {
 
 export const DEVICE = 'gpio0';
 
+let nativeReads = true;
+
+/** Run the suite with the server's native reads on (the default) or off: every message through TypeScript. */
+export function useNativeReads(on: boolean): void {
+  nativeReads = on;
+}
+
+/** What every server the suite starts in this process is started with (spread into startServer's spec). */
+export function suiteOptions(): { nativeReads: boolean } {
+  return { nativeReads };
+}
+
 /** A fresh server with one GPIO device on a socket in a new temp dir. */
 export async function startGpio(t: Test, name = DEVICE): Promise<Fixture> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vut-conf-'));
   const sock = path.join(dir, `${name}.sock`);
-  const rt = await startServer({ devices: [{ name, kind: 'gpio', socket: sock, options: {} }] });
+  const rt = await startServer({ devices: [{ name, kind: 'gpio', socket: sock, options: {} }], ...suiteOptions() });
   const host = rt.host(name);
   const fx: Fixture = {
     dir, sock, rt, host,

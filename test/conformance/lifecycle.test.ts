@@ -17,7 +17,7 @@ import { dmaLoggingStartData, encodeDeviceFeatureRequest } from '../../protocol/
 import { startServer } from '../../server/runtime.js';
 import {
   BAR2, CFG, DEVICE, QEMU_CAPS, REG, VfioUserClient, assertReply, assertServes, closeClient, native, openClient,
-  patternMemfd, regionRead, regionWrite, rejectsErrno, send, sleep, startGpio, waitIdle,
+  patternMemfd, regionRead, regionWrite, rejectsErrno, send, sleep, startGpio, suiteOptions, waitIdle,
 } from './helpers.js';
 
 const fx = await startGpio(t);
@@ -175,7 +175,7 @@ t.test('a stale socket file is replaced', async (t) => {
   const sock = path.join(fx.dir, 'stale.sock');
   native.close(native.listenUnix(sock, 1)); // a socket file nobody listens on
   t.ok(fs.statSync(sock).isSocket(), 'stale socket file exists');
-  const rt = await startServer({ devices: [{ name: 'stale', kind: 'gpio', socket: sock, options: {} }] });
+  const rt = await startServer({ devices: [{ name: 'stale', kind: 'gpio', socket: sock, options: {} }], ...suiteOptions() });
   t.teardown(() => rt.close());
   const c = await VfioUserClient.open(sock, QEMU_CAPS);
   await assertServes(t, c, 'served on the replaced socket');
@@ -186,7 +186,7 @@ t.test('a stale socket file is replaced', async (t) => {
 
 t.test('closing the server ends its client and removes the socket', async (t) => {
   const sock = path.join(fx.dir, 'closing.sock');
-  const rt = await startServer({ devices: [{ name: 'closing', kind: 'gpio', socket: sock, options: {} }] });
+  const rt = await startServer({ devices: [{ name: 'closing', kind: 'gpio', socket: sock, options: {} }], ...suiteOptions() });
   const c = await VfioUserClient.open(sock, QEMU_CAPS);
   t.teardown(() => c.close());
   await assertServes(t, c);
@@ -203,6 +203,7 @@ t.test('two devices in one server are independent', async (t) => {
       { name: 'a', kind: 'gpio', socket: a, options: {} },
       { name: 'b', kind: 'gpio', socket: b, options: {} },
     ],
+    ...suiteOptions(),
   });
   t.teardown(() => rt.close());
   const ca = await VfioUserClient.open(a, QEMU_CAPS);

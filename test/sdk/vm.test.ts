@@ -126,7 +126,7 @@ t.test('several devices from a config file', async (t) => {
 t.test('bad flags are refused, with the known ones listed, before anything is provisioned', async (t) => {
   const { dir, run } = setup(t);
   const cases: Array<[string[], RegExp]> = [
-    [['gpio', '--bogus'], /^unknown option --bogus for gpio \(its options: --input; vm options: --log-level, --help, --socket, --name, --config, --control, --faults, --deterministic, --poll-us, --record, --record-max, --record-dma, --memory, --private-ram, --viommu, --qemu-arg, --print-qemu-args\)$/],
+    [['gpio', '--bogus'], /^unknown option --bogus for gpio \(its options: --input; vm options: --log-level, --help, --socket, --name, --config, --control, --faults, --deterministic, --poll-us, --no-native-reads, --record, --record-max, --record-dma, --memory, --private-ram, --viommu, --qemu-arg, --print-qemu-args\)$/],
     [['--config', 'x.json', '--bogus'], /^unknown option --bogus \(vm options: --log-level, .*--print-qemu-args\)$/],
     [[path.join(dir, 'tiny.js'), '--input', '1'], /^unknown option --input for .*tiny\.js \(its options: --regions; vm options: /],
     [['--print-qemu-args'], /^vm needs a device kind/],
