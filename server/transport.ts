@@ -282,15 +282,23 @@ export class Transport {
     }
   }
 
-  /** The watcher answered a REGION_READ; with POLL_READ_UNSENT, the rest of its reply goes out from here. */
+  /**
+   * The watcher answered a REGION_READ; with POLL_READ_UNSENT, the rest of
+   * its reply goes out from here. With no poll window to follow, read on:
+   * a client that shares our CPU has likely sent its next request already
+   * (our reply woke it), and a read finds it sooner than epoll would.
+   */
   private readServed(events: number): void {
     this.handled++;
     this.handler.onNativeRead?.();
-    if (!(events & native.POLL_READ_UNSENT)) return;
-    const { shared, out } = this.reads!;
-    const tail = out.subarray(shared[native.READS_SENT_BYTES], u32At(out, 4));
-    const at = this.reserveMessage(tail.length);
-    if (at >= 0) tail.copy(this.wbuf, at);
+    if (events & native.POLL_READ_UNSENT) {
+      const { shared, out } = this.reads!;
+      const tail = out.subarray(shared[native.READS_SENT_BYTES], u32At(out, 4));
+      const at = this.reserveMessage(tail.length);
+      if (at >= 0) tail.copy(this.wbuf, at);
+      return;
+    }
+    if (this.pollWindow === 0) this.readAvailable();
   }
 
   /**
