@@ -13,6 +13,8 @@ import { startServer, type RunningServer } from '../../server/runtime.js';
 import { serveConfig } from '../../cli/cli.js';
 import { validateConfig } from '../../cli/config.js';
 import type { PciDevice } from '../../devices/pci/pci-device.js';
+import { readTrace } from '../../trace/reader.js';
+import type { MessageRecord } from '../../trace/format.js';
 import { Command } from '../../protocol/constants.js';
 import { Errno, fail } from '../../protocol/errno.js';
 import { HEADER_SIZE, readHeader, writeHeader } from '../../protocol/header.js';
@@ -59,23 +61,24 @@ class TwoPathDevice implements VfioUserDevice {
   detachClient(): void {}
 }
 
-interface Served { rt: RunningServer; sock: string; device: TwoPathDevice }
+interface Served { rt: RunningServer; sock: string; device: TwoPathDevice; recording?: string }
 
 async function serve(t: Test, opts: { nativeReads?: boolean; record?: boolean; faults?: boolean } = {}): Promise<Served> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vut-native-reads-'));
   const sock = path.join(dir, 'd.sock');
   const device = new TwoPathDevice();
+  const recording = opts.record ? path.join(dir, 'r.vut') : undefined;
   const rt = await startServer({
     devices: [{ name: 'd', socket: sock, model: { device } }],
     ...(opts.nativeReads === undefined ? {} : { nativeReads: opts.nativeReads }),
-    ...(opts.record ? { record: { file: path.join(dir, 'r.vut') } } : {}),
+    ...(recording ? { record: { file: recording } } : {}),
     ...(opts.faults ? { faults: [] } : {}),
   });
   t.teardown(async () => {
     await rt.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  return { rt, sock, device };
+  return { rt, sock, device, recording };
 }
 
 async function open(t: Test, s: Served, caps?: Parameters<typeof VfioUserClient.open>[1]): Promise<VfioUserClient> {
@@ -206,11 +209,16 @@ t.test('a message fault rule added while connected sees the very next read', asy
   t.equal(s.device.regionReadCalls, 0, 'natively again at once');
 });
 
-t.test('a recorded connection sends every read through TypeScript (the recording sees them)', async (t) => {
+t.test('a recorded connection sends every read through TypeScript, so that its recording has them all', async (t) => {
   const s = await serve(t, { record: true });
   const c = await open(t, s);
   for (let i = 0; i < 3; i++) t.equal((await read(c, 0, PLAIN_AT, 4)).errno, 0, `read ${i}`);
   t.equal(s.device.regionReadCalls, 3, 'through regionRead');
+  c.close();
+  await s.rt.close();
+  const records = readTrace(s.recording!).records as MessageRecord[];
+  const reads = (from: string) => records.filter((r) => r.type === 'msg' && r.from === from && r.header.command === Command.REGION_READ).length;
+  t.same([reads('client'), reads('server')], [3, 3], 'three requests and three replies recorded');
 });
 
 t.test('nativeReads: false sends every read through TypeScript', async (t) => {
