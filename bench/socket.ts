@@ -63,12 +63,15 @@ interface Metric {
   unit?: string;
   /** The minimal Node responder speaks only REGION_*: no row for it. */
   noNodeRow?: boolean;
-  /** Also run our server with polling off (--poll-us 0), and print CPU time per message. */
+  /**
+   * Also run our server with polling off (--poll-us 0) and with native reads
+   * off (--no-native-reads), and print CPU time per message.
+   */
   pollRows?: boolean;
 }
 
 interface ServerKind {
-  key: 'floor' | 'ours' | 'ours-nopoll' | 'node';
+  key: 'floor' | 'ours' | 'ours-nopoll' | 'ours-nonative' | 'node';
   label: string;
   argv(sock: string): string[];
   /** A reason this server cannot run at all (e.g. not built yet). */
@@ -242,7 +245,8 @@ export async function benchSocket(): Promise<BenchRow[]> {
     const haveTaskset = haveCommand('taskset', ['-c', cpuA, 'true']);
     const floor: ServerKind = { key: 'floor', label: 'C responder', argv: (sock) => [responder, sock] };
     const ours = oursServer(root, responder);
-    const oursNoPoll = oursWithoutPolling(ours);
+    const oursNoPoll = oursVariant(ours, 'ours-nopoll', 'our server, polling off', ['--poll-us', '0']);
+    const oursNoNative = oursVariant(ours, 'ours-nonative', 'our server, native reads off', ['--no-native-reads']);
     const nodeFloor = nodeResponder(root);
     progress(`server under test: ${ours.unavailable ?? ours.argv('{socket}').join(' ')}`);
     progress(
@@ -331,6 +335,10 @@ export async function benchSocket(): Promise<BenchRow[]> {
         name: `  ours, polling off`, value: NaN, floor: NaN, ratio: NaN, unit: 'ops/s',
         note: `${m.name}: our server with --poll-us 0 against the same C floor`,
       };
+      const noNativeRow: BenchRow = {
+        name: `  ours, native reads off`, value: NaN, floor: NaN, ratio: NaN, unit: 'ops/s',
+        note: `${m.name}: our server with --no-native-reads (every message through TypeScript) against the same C floor`,
+      };
       const cpuRow: BenchRow = {
         name: `  CPU per message, server`, value: NaN, floor: NaN, ratio: NaN, unit: 'CPU-µs',
         note: `${m.name}: user + system time of the server process per message (lower is better), ours and the C responder`,
@@ -347,6 +355,11 @@ export async function benchSocket(): Promise<BenchRow[]> {
         rows.push(noPollRow);
         sides.push(oursNoPoll);
         sideRows.set(oursNoPoll, noPollRow);
+      }
+      if (m.pollRows && oursNoNative) {
+        rows.push(noNativeRow);
+        sides.push(oursNoNative);
+        sideRows.set(oursNoNative, noNativeRow);
       }
       if (m.pollRows) rows.push(cpuRow);
       if (m.placement !== 'free' && !haveTaskset) {
@@ -404,7 +417,8 @@ export async function benchSocket(): Promise<BenchRow[]> {
         cpuRow.ratio = cpuRow.value / cpuRow.floor;
         const us = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : 'n/a');
         const noPoll = oursNoPoll ? `, ours with polling off ${us(cpu(oursNoPoll, 'serverCpu'))}` : '';
-        cpuRow.note += ` [median CPU-µs per message: server ours ${us(cpuRow.value)}${noPoll}, C responder ${us(cpuRow.floor)}; ` +
+        const noNative = oursNoNative ? `, ours with native reads off ${us(cpu(oursNoNative, 'serverCpu'))}` : '';
+        cpuRow.note += ` [median CPU-µs per message: server ours ${us(cpuRow.value)}${noPoll}${noNative}, C responder ${us(cpuRow.floor)}; ` +
           `loadgen against ours ${us(cpu(ours, 'clientCpu'))}, against the C responder ${us(cpu(floor, 'clientCpu'))}]`;
         if (errors.has(floor) || errors.has(ours)) cpuRow.error = row.error ?? 'no runs';
       }
@@ -426,10 +440,10 @@ export function cpuPair(): [string, string] {
   return [m[1]!, m[2]!];
 }
 
-/** Our server with polling off (--poll-us 0); none for a BENCH_SERVER_CMD. */
-function oursWithoutPolling(ours: ServerKind): ServerKind | null {
+/** Our server with more flags (polling off, native reads off); none for a BENCH_SERVER_CMD. */
+function oursVariant(ours: ServerKind, key: ServerKind['key'], label: string, flags: string[]): ServerKind | null {
   if (process.env.BENCH_SERVER_CMD) return null;
-  return { ...ours, key: 'ours-nopoll', label: 'our server, polling off', argv: (sock) => [...ours.argv(sock), '--poll-us', '0'] };
+  return { ...ours, key, label, argv: (sock) => [...ours.argv(sock), ...flags] };
 }
 
 /**
