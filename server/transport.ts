@@ -486,7 +486,7 @@ export class Transport {
   private waitWritable(on: boolean): void {
     if (on === this.wantWrite || !this.watcher) return;
     this.wantWrite = on;
-    if (on && this.reads) this.reads.shared[native.READS_GATE] = -1;
+    if (on) this.updateReadGate();
     native.watchSet(this.watcher, native.READABLE | (on ? native.WRITABLE : 0));
   }
 }
