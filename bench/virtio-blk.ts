@@ -193,8 +193,15 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
     const model = rt ? (rt.models.get(OURS.label) as VirtioBlk) : undefined;
     const stats = model?.stats;
     const q = model?.transport.queues.reduce(
-      (a, v) => ({ kicks: a.kicks + v.stats.kicks, hits: a.hits + v.stats.polledHits, misses: a.misses + v.stats.polledMisses, yields: a.yields + v.stats.polledYields }),
-      { kicks: 0, hits: 0, misses: 0, yields: 0 },
+      (a, v) => ({
+        kicks: a.kicks + v.stats.kicks,
+        hits: a.hits + v.stats.polledHits,
+        misses: a.misses + v.stats.polledMisses,
+        yields: a.yields + v.stats.polledYields,
+        paid: a.paid + v.window.trial.paid,
+        unpaid: a.unpaid + v.window.trial.unpaid,
+      }),
+      { kicks: 0, hits: 0, misses: 0, yields: 0, paid: 0, unpaid: 0 },
     );
     rows[rows.length - 1]!.note += `\n      ${[
       (standIn ? 'HARNESS CHECK (BENCH_VBLK_OURS=qemu): "ours" is a built-in virtio-blk-pci; ' : '') +
@@ -205,7 +212,7 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
         (withOneQueue ? `, ours1q ${r.results.ours1q_nr_queues}` : '') +
         `; scheduler ${(r.results.ours_scheduler ?? '').trim()}; fio ${fioLayer.version}` +
         (stats ? `; our device served ${stats.reads} reads, ${stats.writes} writes` : '') +
-        (q ? `; its queues took ${q.kicks} kicks; ring watch windows: ${q.hits} found a buffer, ${q.misses} did not, ${q.yields} ended when another thread held the CPU` : ''),
+        (q ? `; its queues took ${q.kicks} kicks; ring watch windows: ${q.hits} found a buffer, ${q.misses} did not, ${q.yields} ended when another thread held the CPU; they paid in ${q.paid} of ${q.paid + q.unpaid} trials` : ''),
       ...[OURS, QEMU].map(
         (d) =>
           `${d.label}: features ${r.results[`${d.label}_features`] ?? '?'}; ${r.results[`${d.label}_geometry`] ?? ''}; ` +

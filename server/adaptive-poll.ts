@@ -12,12 +12,11 @@
 // - with the window closed, a request that follows the previous one within
 //   twice the cap (the gap includes our own wake-up) opens it again.
 //
-// And windows must pay: the wait for the next request is compared in short
-// trials with windows and without, and the way that gets requests sooner
-// runs for a while (longer each time it wins again). Without windows the
-// scheduler may put the peer on our CPU when we sleep, and a ping-pong on
-// one CPU beats one across two; with windows a peer on another CPU is
-// answered without our wake-up.
+// And windows must pay (PollTrial, ../devices/poll-trial.ts): the wait for
+// the next request is compared in short trials with windows and without.
+// Without windows the scheduler may put the peer on our CPU when we sleep,
+// and a ping-pong on one CPU beats one across two; with windows a peer on
+// another CPU is answered without our wake-up.
 //
 // Three process-wide bounds keep it from costing a guest its CPU (one thread
 // serves every connection, so they are shared):
@@ -35,6 +34,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { PollTrial } from '../devices/poll-trial.js';
 import { POLL_CONTENDED, POLL_HIT, POLL_MAX_NS, POLL_MISS } from '../native/index.js';
 
 /** The default cap of the window, in µs (`--poll-us`). */
@@ -42,6 +42,12 @@ export const DEFAULT_POLL_US = 50;
 /** The largest `--poll-us` the watcher takes. */
 export const MAX_POLL_US = POLL_MAX_NS / 1000;
 
+/**
+ * Socket windows pay when they cut the mean wait to this share of the wait
+ * without: below that, a client the scheduler would move onto our CPU is
+ * better left to it.
+ */
+const SOCKET_WINDOWS_PAY = 0.85;
 /** The smallest window worth opening (a spin round is about 1 µs). */
 const MIN_WINDOW_NS = 5_000;
 /** Share of wall time that windows catching nothing may burn on average. */
@@ -58,13 +64,6 @@ const CROWD_CHECK_MS = 10;
  * waits while its CPU leaves idle), so it is not zero.
  */
 const CROWD_SHARE = 0.25;
-/** Waits for a request in each trial, with windows and without. */
-const TRIAL_WAITS = 64;
-/** Waits the winner runs for before the next trial (doubling while it keeps winning). */
-const RUN_MIN_WAITS = 1024;
-const RUN_MAX_WAITS = 32768;
-/** Windows pay when the mean wait with them is below this share of the wait without. */
-const PAYS = 0.85;
 
 /** The process-wide part: the cap, the miss debt and the contention hold-off. */
 export class PollBudget {
@@ -181,53 +180,6 @@ export interface PollStats {
   contended: number;
 }
 
-/**
- * Do windows pay? The mean wait for a request (each wait capped, so idle
- * spells weigh the same either way) with windows and then without, over
- * TRIAL_WAITS each; the shorter way runs for RUN_MIN_WAITS and more.
- */
-export class PollTrial {
-  /** May windows open now? */
-  polling = true;
-  private phase: 'with' | 'without' | 'run' = 'with';
-  private waits = 0;
-  private sum = 0;
-  private meanWith = 0;
-  private target = TRIAL_WAITS;
-  private run = RUN_MIN_WAITS;
-  private lastWinner: boolean | null = null;
-
-  /**
-   * One wait for a request, in ns (already capped by the caller); `windowed`:
-   * a window was open for it. The 'with' side counts only those: a wait the
-   * budget refused a window for says nothing about windows.
-   */
-  wait(ns: number, windowed: boolean): void {
-    if (this.phase === 'with' && !windowed) return;
-    this.sum += ns;
-    if (++this.waits < this.target) return;
-    const mean = this.sum / this.waits;
-    this.waits = this.sum = 0;
-    if (this.phase === 'with') {
-      this.meanWith = mean;
-      this.phase = 'without';
-      this.polling = false;
-      this.target = TRIAL_WAITS;
-    } else if (this.phase === 'without') {
-      const pays = this.meanWith < mean * PAYS;
-      this.run = pays === this.lastWinner ? Math.min(RUN_MAX_WAITS, 2 * this.run) : RUN_MIN_WAITS;
-      this.lastWinner = pays;
-      this.polling = pays;
-      this.phase = 'run';
-      this.target = this.run;
-    } else {
-      this.phase = 'with';
-      this.polling = true;
-      this.target = TRIAL_WAITS;
-    }
-  }
-}
-
 /** One connection's window. */
 export class AdaptivePoller {
   /** The window (ns) the policy would open, before the budget's say. */
@@ -235,7 +187,7 @@ export class AdaptivePoller {
   /** The window the last update returned (what the watcher spun, or 0). */
   private opened = 0;
   readonly stats: PollStats = { hits: 0, hitNs: 0, misses: 0, missNs: 0, contended: 0 };
-  readonly trial = new PollTrial();
+  readonly trial = new PollTrial(SOCKET_WINDOWS_PAY);
 
   constructor(private readonly budget: PollBudget = processPollBudget) {}
 

@@ -69,3 +69,80 @@ t.test('the real yield returns a boolean and does not throw', async (t) => {
   const w = new RingPollWindow(() => gate());
   t.type(w.turn(), 'boolean');
 });
+
+t.test('windows must pay: a trial with them and one without, then the shorter gaps win', async (t) => {
+  // With windows the driver comes back after 150 µs; without them its buffer
+  // comes with a kick after 300 µs: windows pay, and keep opening.
+  const w = new RingPollWindow(() => gate(), () => false);
+  w.next(150_000); // opens the first window (no window was open for this gap: not counted)
+  let open = 0;
+  for (let i = 0; i < 64; i++) {
+    open += w.open() > 0 ? 1 : 0;
+    w.next(150_000);
+  }
+  t.equal(open, 64, 'windows open through the trial with them');
+  t.equal(w.trial.polling, false, 'then the trial without them');
+  for (let i = 0; i < 64; i++) {
+    open -= w.open() > 0 ? 1 : 0;
+    w.next(300_000);
+  }
+  t.equal(open, 64, 'no window during it');
+  t.equal(w.trial.polling, true, 'windows paid');
+  t.ok(w.open() > 0);
+  t.same([w.trial.paid, w.trial.unpaid], [1, 0]);
+
+  // With windows the guest is slower to come back (the CPU we spun on was
+  // the one it needed) than it is without them: they stay shut for the run.
+  const v = new RingPollWindow(() => gate(), () => false);
+  v.next(150_000);
+  for (let i = 0; i < 64; i++) {
+    v.open();
+    v.next(200_000);
+  }
+  for (let i = 0; i < 64; i++) {
+    v.open();
+    v.next(190_000);
+  }
+  t.equal(v.trial.polling, false, 'windows did not pay');
+  let opened = 0;
+  for (let i = 0; i < 1024; i++) {
+    opened += v.open() > 0 ? 1 : 0;
+    v.next(190_000);
+  }
+  t.equal(opened, 0, 'shut for the 1024 gaps of the run');
+  t.ok(v.ns > 0, 'the window kept following the gaps meanwhile');
+  t.ok(v.open() > 0, 'then a new trial with windows');
+  t.same([v.trial.paid, v.trial.unpaid], [0, 1]);
+});
+
+t.test('the trial counts neither gaps the budget refused a window for nor gaps whose window lost the CPU', async (t) => {
+  let allows = false;
+  const g: PollGate = { allows: () => allows, charge() {}, contended() {} };
+  let lost = false;
+  const w = new RingPollWindow(() => g, () => lost);
+  w.next(150_000);
+  let opened = 0;
+  for (let i = 0; i < 200; i++) {
+    opened += w.open() > 0 ? 1 : 0;
+    w.next(900_000);
+  }
+  t.equal(opened, 0, 'the budget refused every window');
+  t.equal(w.trial.polling, true, '200 long gaps without a window did not end the trial with windows');
+  allows = true;
+  lost = true;
+  let kept = 0;
+  for (let i = 0; i < 200; i++) {
+    w.ns = 300_000;
+    opened += w.open() > 0 ? 1 : 0;
+    kept += w.turn() ? 1 : 0;
+    w.next(900_000);
+  }
+  t.same([opened, kept], [200, 0], 'windows opened, and each lost the CPU');
+  t.equal(w.trial.polling, true, 'nor did 200 windows that lost the CPU');
+  lost = false;
+  for (let i = 0; i < 64; i++) {
+    w.open();
+    w.next(100_000);
+  }
+  t.equal(w.trial.polling, false, '64 gaps with a window open end it');
+});
