@@ -37,6 +37,8 @@ interface Queued { header: Header; payload: Buffer; fds: number[] }
 
 /** The largest plain read answered natively (PCIe config space is 4 KiB). */
 const MAX_NATIVE_READ = 4096;
+/** Messages after a REGION_READ during which the watcher looks for more (see readsLately). */
+const READS_LATELY = 16;
 
 export class Session implements HandlerContext {
   limits: NegotiatedLimits = DEFAULT_LIMITS;
@@ -72,7 +74,10 @@ export class Session implements HandlerContext {
     this.transport = new Transport(fd, {
       onRawMessage: (buf, at, size) => this.onRawMessage(buf, at, size),
       onMessage: (m) => this.onMessage(m),
-      onNativeRead: () => { this.counts.REGION_READ = (this.counts.REGION_READ ?? 0) + 1; },
+      onNativeRead: () => {
+        this.counts.REGION_READ = (this.counts.REGION_READ ?? 0) + 1;
+        this.sawRequest(true);
+      },
       onClose: (err) => this.onClose(err),
     }, log, { maxMessageSize: maxMessageSize(DEFAULT_LIMITS), maxFds: DEFAULT_LIMITS.maxMsgFds }, tap);
     if (nativeReads && !tap) this.serveReadsNatively();
@@ -111,6 +116,18 @@ export class Session implements HandlerContext {
     if (this.faults !== null) this.faults.rulesChanged = this.rulesChanged;
   }
 
+  /**
+   * Messages left before the watcher stops looking for plain reads: the
+   * look is a system call before every message, wasted on a socket that
+   * carries doorbells and DMA maps. A REGION_READ sets it again.
+   */
+  private readsLately = READS_LATELY;
+
+  /** A request came: READS_LATELY more messages looked at after a read, one fewer after anything else. */
+  private sawRequest(read: boolean): void {
+    this.readsLately = read ? READS_LATELY : Math.max(0, this.readsLately - 1);
+  }
+
   /** Fault rules changed: a message rule must see the next request, so the gate is set again now. */
   private readonly rulesChanged = (): void => this.transport.updateReadGate();
 
@@ -119,7 +136,7 @@ export class Session implements HandlerContext {
    * path would take the raw fast path too, with nothing queued or in progress.
    */
   private nativeReadLimit(): number {
-    if (!this.negotiated || this.busy || this.queue.length > 0 || this.closed) return -1;
+    if (this.readsLately === 0 || !this.negotiated || this.busy || this.queue.length > 0 || this.closed) return -1;
     if (this.faults !== null && this.faults.message.length !== 0) return -1;
     return this.limits.maxDataXferSize;
   }
@@ -142,6 +159,7 @@ export class Session implements HandlerContext {
     if (!peekRegionAccess(buf, at + HEADER_SIZE, size - HEADER_SIZE, write, this.limits, a)) return false;
     const name = write ? 'REGION_WRITE' : 'REGION_READ';
     this.counts[name] = (this.counts[name] ?? 0) + 1;
+    this.sawRequest(!write);
     const msgId = u16At(buf, at);
     const quiet = (flags & VFIO_USER_F_NO_REPLY) !== 0;
     let result: Buffer | void | Promise<Buffer | void>;
@@ -203,6 +221,7 @@ export class Session implements HandlerContext {
   private process(h: Header, payload: Buffer, fds: number[]): void {
     const name = commandName(h.command);
     this.counts[name] = (this.counts[name] ?? 0) + 1;
+    this.sawRequest(h.command === Command.REGION_READ);
     const fdBag = new FdBag(fds);
     let result: Reply | Promise<Reply>;
     try {

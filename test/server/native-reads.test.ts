@@ -110,6 +110,23 @@ t.test('a lone read inside the plain range is answered without calling the devic
   t.equal(s.rt.host('d').commandCounts.REGION_READ, 2, 'both are counted');
 });
 
+t.test('after 16 requests with no read among them the watcher stops looking; a read starts it again', async (t) => {
+  const s = await serve(t);
+  const c = await open(t, s);
+  const write = (v: number) => c.request(Command.REGION_WRITE, encodeRegionWriteRequest({ region: 0, offset: 0, data: Buffer.from([v]) }));
+  await read(c, 0, 20, 4);
+  for (let i = 0; i < 15; i++) await write(i);
+  await read(c, 0, 20, 4);
+  t.equal(s.device.regionReadCalls, 0, 'a read within 16 requests of the last one: native');
+  for (let i = 0; i < 16; i++) await write(i);
+  const r = await read(c, 0, 20, 4);
+  t.equal(s.device.regionReadCalls, 1, '16 writes since the last read: this read took the TypeScript path');
+  t.equal(r.payload.subarray(16).toString('hex'), s.device.mem.subarray(20, 24).toString('hex'), 'with the same bytes');
+  await read(c, 0, 20, 4);
+  t.equal(s.device.regionReadCalls, 1, 'and the next one is native again');
+  t.equal(s.rt.host('d').commandCounts.REGION_READ, 4, 'every read counted');
+});
+
 t.test('the replies are byte for byte those of the TypeScript path', async (t) => {
   const fast = await serve(t);
   const slow = await serve(t, { nativeReads: false });
