@@ -70,23 +70,24 @@ t.test('the real yield returns a boolean and does not throw', async (t) => {
   t.type(w.turn(), 'boolean');
 });
 
+/** `n` gaps of `ns` each, each after the ring went empty: the windows that opened for them. */
+function gaps(w: RingPollWindow, n: number, ns: number): number {
+  let opened = 0;
+  for (let i = 0; i < n; i++) {
+    opened += w.open() > 0 ? 1 : 0;
+    w.next(ns);
+  }
+  return opened;
+}
+
 t.test('windows must pay: a trial with them and one without, then the shorter gaps win', async (t) => {
   // With windows the driver comes back after 150 µs; without them its buffer
   // comes with a kick after 300 µs: windows pay, and keep opening.
   const w = new RingPollWindow(() => gate(), () => false);
   w.next(150_000); // opens the first window (no window was open for this gap: not counted)
-  let open = 0;
-  for (let i = 0; i < 64; i++) {
-    open += w.open() > 0 ? 1 : 0;
-    w.next(150_000);
-  }
-  t.equal(open, 64, 'windows open through the trial with them');
+  t.equal(gaps(w, 64, 150_000), 64, 'windows open through the trial with them');
   t.equal(w.trial.polling, false, 'then the trial without them');
-  for (let i = 0; i < 64; i++) {
-    open -= w.open() > 0 ? 1 : 0;
-    w.next(300_000);
-  }
-  t.equal(open, 64, 'no window during it');
+  t.equal(gaps(w, 64, 300_000), 0, 'no window during it');
   t.equal(w.trial.polling, true, 'windows paid');
   t.ok(w.open() > 0);
   t.same([w.trial.paid, w.trial.unpaid], [1, 0]);
@@ -95,21 +96,10 @@ t.test('windows must pay: a trial with them and one without, then the shorter ga
   // the one it needed) than it is without them: they stay shut for the run.
   const v = new RingPollWindow(() => gate(), () => false);
   v.next(150_000);
-  for (let i = 0; i < 64; i++) {
-    v.open();
-    v.next(200_000);
-  }
-  for (let i = 0; i < 64; i++) {
-    v.open();
-    v.next(190_000);
-  }
+  gaps(v, 64, 200_000);
+  gaps(v, 64, 190_000);
   t.equal(v.trial.polling, false, 'windows did not pay');
-  let opened = 0;
-  for (let i = 0; i < 1024; i++) {
-    opened += v.open() > 0 ? 1 : 0;
-    v.next(190_000);
-  }
-  t.equal(opened, 0, 'shut for the 1024 gaps of the run');
+  t.equal(gaps(v, 1024, 190_000), 0, 'shut for the 1024 gaps of the run');
   t.ok(v.ns > 0, 'the window kept following the gaps meanwhile');
   t.ok(v.open() > 0, 'then a new trial with windows');
   t.same([v.trial.paid, v.trial.unpaid], [0, 1]);
@@ -121,15 +111,11 @@ t.test('the trial counts neither gaps the budget refused a window for nor gaps w
   let lost = false;
   const w = new RingPollWindow(() => g, () => lost);
   w.next(150_000);
-  let opened = 0;
-  for (let i = 0; i < 200; i++) {
-    opened += w.open() > 0 ? 1 : 0;
-    w.next(900_000);
-  }
-  t.equal(opened, 0, 'the budget refused every window');
+  t.equal(gaps(w, 200, 900_000), 0, 'the budget refused every window');
   t.equal(w.trial.polling, true, '200 long gaps without a window did not end the trial with windows');
   allows = true;
   lost = true;
+  let opened = 0;
   let kept = 0;
   for (let i = 0; i < 200; i++) {
     w.ns = 300_000;
@@ -140,9 +126,6 @@ t.test('the trial counts neither gaps the budget refused a window for nor gaps w
   t.same([opened, kept], [200, 0], 'windows opened, and each lost the CPU');
   t.equal(w.trial.polling, true, 'nor did 200 windows that lost the CPU');
   lost = false;
-  for (let i = 0; i < 64; i++) {
-    w.open();
-    w.next(100_000);
-  }
+  gaps(w, 64, 100_000);
   t.equal(w.trial.polling, false, '64 gaps with a window open end it');
 });
