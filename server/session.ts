@@ -54,6 +54,12 @@ export class Session implements HandlerContext {
   /** The request whose reply a fault rule corrupts (at most one reply is outstanding at a time). */
   private corrupting: { h: Header; action: CorruptAction } | null = null;
   readonly poll: PollGate | undefined;
+  /**
+   * Messages left before the watcher stops looking for plain reads: the
+   * look is a system call before every message, wasted on a socket that
+   * carries doorbells and DMA maps. A REGION_READ sets it again.
+   */
+  private readsLately = READS_LATELY;
 
   constructor(
     fd: number,
@@ -74,10 +80,7 @@ export class Session implements HandlerContext {
     this.transport = new Transport(fd, {
       onRawMessage: (buf, at, size) => this.onRawMessage(buf, at, size),
       onMessage: (m) => this.onMessage(m),
-      onNativeRead: () => {
-        this.counts.REGION_READ = (this.counts.REGION_READ ?? 0) + 1;
-        this.sawRequest(true);
-      },
+      onNativeRead: () => this.counted('REGION_READ'),
       onClose: (err) => this.onClose(err),
     }, log, { maxMessageSize: maxMessageSize(DEFAULT_LIMITS), maxFds: DEFAULT_LIMITS.maxMsgFds }, tap);
     if (nativeReads && !tap) this.serveReadsNatively();
@@ -117,15 +120,12 @@ export class Session implements HandlerContext {
   }
 
   /**
-   * Messages left before the watcher stops looking for plain reads: the
-   * look is a system call before every message, wasted on a socket that
-   * carries doorbells and DMA maps. A REGION_READ sets it again.
+   * Counts a request (either path). After a REGION_READ the watcher looks for
+   * plain reads for READS_LATELY more messages, one fewer after anything else.
    */
-  private readsLately = READS_LATELY;
-
-  /** A request came: READS_LATELY more messages looked at after a read, one fewer after anything else. */
-  private sawRequest(read: boolean): void {
-    this.readsLately = read ? READS_LATELY : Math.max(0, this.readsLately - 1);
+  private counted(name: string): void {
+    this.counts[name] = (this.counts[name] ?? 0) + 1;
+    this.readsLately = name === 'REGION_READ' ? READS_LATELY : Math.max(0, this.readsLately - 1);
   }
 
   /** Fault rules changed: a message rule must see the next request, so the gate is set again now. */
@@ -157,9 +157,7 @@ export class Session implements HandlerContext {
     if (!write && command !== Command.REGION_READ) return false;
     const a = this.access;
     if (!peekRegionAccess(buf, at + HEADER_SIZE, size - HEADER_SIZE, write, this.limits, a)) return false;
-    const name = write ? 'REGION_WRITE' : 'REGION_READ';
-    this.counts[name] = (this.counts[name] ?? 0) + 1;
-    this.sawRequest(!write);
+    this.counted(write ? 'REGION_WRITE' : 'REGION_READ');
     const msgId = u16At(buf, at);
     const quiet = (flags & VFIO_USER_F_NO_REPLY) !== 0;
     let result: Buffer | void | Promise<Buffer | void>;
@@ -219,9 +217,7 @@ export class Session implements HandlerContext {
   }
 
   private process(h: Header, payload: Buffer, fds: number[]): void {
-    const name = commandName(h.command);
-    this.counts[name] = (this.counts[name] ?? 0) + 1;
-    this.sawRequest(h.command === Command.REGION_READ);
+    this.counted(commandName(h.command));
     const fdBag = new FdBag(fds);
     let result: Reply | Promise<Reply>;
     try {
