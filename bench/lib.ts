@@ -68,6 +68,43 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
 }
 
+/** Where the true median of what `xs` were drawn from lies, at `coverage` (a fraction) or better. */
+export interface MedianInterval {
+  low: number;
+  high: number;
+  /** The interval's own coverage, at least the one asked for unless there are too few values. */
+  coverage: number;
+}
+
+/**
+ * The distribution-free interval for a median (the sign test's): the k-th
+ * smallest and k-th largest of n values hold the median with probability
+ * 1 - 2 P(Binomial(n, 1/2) < k), whatever the distribution. The largest k
+ * that still gives `confidence` is taken; with too few values for it (n < 6
+ * at 0.95) the whole range, and its smaller coverage, are returned. It says
+ * whether a ratio's miss is more than the rounds' noise.
+ */
+export function medianInterval(xs: readonly number[], confidence = 0.95): MedianInterval {
+  const n = xs.length;
+  if (n === 0) throw new RangeError('medianInterval: no values');
+  if (!(confidence > 0 && confidence < 1)) throw new RangeError(`medianInterval: confidence ${confidence} is not in (0, 1)`);
+  const s = [...xs].sort((a, b) => a - b);
+  // below[k] = P(X < k) for X ~ Binomial(n, 1/2), built term by term.
+  let term = 0.5 ** n;
+  let below = 0;
+  let k = 1;
+  let coverage = 1 - 2 * term; // k = 1: the whole range
+  for (;;) {
+    below += term;
+    term = (term * (n - k + 1)) / k;
+    const next = 1 - 2 * (below + term);
+    if (k + 1 > n - k || next < confidence) break;
+    k++;
+    coverage = next;
+  }
+  return { low: s[k - 1]!, high: s[n - k]!, coverage };
+}
+
 export function envNumber(name: string, dflt: number): number {
   const v = process.env[name];
   if (v === undefined || v === '') return dflt;

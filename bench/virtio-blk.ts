@@ -4,7 +4,9 @@
 // interleaved (odd rounds ours first, even rounds QEMU's first; dd steps run
 // several times per round). Per step the figure of a device is the median of
 // its runs; the ratio is ours / QEMU's medians, and the spread is the range
-// of the paired ratios (the two devices' runs taken back to back).
+// of the paired ratios (the two devices' runs taken back to back), with the
+// median of those and the interval that holds their true median at 95% or
+// better (medianInterval): a miss inside it is within the rounds' noise.
 //
 // Like for like: QEMU's device has iommu_platform=on (it negotiates
 // VIRTIO_F_ACCESS_PLATFORM as ours does, so the guest maps every buffer
@@ -46,7 +48,7 @@ import { parseFioTerse } from '../qemu-configs/guest-scripts/fio.js';
 import { startServer, type RunningServer } from '../server/runtime.js';
 import { parseQemuTrace, qemuTraceArgs, type Timeline } from './qemu-trace.js';
 import type { VirtioBlk } from '../devices/virtio-blk/index.js';
-import { allocatedImages, ddRedone, envNumber, formatTable, fsTypeOf, median, progress, type BenchRow } from './lib.js';
+import { allocatedImages, ddRedone, envNumber, formatTable, fsTypeOf, median, medianInterval, progress, type BenchRow } from './lib.js';
 import { keepLogTail } from '../server/log.js';
 
 const MiB = 1 << 20;
@@ -176,6 +178,7 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
         const perRun = xs.map((x, i) => x / ys[i]!);
         const fmt = (v: number[]) => v.map((x) => (d.unit === 'IOPS' ? Math.round(x) : x.toFixed(0))).join('/');
         const whole = d.step.ddRequests === undefined ? '' : `; ${[a, b].map((disk) => ddRedone(r.results, disk.label, d.id, runs)).join(', ')}`;
+        const ci = medianInterval(perRun);
         rows.push({
           name: b === QEMU ? `virtio-blk guest ${name}` : name,
           value: median(xs),
@@ -185,7 +188,8 @@ export async function benchVirtioBlk(): Promise<BenchRow[]> {
           ...(b === QEMU && d.goal !== undefined ? { goal: d.goal } : {}),
           note:
             `medians of ${runs === rounds ? rounds : `${runs} runs (${rounds} rounds x ${d.step.runs})`}; ` +
-            `paired ratio ${Math.min(...perRun).toFixed(2)}-${Math.max(...perRun).toFixed(2)}, median ${median(perRun).toFixed(2)} ` +
+            `paired ratio ${Math.min(...perRun).toFixed(2)}-${Math.max(...perRun).toFixed(2)}, median ${median(perRun).toFixed(2)}, ` +
+            `its ${Math.floor(ci.coverage * 100)}% interval ${ci.low.toFixed(2)}-${ci.high.toFixed(2)} ` +
             `(${a.label} ${fmt(xs)}, ${b.label} ${fmt(ys)})${whole}`,
         });
       }
