@@ -21,10 +21,10 @@ const RUN_MAX_WAITS = 32768;
  */
 export class PollTrial {
   /**
-   * `pays`: windows pay when the mean wait with them is below this share of
+   * `bar`: windows pay when the mean wait with them is below this share of
    * the wait without.
    */
-  constructor(private readonly pays: number) {}
+  constructor(private readonly bar: number) {}
 
   /** May windows open now? */
   polling = true;
@@ -56,7 +56,7 @@ export class PollTrial {
       this.polling = false;
       this.target = TRIAL_WAITS;
     } else if (this.phase === 'without') {
-      const pays = this.meanWith < mean * this.pays;
+      const pays = this.meanWith < mean * this.bar;
       if (pays) this.paid++;
       else this.unpaid++;
       this.run = pays === this.lastWinner ? Math.min(RUN_MAX_WAITS, 2 * this.run) : RUN_MIN_WAITS;
